@@ -1,0 +1,23 @@
+//! The command line: one file per command, each with a clap argument struct and a `run`.
+
+use clap::{Parser, Subcommand};
+
+/// Train and evaluate image captioners, and search images by their captions.
+#[derive(Debug, Parser)]
+#[command(name = "capsearch", version, about, long_about = None)]
+pub struct Cli {
+    /// Log more (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {}
+}

@@ -1,0 +1,90 @@
+//! The library's one error type. Every variant names what is at fault (file, line, field)
+//! and, where it can, what would fix it. The CLI maps every `Error` to exit code 2.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in capsearch's library code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file's content is malformed. `location` is e.g. "line 3, column 7" or "entry 12".
+    #[error("{}{}: {message}", path.display(), location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default())]
+    Parse {
+        path: PathBuf,
+        location: Option<String>,
+        message: String,
+    },
+
+    /// The dataset format could not be recognised, or `--format` names an unknown one.
+    #[error("{}: {message}", path.display())]
+    UnknownFormat { path: PathBuf, message: String },
+
+    /// A dataset that loaded but cannot be used (empty, no training split, ...).
+    #[error("dataset {}: {message}", path.display())]
+    Dataset { path: PathBuf, message: String },
+
+    /// An image path that would leave the image root (`..`, absolute paths, symlinks pointing out).
+    #[error("{}: image path {path:?} escapes the image root {}; use paths relative to the root", source_file.display(), root.display())]
+    PathEscapesRoot {
+        source_file: PathBuf,
+        path: String,
+        root: PathBuf,
+    },
+
+    /// An image that cannot be decoded or is refused (corrupt, truncated, too many pixels, not an image).
+    #[error("{}: {message}", path.display())]
+    Image { path: PathBuf, message: String },
+
+    /// A configuration value that is missing or out of range.
+    #[error("config {field}: {message}")]
+    Config { field: String, message: String },
+
+    /// A checkpoint or model artifact that is missing or inconsistent.
+    #[error("model {}: {message}", path.display())]
+    Model { path: PathBuf, message: String },
+
+    /// A pickle or weight file that cannot be imported.
+    #[error("{}: {message}", path.display())]
+    Import { path: PathBuf, message: String },
+
+    /// The search backend failed (not reachable, index missing, mapping conflict, ...).
+    #[error("search backend: {0}")]
+    Search(String),
+
+    /// Invalid input that belongs to no file (a bad flag value, a malformed request body).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Shorthand for an [`Error::Io`] on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for an [`Error::Parse`].
+    pub fn parse(
+        path: impl Into<PathBuf>,
+        location: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Parse {
+            path: path.into(),
+            location,
+            message: message.into(),
+        }
+    }
+}
