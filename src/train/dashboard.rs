@@ -578,7 +578,7 @@ fn x_bounds(lo: f64, hi: f64) -> [f64; 2] {
 fn x_labels(bounds: [f64; 2]) -> Vec<Span<'static>> {
     let [lo, hi] = bounds;
     let fmt = |x: f64| {
-        if hi - lo >= 3.0 {
+        if hi - lo >= 10.0 {
             format!("{x:.0}")
         } else {
             format!("{x:.1}")
@@ -1268,7 +1268,10 @@ fn restore_terminal(from_panic_hook: bool) {
 type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
 
 /// The ratatui training dashboard on stdout. It owns the terminal from [`Dashboard::new`] until
-/// [`TrainingReporter::finish`] or drop, and restores it on panic too.
+/// [`TrainingReporter::finish`] or drop, and restores it on panic too. One at a time.
+///
+/// Keys are read (without blocking) and the screen redrawn only inside `update`, so the loop
+/// should call `update` during long phases too (every few validation or decoding batches).
 pub struct Dashboard {
     screen: Screen<CrosstermBackend<Stdout>>,
     previous_hook: Option<Arc<PanicHook>>,
