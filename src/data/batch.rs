@@ -83,7 +83,7 @@ impl ImageStore {
     ) -> Result<ImageStore> {
         let samples: Vec<&Sample> = samples.into_iter().collect();
         let bar = super::parallel::progress_bar(samples.len() as u64, "decoding images");
-        let decoded = super::parallel::map_parallel(&samples, opts.threads, Some(&bar), |_, s| {
+        let decoded = super::parallel::map_parallel(&samples, opts.threads, Some(&bar), |s| {
             let path = super::formats::resolve_image(&dataset.image_root, &s.path)?;
             load_rgb8(&path, opts.size, opts.mode, &opts.limits)
         });

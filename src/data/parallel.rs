@@ -25,21 +25,19 @@ pub fn progress_bar(len: u64, message: &str) -> ProgressBar {
 }
 
 /// Applies `f` to every item on `threads` threads (items are handed out one at a time, so slow
-/// items do not stall a whole chunk) and returns the results in input order. `f` gets the item's
-/// index. The bar, if given, advances once per item.
+/// items do not stall a whole chunk) and returns the results in input order. The bar, if given, advances once per item.
 pub fn map_parallel<T, R, F>(items: &[T], threads: usize, bar: Option<&ProgressBar>, f: F) -> Vec<R>
 where
     T: Sync,
     R: Send,
-    F: Fn(usize, &T) -> R + Sync,
+    F: Fn(&T) -> R + Sync,
 {
     let threads = threads.clamp(1, items.len().max(1));
     if threads == 1 {
         return items
             .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let r = f(i, item);
+            .map(|item| {
+                let r = f(item);
                 if let Some(bar) = bar {
                     bar.inc(1);
                 }
@@ -56,7 +54,7 @@ where
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(item) = items.get(i) else { break };
-                    local.push((i, f(i, item)));
+                    local.push((i, f(item)));
                     if let Some(bar) = bar {
                         bar.inc(1);
                     }
@@ -93,12 +91,9 @@ mod tests {
     fn keeps_order_on_any_thread_count() {
         let items: Vec<usize> = (0..1000).collect();
         for threads in [1, 2, 7] {
-            let out = map_parallel(&items, threads, None, |i, &x| {
-                assert_eq!(i, x);
-                x * 2
-            });
+            let out = map_parallel(&items, threads, None, |&x| x * 2);
             assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
         }
-        assert!(map_parallel(&[] as &[u8], 4, None, |_, _| 0).is_empty());
+        assert!(map_parallel(&[] as &[u8], 4, None, |_| 0).is_empty());
     }
 }

@@ -884,9 +884,10 @@ pub fn generate(opts: &ShapesOptions) -> Result<ShapesSummary> {
         .collect();
 
     let bar = super::parallel::progress_bar(opts.images as u64, "drawing shapes");
-    let results = super::parallel::map_parallel(&names, opts.threads, Some(&bar), |i, name| {
+    let indices: Vec<usize> = (0..opts.images).collect();
+    let results = super::parallel::map_parallel(&indices, opts.threads, Some(&bar), |&i| {
         let g = generate_one(opts.seed, i, opts.size, opts.captions_per_image)?;
-        let path = image_dir.join(name);
+        let path = image_dir.join(&names[i]);
         std::fs::write(&path, &g.png).map_err(|e| Error::io(&path, e))?;
         Ok::<_, Error>((g.scene, g.captions))
     });

@@ -432,7 +432,7 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
             &present,
             super::parallel::default_threads(),
             Some(&bar),
-            |_, p| {
+            |p| {
                 super::image::decode(&image_root.join(&p.path), &opts.limits)
                     .err()
                     .map(|e| e.to_string())
