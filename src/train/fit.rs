@@ -7,7 +7,6 @@
 //! the caption panel. burn's optimizers, gradient clipping, records and modules are used as they are.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
@@ -22,7 +21,10 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{self, ResumeState};
 use super::config::{OptimizerKind, Schedule, TrainConfig};
 use super::dashboard::{BestCheckpoint, SampleCaption, TrainingReporter, TrainingStatus, current_rss_bytes};
-use crate::data::image::{ImageLimits, Normalization, ResizeMode};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset as _;
+use crate::data::batch::{CaptionBatcher, CaptionDataset, ImageStore, StoreOptions};
+use crate::data::image::{Normalization, ResizeMode};
 use crate::data::text::{Vocabulary, tokenize};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
@@ -54,74 +56,6 @@ pub struct TrainSummary {
     pub images_per_sec: f64,
 }
 
-/// Images of one split, decoded once and kept as `u8`.
-pub struct ImageSet {
-    pub size: usize,
-    /// `HWC` RGB bytes per image, `None` when the image could not be read.
-    pub pixels: Vec<Option<Arc<Vec<u8>>>>,
-}
-
-impl ImageSet {
-    /// Decodes the images of `samples` in parallel.
-    pub fn load(dataset: &Dataset, samples: &[&crate::data::Sample], size: usize) -> Self {
-        let limits = ImageLimits::default();
-        let paths: Vec<PathBuf> = samples.iter().map(|s| dataset.image_path(s)).collect();
-        let threads = crate::data::parallel::default_threads();
-        let pixels = crate::data::parallel::map_parallel(&paths, threads, None, |p| {
-            crate::data::image::load_rgb8(p, size as u32, ResizeMode::Squash, &limits)
-                .map_err(|e| tracing::warn!("skipping image: {e}"))
-                .ok()
-                .map(Arc::new)
-        });
-        Self { size, pixels }
-    }
-}
-
-/// One training example: an image and one of its captions (as ids, without boundaries).
-#[derive(Debug, Clone)]
-struct Example {
-    image: usize,
-    ids: Vec<usize>,
-}
-
-/// Builds `[B, 3, S, S]` images from decoded pixels.
-pub fn images_tensor(set: &ImageSet, indices: &[usize], device: &Device) -> Tensor<4> {
-    let s = set.size;
-    let per = 3 * s * s;
-    let mut buf = vec![0f32; indices.len() * per];
-    for (slot, &i) in buf.chunks_exact_mut(per).zip(indices) {
-        if let Some(px) = &set.pixels[i] {
-            crate::data::image::normalize_into(px, TRAIN_NORMALIZATION, slot);
-        }
-    }
-    Tensor::<1>::from_data(TensorData::new(buf, [indices.len() * per]), device)
-        .reshape([indices.len(), 3, s, s])
-}
-
-/// Teacher-forcing tensors for a list of captions: inputs `[0, w1..wn]`, targets `[w1..wn, 0]`,
-/// and the mask of real targets, padded to the longest caption.
-pub fn caption_tensors(captions: &[&[usize]], device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
-    let t = captions.iter().map(|c| c.len() + 1).max().unwrap_or(1);
-    let b = captions.len();
-    let mut inputs = vec![0i64; b * t];
-    let mut targets = vec![0i64; b * t];
-    let mut mask = vec![0f32; b * t];
-    for (row, ids) in captions.iter().enumerate() {
-        for (k, &w) in ids.iter().enumerate() {
-            inputs[row * t + k + 1] = w as i64;
-            targets[row * t + k] = w as i64;
-        }
-        for m in &mut mask[row * t..row * t + ids.len() + 1] {
-            *m = 1.0;
-        }
-    }
-    (
-        Tensor::<1, Int>::from_data(TensorData::new(inputs, [b * t]), device).reshape([b, t]),
-        Tensor::<1, Int>::from_data(TensorData::new(targets, [b * t]), device).reshape([b, t]),
-        Tensor::<1>::from_data(TensorData::new(mask, [b * t]), device).reshape([b, t]),
-    )
-}
-
 fn learning_rate(config: &TrainConfig, epoch0: usize, global_iter: usize, total_iters: usize) -> f64 {
     let base = config.optim.lr;
     match config.optim.schedule {
@@ -150,142 +84,117 @@ fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
     }
 }
 
-/// Greedy-decodes up to `limit` images of a split and returns (generated token lists, reference token lists).
+/// Greedy-decodes up to `limit` images of a store (0: all) and returns (generated token lists,
+/// reference token lists), in store order.
 pub fn decode_split(
     model: &Captioner,
     vocab: &Vocabulary,
-    images: &ImageSet,
-    refs: &[Vec<Vec<String>>],
+    images: &ImageStore,
     limit: usize,
     batch_size: usize,
     device: &Device,
-) -> (Vec<Vec<String>>, Vec<Vec<Vec<String>>>) {
-    let usable: Vec<usize> = (0..images.pixels.len())
-        .filter(|&i| images.pixels[i].is_some())
-        .take(if limit == 0 { usize::MAX } else { limit })
-        .collect();
-    let mut generated = Vec::with_capacity(usable.len());
-    for chunk in usable.chunks(batch_size.max(1)) {
-        let Some(features) = model.encode(images_tensor(images, chunk, device)) else {
+) -> Result<(Vec<Vec<String>>, Vec<Vec<Vec<String>>>)> {
+    let n = if limit == 0 { images.len() } else { images.len().min(limit) };
+    let indices: Vec<usize> = (0..n).collect();
+    let mut generated = Vec::with_capacity(n);
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let Some(features) = model.encode(images.tensor(chunk, TRAIN_NORMALIZATION, device)?) else {
             break;
         };
         for caption in decode(model, features, DecodeOptions::default()) {
             generated.push(tokenize(&vocab.decode(&caption.ids)));
         }
     }
-    let references = usable.iter().map(|&i| refs[i].clone()).collect();
-    (generated, references)
+    let references = images.images()[..n]
+        .iter()
+        .map(|s| s.sample.captions.iter().map(|c| tokenize(c)).collect())
+        .collect();
+    Ok((generated, references))
 }
 
 struct Prepared {
     vocab: Vocabulary,
-    train_images: ImageSet,
-    val_images: ImageSet,
-    train_examples: Vec<Example>,
-    val_examples: Vec<Example>,
-    val_refs: Vec<Vec<Vec<String>>>,
-    val_names: Vec<String>,
+    train_images: ImageStore,
+    val_images: ImageStore,
+    train: CaptionDataset,
+    val: CaptionDataset,
 }
 
 fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
     let ds = &req.dataset;
-    let train: Vec<_> = ds.split(Split::Train).collect();
-    let val: Vec<_> = ds.split(Split::Val).collect();
-    if train.is_empty() {
-        return Err(Error::Dataset {
-            path: ds.source.clone(),
-            message: "no images in the train split: nothing to train on".into(),
-        });
-    }
-    if val.is_empty() {
-        return Err(Error::Dataset {
-            path: ds.source.clone(),
-            message: "no images in the val split: validation BLEU-4 needs one (give the dataset a val split, or let capsearch split it by leaving splits out)".into(),
-        });
-    }
-    let tokenized = |samples: &[&crate::data::Sample]| -> Vec<Vec<Vec<String>>> {
-        samples.iter().map(|s| s.captions.iter().map(|c| tokenize(c)).collect()).collect()
+    let no_split = |split: &str, hint: &str| Error::Dataset {
+        path: ds.source.clone(),
+        message: format!("no images in the {split} split: {hint}"),
     };
-    let train_tokens = tokenized(&train);
-    let val_refs = tokenized(&val);
+    if ds.count(Split::Train) == 0 {
+        return Err(no_split("train", "nothing to train on"));
+    }
+    if ds.count(Split::Val) == 0 {
+        return Err(no_split(
+            "val",
+            "validation BLEU-4 needs one (give the dataset a val split, or leave splits out and capsearch makes one)",
+        ));
+    }
     let vocab = vocab.unwrap_or_else(|| {
+        let tokens: Vec<Vec<String>> = ds
+            .split(Split::Train)
+            .flat_map(|s| s.captions.iter().map(|c| tokenize(c)))
+            .collect();
         Vocabulary::build(
-            train_tokens.iter().flatten().map(|c| c.as_slice()),
+            tokens.iter().map(|c| c.as_slice()),
             req.config.data.word_count_threshold,
             true,
         )
     });
-    let max_len = req.config.data.max_caption_len;
-    let examples = |tokens: &[Vec<Vec<String>>]| -> Vec<Example> {
-        tokens
-            .iter()
-            .enumerate()
-            .flat_map(|(image, caps)| {
-                caps.iter().map(move |c| (image, c))
-            })
-            .map(|(image, c)| {
-                let mut ids = vocab.encode(c);
-                ids.truncate(max_len);
-                Example { image, ids }
-            })
-            .filter(|e| !e.ids.is_empty())
-            .collect()
-    };
-    let train_examples = examples(&train_tokens);
-    let val_examples = examples(&val_refs);
-    let size = req.config.data.image_size;
+    let opts = StoreOptions::new(req.config.data.image_size as u32, ResizeMode::Squash);
     tracing::info!(
-        train = train.len(),
-        val = val.len(),
+        train = ds.count(Split::Train),
+        val = ds.count(Split::Val),
         vocabulary = vocab.len(),
         "decoding images once into memory"
     );
-    let train_images = ImageSet::load(ds, &train, size);
-    let val_images = ImageSet::load(ds, &val, size);
-    let usable = |set: &ImageSet, ex: Vec<Example>| -> Vec<Example> {
-        ex.into_iter().filter(|e| set.pixels[e.image].is_some()).collect()
-    };
-    let train_examples = usable(&train_images, train_examples);
-    let val_examples = usable(&val_images, val_examples);
-    if train_examples.is_empty() {
-        return Err(Error::Dataset {
-            path: ds.source.clone(),
-            message: "no readable train image has a caption with in-vocabulary words".into(),
-        });
+    let train_images = ImageStore::build(ds, ds.split(Split::Train), &opts)?;
+    let val_images = ImageStore::build(ds, ds.split(Split::Val), &opts)?;
+    if train_images.is_empty() || val_images.is_empty() {
+        return Err(no_split(
+            if train_images.is_empty() { "train" } else { "val" },
+            "none of its images could be read (see the warnings above)",
+        ));
     }
+    let max_len = req.config.data.max_caption_len;
     Ok(Prepared {
-        val_names: val.iter().map(|s| s.path.clone()).collect(),
+        train: CaptionDataset::new(&train_images, &vocab, max_len),
+        val: CaptionDataset::new(&val_images, &vocab, max_len),
         vocab,
         train_images,
         val_images,
-        train_examples,
-        val_examples,
-        val_refs,
     })
 }
 
-fn batch_loss(model: &Captioner, images: &ImageSet, batch: &[&Example], device: &Device) -> Tensor<1> {
-    let idx: Vec<usize> = batch.iter().map(|e| e.image).collect();
-    let caps: Vec<&[usize]> = batch.iter().map(|e| e.ids.as_slice()).collect();
-    let (inputs, targets, mask) = caption_tensors(&caps, device);
+fn batch_loss(model: &Captioner, data: &CaptionDataset, indices: &[usize], device: &Device) -> Result<(Tensor<1>, usize)> {
+    let items = indices
+        .iter()
+        .map(|&i| data.get(i).ok_or_else(|| Error::Invalid(format!("caption pair {i} out of range"))))
+        .collect::<Result<Vec<_>>>()?;
+    let tokens = items.iter().map(|i| i.tokens.len() + 1).sum();
+    let batch = CaptionBatcher::new(TRAIN_NORMALIZATION).batch(items, device);
     let features = model
-        .encode(images_tensor(images, &idx, device))
-        .unwrap_or_else(|| unreachable!("training builds a CNN encoder"));
-    model.loss(features, inputs, targets, mask)
+        .encode(batch.images)
+        .ok_or_else(|| Error::Invalid("training needs a model with an image encoder".into()))?;
+    Ok((model.loss(features, batch.inputs, batch.targets, batch.mask), tokens))
 }
 
-/// Mean teacher-forced loss per token over the validation examples.
-fn validation_loss(model: &Captioner, data: &Prepared, batch_size: usize, device: &Device) -> f64 {
+/// Mean teacher-forced loss per token over the validation captions.
+fn validation_loss(model: &Captioner, data: &Prepared, batch_size: usize, device: &Device) -> Result<f64> {
     let mut total = 0.0;
-    let mut tokens = 0.0;
-    let examples: Vec<&Example> = data.val_examples.iter().collect();
-    for chunk in examples.chunks(batch_size) {
-        let n: usize = chunk.iter().map(|e| e.ids.len() + 1).sum();
-        let loss = batch_loss(model, &data.val_images, chunk, device).into_scalar::<f32>() as f64;
-        total += loss * n as f64;
-        tokens += n as f64;
+    let mut tokens = 0usize;
+    let indices: Vec<usize> = (0..data.val.len()).collect();
+    for chunk in indices.chunks(batch_size) {
+        let (loss, n) = batch_loss(model, &data.val, chunk, device)?;
+        total += loss.into_scalar::<f32>() as f64 * n as f64;
+        tokens += n;
     }
-    if tokens == 0.0 { f64::NAN } else { total / tokens }
+    Ok(if tokens == 0 { f64::NAN } else { total / tokens as f64 })
 }
 
 /// Runs (or resumes) a training run.
@@ -352,7 +261,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     let mut metrics = checkpoint::MetricsLog::open(&out.join("metrics.csv"), state.global_iteration)?;
 
     let bs = config.run.batch_size;
-    let iters_per_epoch = data.train_examples.len().div_ceil(bs);
+    let iters_per_epoch = data.train.len().div_ceil(bs);
     let total_iters = iters_per_epoch * config.run.epochs;
     let budget = config.time_budget()?;
     let started = Instant::now();
@@ -372,7 +281,8 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     if let (Some(e), Some(b)) = (state.best_epoch, state.best_bleu4) {
         status.best = Some(BestCheckpoint { epoch: e, bleu4: b, path: out.join(artifact::WEIGHTS) });
     }
-    let sample_count = data.val_names.len().min(4);
+    let sample_count = data.val_images.len().min(4);
+    let _ = &data.train_images;
     let mut images_seen = 0usize;
     let mut stopped_because = String::from("finished all epochs");
     let mut throughput = 0.0;
@@ -381,7 +291,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         let epoch = epoch0 + 1;
         status.epoch = epoch;
         // The order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
-        let mut order: Vec<usize> = (0..data.train_examples.len()).collect();
+        let mut order: Vec<usize> = (0..data.train.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.run.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         ad_device.seed(config.run.seed.wrapping_add(epoch as u64 * 1_000_003 + state.iteration as u64));
         let skip = state.iteration;
@@ -389,9 +299,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         let mut window = (Instant::now(), 0usize, 0usize, 0.0f64, 0usize);
         for (it, chunk) in order.chunks(bs).enumerate().skip(skip) {
             let lr = learning_rate(config, epoch0, state.global_iteration, total_iters);
-            let batch: Vec<&Example> = chunk.iter().map(|&i| &data.train_examples[i]).collect();
-            let tokens: usize = batch.iter().map(|e| e.ids.len() + 1).sum();
-            let loss = batch_loss(&model, &data.train_images, &batch, &ad_device);
+            let (loss, tokens) = batch_loss(&model, &data.train, chunk, &ad_device)?;
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             if !loss_value.is_finite() {
                 return Err(Error::Invalid(format!(
@@ -403,8 +311,8 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
             model = optim.step(lr, model, grads);
             state.iteration = it + 1;
             state.global_iteration += 1;
-            images_seen += batch.len();
-            window.1 += batch.len();
+            images_seen += chunk.len();
+            window.1 += chunk.len();
             window.2 += tokens;
             window.3 += loss_value;
             window.4 += 1;
@@ -451,14 +359,14 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         let valid = model.valid();
         status.phase = "validating".into();
         reporter.update(&status);
-        let val_loss = validation_loss(&valid, &data, bs, &device);
+        let val_loss = validation_loss(&valid, &data, bs, &device)?;
         status.phase = "decoding".into();
         reporter.update(&status);
-        let (generated, references) = decode_split(&valid, vocab, &data.val_images, &data.val_refs, config.run.val_bleu_images, bs, &device);
+        let (generated, references) = decode_split(&valid, vocab, &data.val_images, config.run.val_bleu_images, bs, &device)?;
         let bleu4 = 100.0 * crate::eval::bleu::coco_bleu(&generated, &references).corpus[3];
         status.samples = (0..sample_count.min(generated.len()))
             .map(|i| SampleCaption {
-                image: data.val_names[i].clone(),
+                image: data.val_images.images()[i].sample.path.clone(),
                 generated: generated[i].join(" "),
                 reference: references[i].first().map(|r| r.join(" ")).unwrap_or_default(),
             })
