@@ -1,6 +1,9 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
+pub mod caption;
 pub mod dataset;
+pub mod device;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -20,11 +23,15 @@ pub struct Cli {
 pub enum Command {
     /// Generate and check datasets.
     Dataset(dataset::DatasetArgs),
+    Train(train::TrainArgs),
+    Caption(caption::CaptionArgs),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dataset(args) => dataset::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Caption(args) => caption::run(args),
     }
 }

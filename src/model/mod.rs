@@ -4,7 +4,7 @@ pub mod artifact;
 pub mod captioner;
 pub mod decode;
 pub mod encoder;
-// pub mod inference;
+pub mod inference;
 pub mod lstm;
 
 pub use captioner::{Captioner, CaptionerConfig, EncoderConfig};
