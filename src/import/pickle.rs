@@ -354,7 +354,9 @@ impl Dtype {
                  (convert with arr.astype('<f8') before pickling)",
                 self.typestr
             )),
-            other => Err(format!("numpy dtype byte order {other:?} is not understood")),
+            other => Err(format!(
+                "numpy dtype byte order {other:?} is not understood"
+            )),
         }
     }
 
@@ -432,9 +434,11 @@ impl Budget {
 
     fn charge(&mut self, nodes: usize, bytes: usize) -> std::result::Result<(), String> {
         if nodes > self.nodes || bytes > self.bytes {
-            return Err("the pickle expands to far more data than it holds (shared references \
+            return Err(
+                "the pickle expands to far more data than it holds (shared references \
                  used over and over); refusing to materialise it"
-                .into());
+                    .into(),
+            );
         }
         self.nodes -= nodes;
         self.bytes -= bytes;
@@ -899,7 +903,8 @@ impl<'a> Machine<'a> {
                     // STACK_GLOBAL
                     let name = self.pop()?;
                     let module = self.pop()?;
-                    let (Obj::Str(module), Obj::Str(name)) = (&self.arena[module], &self.arena[name])
+                    let (Obj::Str(module), Obj::Str(name)) =
+                        (&self.arena[module], &self.arena[name])
                     else {
                         return self.err("STACK_GLOBAL needs two str values");
                     };
@@ -944,8 +949,12 @@ impl<'a> Machine<'a> {
                          plain pickle (a torch checkpoint? use the .pth weight import)",
                     );
                 }
-                0x82..=0x84 => return self.err("extension registry codes (EXT1/2/4) are not supported"),
-                0x8f..=0x91 => return self.err("sets (EMPTY_SET/ADDITEMS/FROZENSET) are not supported"),
+                0x82..=0x84 => {
+                    return self.err("extension registry codes (EXT1/2/4) are not supported");
+                }
+                0x8f..=0x91 => {
+                    return self.err("sets (EMPTY_SET/ADDITEMS/FROZENSET) are not supported");
+                }
                 other => {
                     return self.err(format!(
                         "invalid opcode 0x{other:02x}: the file is not a pickle or is corrupt"
@@ -974,7 +983,8 @@ impl<'a> Machine<'a> {
         let fill = if last & 0x80 != 0 { 0xff } else { 0 };
         if bytes.len() > 8 {
             // Allowed only when the extra bytes are sign extension.
-            let sign_ok = bytes[8..].iter().all(|&b| b == fill) && ((bytes[7] & 0x80 != 0) == (fill == 0xff));
+            let sign_ok =
+                bytes[8..].iter().all(|&b| b == fill) && ((bytes[7] & 0x80 != 0) == (fill == 0xff));
             if !sign_ok {
                 return self.err("integer does not fit in 64 bits");
             }
@@ -1001,7 +1011,7 @@ impl<'a> Machine<'a> {
     }
 
     fn pairs(&self, items: Vec<Id>) -> R<Vec<(Id, Id)>> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.err("a dict needs key/value pairs but got an odd number of values");
         }
         Ok(items.chunks_exact(2).map(|p| (p[0], p[1])).collect())
@@ -1119,9 +1129,8 @@ impl<'a> Machine<'a> {
                             match u8::try_from(u32::from(c)) {
                                 Ok(b) => out.push(b),
                                 Err(_) => {
-                                    return self.err(
-                                        "_codecs.encode: a character is outside Latin-1",
-                                    );
+                                    return self
+                                        .err("_codecs.encode: a character is outside Latin-1");
                                 }
                             }
                         }
@@ -1522,9 +1531,8 @@ pub fn decode_py2_string_literal(line: &[u8]) -> std::result::Result<Vec<u8>, St
         end -= 1;
     }
     let line = &line[..end];
-    let quoted = line.len() >= 2
-        && (line[0] == b'\'' || line[0] == b'"')
-        && line[line.len() - 1] == line[0];
+    let quoted =
+        line.len() >= 2 && (line[0] == b'\'' || line[0] == b'"') && line[line.len() - 1] == line[0];
     if !quoted {
         return Err("the argument must be a quoted string".into());
     }
@@ -1621,7 +1629,9 @@ pub fn decode_raw_unicode_escape(line: &[u8]) -> std::result::Result<String, Str
             return Err("truncated \\uXXXX escape".into());
         };
         let Some(ch) = char::from_u32(code) else {
-            return Err(format!("\\u escape {code:#x} is not a Unicode scalar value"));
+            return Err(format!(
+                "\\u escape {code:#x} is not a Unicode scalar value"
+            ));
         };
         out.push(ch);
         i += 1 + digits;
@@ -1670,7 +1680,11 @@ mod tests {
 
     /// Little-endian f64 bytes as a Python 2 repr'd STRING literal (what cPickle writes).
     fn py2_repr(bytes: &[u8]) -> Vec<u8> {
-        let quote = if bytes.contains(&b'\'') && !bytes.contains(&b'"') { b'"' } else { b'\'' };
+        let quote = if bytes.contains(&b'\'') && !bytes.contains(&b'"') {
+            b'"'
+        } else {
+            b'\''
+        };
         let mut out = vec![quote];
         for &c in bytes {
             match c {
@@ -1706,10 +1720,7 @@ mod tests {
                         Value::Bool(false),
                     ])
                 ),
-                (
-                    s("café"),
-                    Value::Tuple(vec![b(b"x'y"), Value::Int(-3)])
-                ),
+                (s("café"), Value::Tuple(vec![b(b"x'y"), Value::Int(-3)])),
             ])
         );
         assert_eq!(v.get("a").map(Value::type_name).as_deref(), Some("list"));
@@ -1758,14 +1769,22 @@ mod tests {
             ])
         );
         // LONG1 wider than 8 bytes is fine when the extra bytes are sign extension only.
-        assert_eq!(ok(b"\x8a\x09\xff\xff\xff\xff\xff\xff\xff\xff\xff."), Value::Int(-1));
-        assert!(err(b"\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.").message.contains("64 bits"));
+        assert_eq!(
+            ok(b"\x8a\x09\xff\xff\xff\xff\xff\xff\xff\xff\xff."),
+            Value::Int(-1)
+        );
+        assert!(
+            err(b"\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.")
+                .message
+                .contains("64 bits")
+        );
     }
 
     #[test]
     fn protocol4_frames_memoize_stack_global() {
         // pickle.dumps({'k': b'\x00\x01'}, 4)
-        let p = b"\x80\x04\x95\x12\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01k\x94C\x02\x00\x01\x94s.";
+        let p =
+            b"\x80\x04\x95\x12\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01k\x94C\x02\x00\x01\x94s.";
         assert_eq!(ok(p), Value::Dict(vec![(s("k"), b(&[0, 1]))]));
         // MEMOIZE then BINGET of the same object.
         let p = b"\x80\x04\x8c\x03abc\x94h\x00\x86.";
@@ -1783,7 +1802,10 @@ mod tests {
         let d = |l: &[u8]| decode_py2_string_literal(l);
         assert_eq!(d(b"'a\\'b'").unwrap(), b"a'b");
         assert_eq!(d(b"\"it's\"").unwrap(), b"it's");
-        assert_eq!(d(b"'\\x00\\xff\\\\\\n\\t\\r'").unwrap(), b"\x00\xff\\\n\t\r");
+        assert_eq!(
+            d(b"'\\x00\\xff\\\\\\n\\t\\r'").unwrap(),
+            b"\x00\xff\\\n\t\r"
+        );
         assert_eq!(d(b"'\\101\\0\\7777'").unwrap(), b"A\x00\xff7");
         assert_eq!(d(b"'\\q\\a\\b\\f\\v'").unwrap(), b"\\q\x07\x08\x0c\x0b");
         assert_eq!(d(b"'ok'\r").unwrap(), b"ok");
@@ -1827,7 +1849,13 @@ mod tests {
     #[test]
     fn numpy_arrays_c_and_fortran() {
         let vals = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
-        let c = ok(&ndarray_p0("(I2\nI3\nt", "f8", "<", false, &f64_bytes(&vals)));
+        let c = ok(&ndarray_p0(
+            "(I2\nI3\nt",
+            "f8",
+            "<",
+            false,
+            &f64_bytes(&vals),
+        ));
         let Value::Array(c) = c else { panic!() };
         assert_eq!(c.shape, vec![2, 3]);
         assert_eq!(c.to_f64(), vals);
@@ -1848,7 +1876,13 @@ mod tests {
                 (100 * i + 10 * j + k) as f64
             })
             .collect();
-        let Value::Array(a) = ok(&ndarray_p0("(I2\nI2\nI3\nt", "f8", "<", true, &f64_bytes(&fdata))) else {
+        let Value::Array(a) = ok(&ndarray_p0(
+            "(I2\nI2\nI3\nt",
+            "f8",
+            "<",
+            true,
+            &f64_bytes(&fdata),
+        )) else {
             panic!()
         };
         let expected: Vec<f64> = (0..12)
@@ -1860,8 +1894,13 @@ mod tests {
         assert_eq!(a.shape, shape);
         assert_eq!(a.to_f64(), expected);
         // float32
-        let f32s: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let Value::Array(a) = ok(&ndarray_p0("(I2\nt", "f4", "<", false, &f32s)) else { panic!() };
+        let f32s: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let Value::Array(a) = ok(&ndarray_p0("(I2\nt", "f4", "<", false, &f32s)) else {
+            panic!()
+        };
         assert_eq!(a.data, ArrayData::F32(vec![1.5, -2.0]));
         assert_eq!(a.dtype_name(), "float32");
     }
@@ -1871,11 +1910,20 @@ mod tests {
         let e = err(&ndarray_p0("(I1\nt", "f8", ">", false, &[0; 8]));
         assert!(e.message.contains("big-endian"), "{e}");
         let e = err(&ndarray_p0("(I1\nt", "i8", "<", false, &[0; 8]));
-        assert!(e.message.contains("'i8'") || e.message.contains("\"i8\""), "{e}");
+        assert!(
+            e.message.contains("'i8'") || e.message.contains("\"i8\""),
+            "{e}"
+        );
         assert!(e.message.contains("float32"), "{e}");
         let e = err(&ndarray_p0("(I2\nt", "f8", "<", false, &[0; 8]));
         assert!(e.message.contains("needs 16 bytes"), "{e}");
-        let e = err(&ndarray_p0("(I4294967296\nI4294967296\nt", "f8", "<", false, &[0; 8]));
+        let e = err(&ndarray_p0(
+            "(I4294967296\nI4294967296\nt",
+            "f8",
+            "<",
+            false,
+            &[0; 8],
+        ));
         assert!(e.message.contains("large"), "{e}");
     }
 
@@ -1887,7 +1935,8 @@ mod tests {
 
     #[test]
     fn codecs_encode_gives_latin1_bytes() {
-        let p = b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00\xc3\xa9aX\x06\x00\x00\x00latin1\x86R.";
+        let p =
+            b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00\xc3\xa9aX\x06\x00\x00\x00latin1\x86R.";
         assert_eq!(ok(p), b(&[0xe9, b'a']));
         let p = b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x05\x00\x00\x00utf-8\x86R.";
         assert!(err(p).message.contains("latin1"));
@@ -1909,7 +1958,11 @@ mod tests {
         assert!(err(b"\x80\x05\x97.").message.contains("out-of-band"));
         // An allowed global called in a way numpy never does.
         assert!(err(b"cnumpy\nndarray\n)R.").message.contains("ndarray"));
-        assert!(err(b"cnumpy.core.multiarray\n_reconstruct\n(I0\ntR.").message.contains("ndarray"));
+        assert!(
+            err(b"cnumpy.core.multiarray\n_reconstruct\n(I0\ntR.")
+                .message
+                .contains("ndarray")
+        );
     }
 
     #[test]
@@ -1920,7 +1973,11 @@ mod tests {
         assert!(err(b"I12").message.contains("newline"));
         // Length fields far beyond the input: refused before any allocation.
         assert!(err(b"T\xff\xff\xff\x7fabc.").message.contains("truncated"));
-        assert!(err(b"\x8e\xff\xff\xff\xff\xff\xff\xff\xffabc.").message.contains("truncated"));
+        assert!(
+            err(b"\x8e\xff\xff\xff\xff\xff\xff\xff\xffabc.")
+                .message
+                .contains("truncated")
+        );
         assert!(err(b"X\xff\xff\xff\xffabc.").message.contains("truncated"));
         assert!(err(b"T\xff\xff\xff\xff.").message.contains("negative"));
         // Garbage and misuse.
@@ -1970,10 +2027,104 @@ mod tests {
             p.extend_from_slice(b"l.");
             p
         };
-        let Value::List(three) = ok(&arrays(3)) else { panic!() };
+        let Value::List(three) = ok(&arrays(3)) else {
+            panic!()
+        };
         assert_eq!(three.len(), 3);
         assert!(matches!(&three[2], Value::Array(a) if a.to_f64() == vec![1.0; 512]));
         let e = err(&arrays(10_000));
         assert!(e.message.contains("far more data"), "{e}");
+    }
+}
+
+/// Property test: random, truncated and mutated pickles never panic and never allocate beyond
+/// the limits (the real fixtures are the seeds). `CAPSEARCH_FUZZ_ITERS` raises the count.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/neuraltalk");
+        let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "p"))
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
+        out.sort();
+        assert!(out.len() >= 12, "fixtures missing");
+        out
+    }
+
+    fn mutate(rng: &mut ChaCha8Rng, seed: &[u8]) -> Vec<u8> {
+        let mut p = seed.to_vec();
+        match rng.random_range(0..6u8) {
+            0 => p.truncate(rng.random_range(0..=p.len())),
+            1 => {
+                for _ in 0..rng.random_range(1..8) {
+                    let i = rng.random_range(0..p.len());
+                    p[i] ^= 1 << rng.random_range(0..8);
+                }
+            }
+            2 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let i = rng.random_range(0..p.len());
+                    p[i] = rng.random();
+                }
+            }
+            3 => {
+                // A large length field where a length may be.
+                let i = rng.random_range(0..p.len());
+                let big: [u8; 8] = [0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff];
+                let n = rng.random_range(1..=8).min(p.len() - i);
+                p[i..i + n].copy_from_slice(&big[..n]);
+            }
+            4 => {
+                // Splice a chunk of the pickle elsewhere (duplicated opcodes, memo refs).
+                let a = rng.random_range(0..p.len());
+                let b = rng.random_range(a..=p.len().min(a + 64));
+                let chunk = p[a..b].to_vec();
+                let at = rng.random_range(0..=p.len());
+                p.splice(at..at, chunk);
+            }
+            _ => {
+                let n = rng.random_range(0..256);
+                p = (0..n).map(|_| rng.random()).collect();
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn mutated_pickles_give_errors_not_panics() {
+        let iters: usize = std::env::var("CAPSEARCH_FUZZ_ITERS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3000);
+        let seeds = seeds();
+        let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
+        let (mut oks, mut errs) = (0usize, 0usize);
+        for _ in 0..iters {
+            let seed = &seeds[rng.random_range(0..seeds.len())];
+            let p = mutate(&mut rng, seed);
+            match parse(&p) {
+                Ok(_) => oks += 1,
+                Err(e) => {
+                    assert!(e.offset <= p.len());
+                    errs += 1;
+                }
+            }
+        }
+        // Mutations must mostly be caught; the rest parsed into something harmless.
+        assert!(errs > iters / 2, "{oks} ok, {errs} errors");
+        // Every truncation of a real pickle is an error.
+        for seed in seeds.iter().take(2) {
+            for cut in (0..seed.len()).step_by(7) {
+                assert!(parse(&seed[..cut]).is_err(), "prefix of {cut} bytes parsed");
+            }
+        }
     }
 }
