@@ -689,4 +689,18 @@ mod tests {
             "{e}"
         );
     }
+
+    /// Loads a real checkpoint (e.g. flickr8k_cnn_lstm_v1.p) named by
+    /// `CAPSEARCH_NEURALTALK_PICKLE`: `cargo test --lib neuraltalk -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn load_checkpoint_from_env() {
+        let Ok(path) = std::env::var("CAPSEARCH_NEURALTALK_PICKLE") else {
+            eprintln!("CAPSEARCH_NEURALTALK_PICKLE is not set; nothing to load");
+            return;
+        };
+        let start = std::time::Instant::now();
+        let ck = NeuralTalkCheckpoint::load(Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("loaded {path} in {:.2?}\n{}", start.elapsed(), ck.summary());
+    }
 }
