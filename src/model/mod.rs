@@ -6,5 +6,6 @@ pub mod decode;
 pub mod encoder;
 pub mod inference;
 pub mod lstm;
+pub mod vgg16;
 
 pub use captioner::{Captioner, CaptionerConfig, EncoderConfig};
