@@ -39,7 +39,10 @@ pub fn read_npy_matrix(path: &Path) -> Result<(Vec<f32>, usize)> {
     };
     let fortran = npy.order() == npyz::Order::Fortran;
     let dtype = npy.dtype().descr();
-    let values: Vec<f32> = match dtype.trim_start_matches(['<', '>', '|', '=']) {
+    let values: Vec<f32> = match dtype
+        .trim_matches(['\'', '"'])
+        .trim_start_matches(['<', '|', '='])
+    {
         "f4" => npy
             .into_vec::<f32>()
             .map_err(|e| bad(format!("cannot read float32 data: {e}")))?,

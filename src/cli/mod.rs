@@ -3,6 +3,7 @@
 pub mod caption;
 pub mod dataset;
 pub mod device;
+pub mod import;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,7 @@ pub enum Command {
     Dataset(dataset::DatasetArgs),
     Train(train::TrainArgs),
     Caption(caption::CaptionArgs),
+    ImportNeuraltalk(import::ImportArgs),
 }
 
 /// Runs a parsed command line.
@@ -33,5 +35,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dataset(args) => dataset::run(args),
         Command::Train(args) => train::run(args),
         Command::Caption(args) => caption::run(args),
+        Command::ImportNeuraltalk(args) => import::run(args),
     }
 }

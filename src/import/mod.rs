@@ -2,6 +2,7 @@
 //! NeuralTalk checkpoint mapping ([`neuraltalk`]) and NeuralTalk's reference outputs
 //! ([`reference`]), against which an import is checked.
 
+pub mod captioner;
 pub mod neuraltalk;
 pub mod pickle;
 pub mod reference;

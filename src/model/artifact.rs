@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 pub const MODEL_INFO: &str = "model.json";
 pub const VOCAB: &str = "vocab.json";
 pub const WEIGHTS: &str = "model.bpk";
+/// A frozen VGG-16 encoder's weights, present in models imported with `--vgg16`.
+pub const VGG16_WEIGHTS: &str = "vgg16.bpk";
 
 /// How images are prepared for the encoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use super::artifact::{LoadedModel, load_model};
 use super::captioner::EncoderConfig;
 use super::decode::{DecodeOptions, decode};
+use super::vgg16::{Vgg16, Vgg16Config};
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
 use crate::error::{Error, Result};
 
@@ -20,6 +21,8 @@ pub struct Generated {
 /// A loaded model ready to caption.
 pub struct CaptionEngine {
     pub loaded: LoadedModel,
+    /// A frozen VGG-16 that turns images into the model's features (imported NeuralTalk models).
+    vgg: Option<Vgg16>,
     pub device: Device,
     pub limits: ImageLimits,
     normalization: Normalization,
@@ -42,8 +45,20 @@ impl CaptionEngine {
                 });
             }
         };
+        let vgg_path = dir.join(super::artifact::VGG16_WEIGHTS);
+        let vgg = match &loaded.info.captioner.encoder {
+            EncoderConfig::Precomputed { backbone, .. }
+                if backbone == "vgg16-fc7" && vgg_path.exists() =>
+            {
+                let vgg =
+                    super::artifact::load_weights(Vgg16Config::new().init(&device), &vgg_path)?;
+                Some(vgg.valid())
+            }
+            _ => None,
+        };
         Ok(Self {
             loaded,
+            vgg,
             device,
             limits: ImageLimits::default(),
             normalization,
@@ -57,7 +72,7 @@ impl CaptionEngine {
 
     /// Whether this model captions raw images (it has an image encoder).
     pub fn takes_images(&self) -> bool {
-        self.loaded.model.cnn.is_some()
+        self.loaded.model.cnn.is_some() || self.vgg.is_some()
     }
 
     /// Captions feature vectors `[N, F]` (row-major `data`).

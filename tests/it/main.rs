@@ -2,4 +2,5 @@
 
 mod common;
 mod dataset;
+mod neuraltalk;
 mod train;
