@@ -86,6 +86,7 @@ pub struct OptimSection {
 pub struct LoopSection {
     #[serde(default = "d_epochs")]
     pub epochs: usize,
+    /// Images per batch; each image brings all its captions (the CNN runs once per image).
     #[serde(default = "d_batch")]
     pub batch_size: usize,
     #[serde(default = "d_seed")]
@@ -164,7 +165,7 @@ fn d_epochs() -> usize {
     20
 }
 fn d_batch() -> usize {
-    64
+    32
 }
 fn d_seed() -> u64 {
     42

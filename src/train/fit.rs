@@ -22,7 +22,7 @@ use super::config::{OptimizerKind, Schedule, TrainConfig};
 use super::dashboard::{
     BestCheckpoint, SampleCaption, TrainingReporter, TrainingStatus, current_rss_bytes,
 };
-use crate::data::batch::{CaptionBatcher, CaptionDataset, ImageStore, StoreOptions};
+use crate::data::batch::{ImageStore, StoreOptions, arrange_tokens};
 use crate::data::image::{Normalization, ResizeMode};
 use crate::data::text::{Vocabulary, tokenize};
 use crate::data::{Dataset, Split};
@@ -30,8 +30,6 @@ use crate::error::{Error, Result};
 use crate::model::artifact::{self, ModelInfo, Preprocessing};
 use crate::model::decode::{DecodeOptions, decode};
 use crate::model::{Captioner, CaptionerConfig};
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset as _;
 
 /// Normalisation used for models trained here.
 pub const TRAIN_NORMALIZATION: Normalization = Normalization::Imagenet;
@@ -129,8 +127,9 @@ struct Prepared {
     vocab: Vocabulary,
     train_images: ImageStore,
     val_images: ImageStore,
-    train: CaptionDataset,
-    val: CaptionDataset,
+    /// Encoded captions of each stored train image.
+    train: Vec<Vec<Vec<usize>>>,
+    val: Vec<Vec<Vec<usize>>>,
 }
 
 fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
@@ -180,33 +179,61 @@ fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
     }
     let max_len = req.config.data.max_caption_len;
     Ok(Prepared {
-        train: CaptionDataset::new(&train_images, &vocab, max_len),
-        val: CaptionDataset::new(&val_images, &vocab, max_len),
+        train: encode_captions(&train_images, &vocab, max_len),
+        val: encode_captions(&val_images, &vocab, max_len),
         vocab,
         train_images,
         val_images,
     })
 }
 
+/// Every caption of every stored image as ids (truncated to `max_len` words).
+fn encode_captions(store: &ImageStore, vocab: &Vocabulary, max_len: usize) -> Vec<Vec<Vec<usize>>> {
+    store
+        .images()
+        .iter()
+        .map(|s| {
+            s.sample
+                .captions
+                .iter()
+                .map(|c| {
+                    let mut ids = vocab.encode(&tokenize(c));
+                    ids.truncate(max_len);
+                    ids
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Loss of a batch of images with all their captions. The CNN runs once per image; its feature
+/// is repeated for each of the image's captions. Returns the loss and the number of target tokens.
 fn batch_loss(
     model: &Captioner,
-    data: &CaptionDataset,
-    indices: &[usize],
+    store: &ImageStore,
+    captions: &[Vec<Vec<usize>>],
+    images: &[usize],
     device: &Device,
 ) -> Result<(Tensor<1>, usize)> {
-    let items = indices
-        .iter()
-        .map(|&i| data.get(i).map_err(|e| Error::Invalid(e.to_string())))
-        .collect::<Result<Vec<_>>>()?;
-    let tokens = items.iter().map(|i| i.tokens.len() + 1).sum();
-    let batch = CaptionBatcher::new(TRAIN_NORMALIZATION).batch(items, device);
+    let mut rows = Vec::new();
+    let mut caps: Vec<&[usize]> = Vec::new();
+    for (pos, &i) in images.iter().enumerate() {
+        for c in &captions[i] {
+            rows.push(pos as i64);
+            caps.push(c.as_slice());
+        }
+    }
+    let (inputs, targets, mask, steps) = arrange_tokens(&caps);
+    let n = caps.len();
+    let tokens = caps.iter().map(|c| c.len() + 1).sum();
     let features = model
-        .encode(batch.images)
+        .encode(store.tensor(images, TRAIN_NORMALIZATION, device)?)
         .ok_or_else(|| Error::Invalid("training needs a model with an image encoder".into()))?;
-    Ok((
-        model.loss(features, batch.inputs, batch.targets, batch.mask),
-        tokens,
-    ))
+    let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device);
+    let features = features.select(0, rows);
+    let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [n, steps]), device);
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, steps]), device);
+    Ok((model.loss(features, ints(inputs), ints(targets), mask), tokens))
 }
 
 /// Mean teacher-forced loss per token over the validation captions.
@@ -220,7 +247,7 @@ fn validation_loss(
     let mut tokens = 0usize;
     let indices: Vec<usize> = (0..data.val.len()).collect();
     for chunk in indices.chunks(batch_size) {
-        let (loss, n) = batch_loss(model, &data.val, chunk, device)?;
+        let (loss, n) = batch_loss(model, &data.val_images, &data.val, chunk, device)?;
         total += loss.into_scalar::<f32>() as f64 * n as f64;
         tokens += n;
     }
@@ -352,7 +379,8 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         let mut window = (Instant::now(), 0usize, 0usize, 0.0f64, 0usize);
         for (it, chunk) in order.chunks(bs).enumerate().skip(skip) {
             let lr = learning_rate(config, epoch0, state.global_iteration, total_iters);
-            let (loss, tokens) = batch_loss(&model, &data.train, chunk, &ad_device)?;
+            let (loss, tokens) =
+                batch_loss(&model, &data.train_images, &data.train, chunk, &ad_device)?;
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             if !loss_value.is_finite() {
                 return Err(Error::Invalid(format!(
