@@ -1,5 +1,7 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
+pub mod dataset;
+
 use clap::{Parser, Subcommand};
 
 /// Train and evaluate image captioners, and search images by their captions.
@@ -15,9 +17,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Generate and check datasets.
+    Dataset(dataset::DatasetArgs),
+}
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Dataset(args) => dataset::run(args),
+    }
 }

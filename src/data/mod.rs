@@ -3,7 +3,12 @@
 //! A [`Dataset`] is a list of [`Sample`]s (an image path relative to the image root, 1..n reference
 //! captions, and a [`Split`]), plus what was skipped while loading. Loaders live in [`formats`].
 
+pub mod batch;
+pub mod check;
 pub mod formats;
+pub mod image;
+pub mod parallel;
+pub mod shapes;
 pub mod text;
 
 use std::fmt;

@@ -1,0 +1,95 @@
+//! Karpathy's split JSON (`dataset_flickr8k.json`, `dataset_coco.json`, `dataset_flickr30k.json`):
+//! `images[].{filename, filepath?, split, sentences[].{raw, tokens}}`. `restval` counts as train.
+//! The image path is `filepath/filename` (COCO's entries carry `filepath: "val2014"`), relative
+//! to `--images` or, by default, the JSON file's folder.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{Duplicates, Raw, RawCaption, RawEntry, parent_dir, parse_json, read_file};
+use crate::data::Split;
+use crate::error::{Error, Result};
+
+#[derive(Deserialize)]
+struct File {
+    images: Vec<Image>,
+}
+
+#[derive(Deserialize)]
+struct Image {
+    filename: Option<String>,
+    #[serde(default)]
+    filepath: Option<String>,
+    #[serde(default)]
+    split: Option<String>,
+    #[serde(default)]
+    sentences: Vec<Sentence>,
+}
+
+#[derive(Deserialize)]
+struct Sentence {
+    #[serde(default)]
+    raw: Option<String>,
+    #[serde(default)]
+    tokens: Vec<String>,
+}
+
+pub(crate) fn read(file: &Path, images: Option<&Path>) -> Result<Raw> {
+    let bytes = read_file(file)?;
+    let parsed: File = parse_json(
+        file,
+        &bytes,
+        "Karpathy split file (images[].filename, sentences)",
+    )?;
+    let image_root = images
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| parent_dir(file));
+    let mut entries = Vec::with_capacity(parsed.images.len());
+    for (i, image) in parsed.images.into_iter().enumerate() {
+        let location = format!("images[{i}]");
+        let Some(filename) = image.filename.filter(|f| !f.trim().is_empty()) else {
+            return Err(Error::parse(
+                file,
+                Some(location),
+                "entry has no `filename`; every image needs one",
+            ));
+        };
+        let path = match image.filepath.as_deref().map(str::trim) {
+            Some(dir) if !dir.is_empty() => format!("{dir}/{filename}"),
+            _ => filename,
+        };
+        let split = match image.split.as_deref() {
+            None => None,
+            Some(s) => Some(Split::parse(s).ok_or_else(|| {
+                Error::parse(
+                    file,
+                    Some(format!("{location}.split")),
+                    format!("unknown split {s:?}; expected train, restval, val or test"),
+                )
+            })?),
+        };
+        let captions = image
+            .sentences
+            .into_iter()
+            .enumerate()
+            .map(|(j, s)| RawCaption {
+                text: s.raw.unwrap_or_else(|| s.tokens.join(" ")),
+                location: format!("{location}.sentences[{j}]"),
+                file: None,
+            })
+            .collect();
+        entries.push(RawEntry {
+            path,
+            captions,
+            split,
+            location,
+        });
+    }
+    Ok(Raw {
+        image_root,
+        entries,
+        skipped: Vec::new(),
+        duplicates: Duplicates::Refuse,
+    })
+}

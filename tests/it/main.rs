@@ -1,0 +1,4 @@
+//! The one integration-test binary: each module tests one area through the real `capsearch` binary.
+
+mod common;
+mod dataset;
