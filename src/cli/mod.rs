@@ -1,6 +1,7 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
 pub mod dataset;
+pub mod score;
 
 use clap::{Parser, Subcommand};
 
@@ -20,11 +21,14 @@ pub struct Cli {
 pub enum Command {
     /// Generate and check datasets.
     Dataset(dataset::DatasetArgs),
+    /// Score captions from any system (COCO results format) against a dataset's references.
+    Score(score::ScoreArgs),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dataset(args) => dataset::run(args),
+        Command::Score(args) => score::run(args),
     }
 }

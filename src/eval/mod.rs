@@ -16,6 +16,7 @@ pub mod bleu;
 pub mod cider;
 pub mod plot;
 pub mod report;
+pub mod results;
 pub mod rouge;
 pub mod tokenize;
 

@@ -404,6 +404,33 @@ pub fn metric_table_md(scores: &Scores, perplexity: Option<f64>) -> String {
     s
 }
 
+/// The metric table as plain text for a terminal.
+pub fn metric_table_text(scores: &Scores, perplexity: Option<f64>) -> String {
+    let mut s = format!(
+        "{:<18} {:>8} {:>7}  {:<7} {}\n",
+        "metric", "value", "×100", "scale", "convention"
+    );
+    for r in scores.rows() {
+        let _ = writeln!(
+            s,
+            "{:<18} {:>8.4} {:>7.1}  {:<7} {}",
+            r.key,
+            r.value,
+            r.value * 100.0,
+            r.scale,
+            r.convention
+        );
+    }
+    if let Some(p) = perplexity {
+        let _ = writeln!(
+            s,
+            "{:<18} {:>8.2} {:>7}  {:<7} per-word perplexity of the reference captions (teacher-forced), lower is better",
+            "perplexity", p, "", "≥ 1"
+        );
+    }
+    s
+}
+
 const READING_NOTES: &str = "Every score above is computed on captions the model decoded on its own (not teacher-forced). \
 `Bleu_*`, `CIDEr` and `ROUGE_L` are `pycocoevalcap`'s numbers on its scale (papers print them ×100: `Bleu_4` 0.251 is \"25.1\", `CIDEr` 0.85 is \"85.0\"); \
 METEOR and SPICE are not computed. `NeuralTalk_Bleu_*` reproduce NeuralTalk's `multi-bleu.perl`, which has no brevity penalty: \
