@@ -194,11 +194,17 @@ pub fn render_curves(rows: &[MetricsRow]) -> Result<Vec<Curve>> {
     }
     let bleu = per_epoch(|r| r.val_bleu4);
     if !bleu.is_empty() {
+        // capsearch's trainer logs coco-caption BLEU-4 ×100; a file on the 0–1 scale is labelled so.
+        let y_desc = if bleu.iter().any(|p| p.1 > 1.0) {
+            "BLEU-4 (×100)"
+        } else {
+            "BLEU-4 (0–1)"
+        };
         let png = draw(
             "bleu4.png",
             "Validation BLEU-4 per epoch, as logged in metrics.csv",
             "epoch",
-            "BLEU-4",
+            y_desc,
             true,
             &[Series {
                 label: "validation".into(),

@@ -526,7 +526,12 @@ fn thumbnail_data_uri(path: &Path, px: u32) -> Option<String> {
             return None;
         }
     };
-    let thumb = img.thumbnail(px, px).to_rgb8();
+    // Shrink to fit px × px; never enlarge (the page scales small images itself).
+    let thumb = if img.width() > px || img.height() > px {
+        img.thumbnail(px, px).to_rgb8()
+    } else {
+        img.to_rgb8()
+    };
     let mut jpeg = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), 82);
     if let Err(e) = thumb.write_with_encoder(encoder) {
@@ -903,7 +908,7 @@ mod tests {
                 s,
                 "{epoch},{it},,{val:.4},{:.3},{:.4},,,",
                 val.exp(),
-                0.32 * (1.0 - (-e / 4.0).exp())
+                32.0 * (1.0 - (-e / 4.0).exp())
             );
         }
         std::fs::write(path, s).unwrap();
@@ -991,6 +996,17 @@ mod tests {
         assert!(html.contains("data:image/png;base64,"));
         assert!(html.contains("data:image/jpeg;base64,"));
         assert!(html.contains("image not available"));
+        let start = html.find("data:image/jpeg;base64,").unwrap() + "data:image/jpeg;base64,".len();
+        let len = html[start..].find('"').unwrap();
+        let jpeg = base64::engine::general_purpose::STANDARD
+            .decode(&html[start..start + len])
+            .unwrap();
+        let thumb = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!(
+            (thumb.width(), thumb.height()),
+            (96, 64),
+            "small images are not enlarged"
+        );
         assert!(!html.contains("<b>&amp;</b>"), "captions are escaped");
         assert!(html.contains("&lt;b&gt;&amp;amp;&lt;/b&gt; &quot;quoted&quot;"));
         assert!(!html.contains("src=\"http"), "no external resources");
