@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(capsearch::train::dashboard::log_writer)
         .init();
     match capsearch::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

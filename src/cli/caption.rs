@@ -35,9 +35,12 @@ pub struct CaptionArgs {
 }
 
 fn is_image_name(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "gif" | "bmp" | "webp"))
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        matches!(
+            e.to_ascii_lowercase().as_str(),
+            "jpg" | "jpeg" | "png" | "gif" | "bmp" | "webp"
+        )
+    })
 }
 
 /// Expands directories into their image files (sorted).
@@ -81,17 +84,33 @@ pub fn run(args: CaptionArgs) -> anyhow::Result<()> {
         let (data, rows) = crate::util::read_npy_matrix(path)?;
         let generated = engine.caption_features(data, rows, options)?;
         for (i, g) in generated.iter().enumerate() {
-            print(args.json, &format!("{}#{i}", path.display()), &g.caption, g.logprob);
+            print(
+                args.json,
+                &format!("{}#{i}", path.display()),
+                &g.caption,
+                g.logprob,
+            );
         }
         return Ok(());
     }
-    anyhow::ensure!(!args.images.is_empty(), "give at least one image or directory, or --features FILE.npy");
+    anyhow::ensure!(
+        !args.images.is_empty(),
+        "give at least one image or directory, or --features FILE.npy"
+    );
     let paths = expand_images(&args.images)?;
     anyhow::ensure!(!paths.is_empty(), "no images found in {:?}", args.images);
     let mut failed = 0;
-    for (path, result) in paths.iter().zip(engine.caption_paths(&paths, options, args.batch_size)) {
+    for (path, result) in paths
+        .iter()
+        .zip(engine.caption_paths(&paths, options, args.batch_size))
+    {
         match result {
-            Ok(g) => print(args.json, &path.display().to_string(), &g.caption, g.logprob),
+            Ok(g) => print(
+                args.json,
+                &path.display().to_string(),
+                &g.caption,
+                g.logprob,
+            ),
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {e}");
@@ -99,8 +118,11 @@ pub fn run(args: CaptionArgs) -> anyhow::Result<()> {
         }
     }
     if failed > 0 {
-        return Err(anyhow::anyhow!("{failed} of {} images could not be captioned", paths.len()))
-            .context("see the errors above");
+        return Err(anyhow::anyhow!(
+            "{failed} of {} images could not be captioned",
+            paths.len()
+        ))
+        .context("see the errors above");
     }
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
+pub mod caption;
 pub mod dataset;
+pub mod device;
 pub mod score;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate and check datasets.
     Dataset(dataset::DatasetArgs),
+    Train(train::TrainArgs),
+    Caption(caption::CaptionArgs),
     /// Score captions from any system (COCO results format) against a dataset's references.
     Score(score::ScoreArgs),
 }
@@ -29,6 +34,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dataset(args) => dataset::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Caption(args) => caption::run(args),
         Command::Score(args) => score::run(args),
     }
 }

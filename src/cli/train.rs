@@ -101,8 +101,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         summary.epochs_run,
         summary.images_per_sec,
         summary.elapsed.as_secs_f64(),
-        summary.best_bleu4.map(|b| format!("{b:.2}")).unwrap_or_else(|| "-".into()),
-        summary.best_epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+        summary
+            .best_bleu4
+            .map(|b| format!("{b:.2}"))
+            .unwrap_or_else(|| "-".into()),
+        summary
+            .best_epoch
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "-".into()),
         args.out.display()
     );
     Ok(())

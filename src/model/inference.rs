@@ -36,7 +36,9 @@ impl CaptionEngine {
             other => {
                 return Err(Error::Model {
                     path: dir.join(super::artifact::MODEL_INFO),
-                    message: format!("unknown normalization {other:?} (expected imagenet, caffe or unit)"),
+                    message: format!(
+                        "unknown normalization {other:?} (expected imagenet, caffe or unit)"
+                    ),
                 });
             }
         };
@@ -59,7 +61,12 @@ impl CaptionEngine {
     }
 
     /// Captions feature vectors `[N, F]` (row-major `data`).
-    pub fn caption_features(&self, data: Vec<f32>, rows: usize, options: DecodeOptions) -> Result<Vec<Generated>> {
+    pub fn caption_features(
+        &self,
+        data: Vec<f32>,
+        rows: usize,
+        options: DecodeOptions,
+    ) -> Result<Vec<Generated>> {
         let f = self.loaded.model.feature_dim();
         if rows == 0 {
             return Ok(Vec::new());
@@ -70,7 +77,8 @@ impl CaptionEngine {
                 data.len() / rows.max(1)
             )));
         }
-        let features = Tensor::<1>::from_data(TensorData::new(data, [rows * f]), &self.device).reshape([rows, f]);
+        let features = Tensor::<1>::from_data(TensorData::new(data, [rows * f]), &self.device)
+            .reshape([rows, f]);
         Ok(self.decode_features(features, options))
     }
 
@@ -98,7 +106,11 @@ impl CaptionEngine {
     }
 
     /// Captions prepared images (from [`CaptionEngine::prepare_image`]) in one batch.
-    pub fn caption_pixels(&self, images: &[Vec<u8>], options: DecodeOptions) -> Result<Vec<Generated>> {
+    pub fn caption_pixels(
+        &self,
+        images: &[Vec<u8>],
+        options: DecodeOptions,
+    ) -> Result<Vec<Generated>> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
@@ -107,13 +119,20 @@ impl CaptionEngine {
         let mut buf = vec![0f32; images.len() * per];
         for (slot, px) in buf.chunks_exact_mut(per).zip(images) {
             if px.len() != per {
-                return Err(Error::Invalid("image buffer has the wrong size for this model".into()));
+                return Err(Error::Invalid(
+                    "image buffer has the wrong size for this model".into(),
+                ));
             }
             crate::data::image::normalize_into(px, self.normalization, slot);
         }
-        let tensor = Tensor::<1>::from_data(TensorData::new(buf, [images.len() * per]), &self.device)
-            .reshape([images.len(), 3, s, s]);
-        let features = self.loaded.model.encode(tensor).ok_or_else(|| self.no_encoder_error())?;
+        let tensor =
+            Tensor::<1>::from_data(TensorData::new(buf, [images.len() * per]), &self.device)
+                .reshape([images.len(), 3, s, s]);
+        let features = self
+            .loaded
+            .model
+            .encode(tensor)
+            .ok_or_else(|| self.no_encoder_error())?;
         Ok(self.decode_features(features, options))
     }
 
@@ -131,11 +150,20 @@ impl CaptionEngine {
     }
 
     /// Captions image files in batches of `batch_size`; one result per path, in order.
-    pub fn caption_paths(&self, paths: &[PathBuf], options: DecodeOptions, batch_size: usize) -> Vec<Result<Generated>> {
+    pub fn caption_paths(
+        &self,
+        paths: &[PathBuf],
+        options: DecodeOptions,
+        batch_size: usize,
+    ) -> Vec<Result<Generated>> {
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(batch_size.max(1)) {
-            let prepared: Vec<Result<Vec<u8>>> = chunk.iter().map(|p| self.prepare_image(p)).collect();
-            let ok: Vec<Vec<u8>> = prepared.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+            let prepared: Vec<Result<Vec<u8>>> =
+                chunk.iter().map(|p| self.prepare_image(p)).collect();
+            let ok: Vec<Vec<u8>> = prepared
+                .iter()
+                .filter_map(|r| r.as_ref().ok().cloned())
+                .collect();
             let mut generated = match self.caption_pixels(&ok, options) {
                 Ok(g) => g.into_iter(),
                 Err(e) => {
@@ -146,7 +174,9 @@ impl CaptionEngine {
             };
             for r in prepared {
                 out.push(match r {
-                    Ok(_) => generated.next().ok_or_else(|| Error::Invalid("decoder returned too few captions".into())),
+                    Ok(_) => generated
+                        .next()
+                        .ok_or_else(|| Error::Invalid("decoder returned too few captions".into())),
                     Err(e) => Err(e),
                 });
             }

@@ -4,7 +4,8 @@ pub mod artifact;
 pub mod captioner;
 pub mod decode;
 pub mod encoder;
-// pub mod inference;
+pub mod inference;
 pub mod lstm;
+pub mod vgg16;
 
 pub use captioner::{Captioner, CaptionerConfig, EncoderConfig};

@@ -60,13 +60,18 @@ pub fn load_state(run: &Path) -> Result<Option<ResumeState>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map(Some).map_err(|e| {
-        Error::parse(&path, Some(format!("line {}", e.line())), e.to_string())
-    })
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::parse(&path, Some(format!("line {}", e.line())), e.to_string()))
 }
 
 /// Writes a checkpoint: weights and optimizer state into a new folder, then the state file.
-pub fn save_checkpoint(run: &Path, state: &ResumeState, model: &Captioner, optim: &ModuleOptimizer) -> Result<()> {
+pub fn save_checkpoint(
+    run: &Path,
+    state: &ResumeState,
+    model: &Captioner,
+    optim: &ModuleOptimizer,
+) -> Result<()> {
     let last = run.join("last");
     let tag = format!("e{:04}-i{:06}", state.epoch, state.iteration);
     let dir = last.join(&tag);
@@ -140,8 +145,14 @@ impl MetricsLog {
         let mut body = kept.join("\n");
         body.push('\n');
         crate::util::write_atomic(path, body.as_bytes())?;
-        let file = OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(Self { path: path.to_path_buf(), file })
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     fn write(&mut self, line: String) -> Result<()> {
@@ -149,12 +160,31 @@ impl MetricsLog {
         self.file.flush().map_err(|e| Error::io(&self.path, e))
     }
 
-    pub fn iteration_row(&mut self, epoch: usize, iteration: usize, loss: f64, lr: f64, ips: f64, elapsed: f64) -> Result<()> {
-        self.write(format!("{epoch},{iteration},{loss:.6},,,,{lr:.6e},{ips:.2},{elapsed:.2}"))
+    pub fn iteration_row(
+        &mut self,
+        epoch: usize,
+        iteration: usize,
+        loss: f64,
+        lr: f64,
+        ips: f64,
+        elapsed: f64,
+    ) -> Result<()> {
+        self.write(format!(
+            "{epoch},{iteration},{loss:.6},,,,{lr:.6e},{ips:.2},{elapsed:.2}"
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn epoch_row(&mut self, epoch: usize, iteration: usize, val_loss: f64, bleu4: f64, lr: f64, ips: f64, elapsed: f64) -> Result<()> {
+    pub fn epoch_row(
+        &mut self,
+        epoch: usize,
+        iteration: usize,
+        val_loss: f64,
+        bleu4: f64,
+        lr: f64,
+        ips: f64,
+        elapsed: f64,
+    ) -> Result<()> {
         self.write(format!(
             "{epoch},{iteration},,{val_loss:.6},{:.4},{bleu4:.4},{lr:.6e},{ips:.2},{elapsed:.2}",
             val_loss.exp()

@@ -359,7 +359,10 @@ mod tests {
     fn errors_name_line_and_field() {
         let err = TrainConfig::from_toml("[loop]\nepochs = 3\nbatch_sise = 2\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("line 3") && msg.contains("batch_sise"), "{msg}");
+        assert!(
+            msg.contains("line 3") && msg.contains("batch_sise"),
+            "{msg}"
+        );
         let err = TrainConfig::from_toml("[loop]\nbatch_size = 0\n").unwrap_err();
         assert!(err.to_string().contains("loop.batch_size"), "{err}");
     }

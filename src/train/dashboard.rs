@@ -425,10 +425,12 @@ pub fn draw(frame: &mut Frame, status: &TrainingStatus, ui: &UiState) {
 
 fn draw_full(frame: &mut Frame, area: Rect, status: &TrainingStatus, ui: &UiState) {
     let message_height = u16::from(!ui.messages.is_empty());
+    // Short terminals get the progress gauges without a frame, to leave the plots room.
+    let framed_progress = area.height >= 30;
     let [header, body, progress, message, help] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(0),
-        Constraint::Length(4),
+        Constraint::Length(if framed_progress { 4 } else { 2 }),
         Constraint::Length(message_height),
         Constraint::Length(1),
     ])
@@ -437,14 +439,14 @@ fn draw_full(frame: &mut Frame, area: Rect, status: &TrainingStatus, ui: &UiStat
     // The lower row holds the status, best checkpoint and samples; the plots take the rest.
     let wanted_samples = 3 * status.samples.len() as u16 + 2;
     let lower = wanted_samples
-        .clamp(12, 20)
+        .clamp(11, 20)
         .min(body.height.saturating_sub(8).max(body.height / 2));
     let [plots, lower] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(lower)]).areas(body);
     let [loss, bleu] =
         Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(plots);
     let [left, samples] =
-        Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(lower);
+        Layout::horizontal([Constraint::Length(38), Constraint::Min(0)]).areas(lower);
     let [stats, best] = Layout::vertical([Constraint::Min(0), Constraint::Length(4)]).areas(left);
 
     draw_header(frame, header, status, ui);
@@ -453,7 +455,7 @@ fn draw_full(frame: &mut Frame, area: Rect, status: &TrainingStatus, ui: &UiStat
     draw_stats(frame, stats, status);
     draw_best(frame, best, status);
     draw_samples(frame, samples, status);
-    draw_progress(frame, progress, status);
+    draw_progress(frame, progress, status, framed_progress);
     if let Some(last) = ui.messages.last() {
         frame.render_widget(
             Paragraph::new(Line::from(vec![
@@ -776,7 +778,7 @@ fn draw_bleu_chart(frame: &mut Frame, area: Rect, status: &TrainingStatus) {
 
 fn stat_line(label: &str, value: String) -> Line<'static> {
     Line::from(vec![
-        Span::styled(format!(" {label:<10}"), LABEL_STYLE),
+        Span::styled(format!(" {label:<9}"), LABEL_STYLE),
         Span::from(value),
     ])
 }
@@ -789,12 +791,18 @@ fn draw_stats(frame: &mut Frame, area: Rect, status: &TrainingStatus) {
     };
     let lines = vec![
         Line::from(vec![
-            Span::styled(format!(" {:<10}", "Phase"), LABEL_STYLE),
+            Span::styled(format!(" {:<9}", "Phase"), LABEL_STYLE),
             Span::from(phase.clone()).fg(phase_color(&phase)).bold(),
         ]),
         stat_line("LR", format_lr(status.learning_rate)),
-        stat_line("Images/s", format_rate(status.images_per_sec)),
-        stat_line("Tokens/s", format_rate(status.tokens_per_sec)),
+        stat_line(
+            "Speed",
+            format!(
+                "{} img/s · {} tok/s",
+                format_rate(status.images_per_sec),
+                format_rate(status.tokens_per_sec)
+            ),
+        ),
         stat_line(
             "Memory",
             status
@@ -858,6 +866,10 @@ fn draw_samples(frame: &mut Frame, area: Rect, status: &TrainingStatus) {
         );
         return;
     }
+    let inner = block.inner(area);
+    // Captions wrap under themselves, past the "gen"/"ref" labels.
+    const INDENT: &str = "       ";
+    let text_width = (inner.width as usize).saturating_sub(INDENT.len()).max(8);
     let mut lines = Vec::with_capacity(3 * status.samples.len());
     for sample in &status.samples {
         let exact = sample.generated.trim() == sample.reference.trim();
@@ -866,34 +878,65 @@ fn draw_samples(frame: &mut Frame, area: Rect, status: &TrainingStatus) {
             title.push(Span::from("  ✓ matches").fg(BEST_COLOR));
         }
         lines.push(Line::from(title));
-        let generated = if sample.generated.is_empty() {
-            Span::from("(empty caption)").dark_gray().italic()
-        } else if exact {
-            Span::from(sample.generated.clone()).fg(BEST_COLOR)
+        let generated_style = if exact {
+            Style::default().fg(BEST_COLOR)
         } else {
-            Span::from(sample.generated.clone()).white()
+            Style::default().fg(Color::White)
         };
-        lines.push(Line::from(vec![
-            Span::from("   gen ").dark_gray(),
-            generated,
-        ]));
-        lines.push(Line::from(vec![
-            Span::from("   ref ").dark_gray(),
-            Span::from(sample.reference.clone()).gray(),
-        ]));
+        let generated = if sample.generated.trim().is_empty() {
+            vec![Span::from("(empty caption)").dark_gray().italic()]
+        } else {
+            wrap_words(&sample.generated, text_width)
+                .into_iter()
+                .map(|l| Span::styled(l, generated_style))
+                .collect()
+        };
+        let reference = wrap_words(&sample.reference, text_width)
+            .into_iter()
+            .map(|l| Span::from(l).gray())
+            .collect();
+        for (label, parts) in [("   gen ", generated), ("   ref ", reference)] {
+            for (i, part) in parts.into_iter().enumerate() {
+                let lead = if i == 0 { label } else { INDENT };
+                lines.push(Line::from(vec![Span::from(lead).dark_gray(), part]));
+            }
+        }
     }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block),
-        area,
-    );
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn draw_progress(frame: &mut Frame, area: Rect, status: &TrainingStatus) {
-    let block = Block::bordered().title(" Progress ".bold());
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
+/// Greedy word wrap to `width` columns; a word longer than the width is cut.
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for word in text.split_whitespace() {
+        let word: String = word.chars().take(width).collect();
+        let needed =
+            current.chars().count() + usize::from(!current.is_empty()) + word.chars().count();
+        if !current.is_empty() && needed > width {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(&word);
+    }
+    if !current.is_empty() || lines.is_empty() {
+        lines.push(current);
+    }
+    lines
+}
+
+fn draw_progress(frame: &mut Frame, area: Rect, status: &TrainingStatus, framed: bool) {
+    let inner = if framed {
+        let block = Block::bordered().title(" Progress ".bold());
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        inner
+    } else {
+        area
+    };
     let [epoch_row, run_row] =
         Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
 
@@ -1481,11 +1524,10 @@ mod tests {
             " Loss train 0.5970 · val 2.1000",
             "full history",
             "BLEU-4 (val) last 17.25 · best 17.25",
-            "LR        1.00e-3",
-            "Images/s  312.4",
-            "Tokens/s  3.12k",
-            "Memory    512.3 MiB",
-            "Val ppl   8.17",
+            "LR       1.00e-3",
+            "Speed    312.4 img/s · 3.12k tok/s",
+            "Memory   512.3 MiB",
+            "Val ppl  8.17",
             "Best checkpoint",
             "epoch 2 · BLEU-4 17.25",
             "checkpoints/shapes-small/best",
@@ -1589,7 +1631,7 @@ mod tests {
         assert!(text.contains("BLEU-4 appears after the first"), "{text}");
         assert!(text.contains("none yet"), "{text}");
         assert!(
-            text.contains("captions of fixed validation images appear"),
+            text.contains("captions of fixed validation images"),
             "{text}"
         );
         assert!(text.contains("starting"), "{text}");
@@ -1631,6 +1673,36 @@ mod tests {
         dump(&text);
         assert!(text.contains("epoch 3/20 it 45/120"), "{text}");
         assert!(text.contains("best: epoch 2"), "{text}");
+    }
+
+    #[test]
+    fn captions_wrap_by_words() {
+        assert_eq!(
+            wrap_words("a small green triangle left of a yellow circle", 20),
+            vec!["a small green", "triangle left of a", "yellow circle"]
+        );
+        assert_eq!(wrap_words("", 10), vec![""]);
+        assert_eq!(wrap_words("abcdefghijkl x", 5), vec!["abcde", "x"]);
+        let mut s = status();
+        s.samples[1].reference = "a small green triangle left of a yellow circle ".repeat(3);
+        let text = render(&s, &UiState::default(), 80, 30);
+        dump(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains("   ref a small green triangle"))
+            .expect("reference shown");
+        // The continuation lines start under the caption, not under the label.
+        let column = lines[at]
+            .split("   ref a small")
+            .next()
+            .map_or(0, |head| head.chars().count());
+        let continued: String = lines[at + 1].chars().skip(column).collect();
+        assert!(
+            continued.starts_with("       ")
+                && continued.trim_start().starts_with(char::is_alphabetic),
+            "{text}"
+        );
     }
 
     #[test]

@@ -9,10 +9,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, RmsPropConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams, RmsPropConfig};
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -20,9 +19,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, ResumeState};
 use super::config::{OptimizerKind, Schedule, TrainConfig};
-use super::dashboard::{BestCheckpoint, SampleCaption, TrainingReporter, TrainingStatus, current_rss_bytes};
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset as _;
+use super::dashboard::{
+    BestCheckpoint, SampleCaption, TrainingReporter, TrainingStatus, current_rss_bytes,
+};
 use crate::data::batch::{CaptionBatcher, CaptionDataset, ImageStore, StoreOptions};
 use crate::data::image::{Normalization, ResizeMode};
 use crate::data::text::{Vocabulary, tokenize};
@@ -31,6 +30,8 @@ use crate::error::{Error, Result};
 use crate::model::artifact::{self, ModelInfo, Preprocessing};
 use crate::model::decode::{DecodeOptions, decode};
 use crate::model::{Captioner, CaptionerConfig};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset as _;
 
 /// Normalisation used for models trained here.
 pub const TRAIN_NORMALIZATION: Normalization = Normalization::Imagenet;
@@ -56,7 +57,12 @@ pub struct TrainSummary {
     pub images_per_sec: f64,
 }
 
-fn learning_rate(config: &TrainConfig, epoch0: usize, global_iter: usize, total_iters: usize) -> f64 {
+fn learning_rate(
+    config: &TrainConfig,
+    epoch0: usize,
+    global_iter: usize,
+    total_iters: usize,
+) -> f64 {
     let base = config.optim.lr;
     match config.optim.schedule {
         Schedule::Constant => base,
@@ -70,8 +76,10 @@ fn learning_rate(config: &TrainConfig, epoch0: usize, global_iter: usize, total_
 }
 
 fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
-    let clip = (config.optim.grad_clip > 0.0).then(|| GradientClippingConfig::Norm(config.optim.grad_clip));
-    let decay = (config.optim.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.optim.weight_decay));
+    let clip = (config.optim.grad_clip > 0.0)
+        .then(|| GradientClippingConfig::Norm(config.optim.grad_clip));
+    let decay = (config.optim.weight_decay > 0.0)
+        .then(|| WeightDecayConfig::new(config.optim.weight_decay));
     match config.optim.optimizer {
         OptimizerKind::Adam => AdamConfig::new()
             .with_grad_clipping(clip)
@@ -94,11 +102,16 @@ pub fn decode_split(
     batch_size: usize,
     device: &Device,
 ) -> Result<(Vec<Vec<String>>, Vec<Vec<Vec<String>>>)> {
-    let n = if limit == 0 { images.len() } else { images.len().min(limit) };
+    let n = if limit == 0 {
+        images.len()
+    } else {
+        images.len().min(limit)
+    };
     let indices: Vec<usize> = (0..n).collect();
     let mut generated = Vec::with_capacity(n);
     for chunk in indices.chunks(batch_size.max(1)) {
-        let Some(features) = model.encode(images.tensor(chunk, TRAIN_NORMALIZATION, device)?) else {
+        let Some(features) = model.encode(images.tensor(chunk, TRAIN_NORMALIZATION, device)?)
+        else {
             break;
         };
         for caption in decode(model, features, DecodeOptions::default()) {
@@ -157,7 +170,11 @@ fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
     let val_images = ImageStore::build(ds, ds.split(Split::Val), &opts)?;
     if train_images.is_empty() || val_images.is_empty() {
         return Err(no_split(
-            if train_images.is_empty() { "train" } else { "val" },
+            if train_images.is_empty() {
+                "train"
+            } else {
+                "val"
+            },
             "none of its images could be read (see the warnings above)",
         ));
     }
@@ -171,21 +188,34 @@ fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
     })
 }
 
-fn batch_loss(model: &Captioner, data: &CaptionDataset, indices: &[usize], device: &Device) -> Result<(Tensor<1>, usize)> {
+fn batch_loss(
+    model: &Captioner,
+    data: &CaptionDataset,
+    indices: &[usize],
+    device: &Device,
+) -> Result<(Tensor<1>, usize)> {
     let items = indices
         .iter()
-        .map(|&i| data.get(i).ok_or_else(|| Error::Invalid(format!("caption pair {i} out of range"))))
+        .map(|&i| data.get(i).map_err(|e| Error::Invalid(e.to_string())))
         .collect::<Result<Vec<_>>>()?;
     let tokens = items.iter().map(|i| i.tokens.len() + 1).sum();
     let batch = CaptionBatcher::new(TRAIN_NORMALIZATION).batch(items, device);
     let features = model
         .encode(batch.images)
         .ok_or_else(|| Error::Invalid("training needs a model with an image encoder".into()))?;
-    Ok((model.loss(features, batch.inputs, batch.targets, batch.mask), tokens))
+    Ok((
+        model.loss(features, batch.inputs, batch.targets, batch.mask),
+        tokens,
+    ))
 }
 
 /// Mean teacher-forced loss per token over the validation captions.
-fn validation_loss(model: &Captioner, data: &Prepared, batch_size: usize, device: &Device) -> Result<f64> {
+fn validation_loss(
+    model: &Captioner,
+    data: &Prepared,
+    batch_size: usize,
+    device: &Device,
+) -> Result<f64> {
     let mut total = 0.0;
     let mut tokens = 0usize;
     let indices: Vec<usize> = (0..data.val.len()).collect();
@@ -194,7 +224,11 @@ fn validation_loss(model: &Captioner, data: &Prepared, batch_size: usize, device
         total += loss.into_scalar::<f32>() as f64 * n as f64;
         tokens += n;
     }
-    Ok(if tokens == 0 { f64::NAN } else { total / tokens as f64 })
+    Ok(if tokens == 0 {
+        f64::NAN
+    } else {
+        total / tokens as f64
+    })
 }
 
 /// Runs (or resumes) a training run.
@@ -203,9 +237,16 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     let out = &req.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
 
-    let resume_state = if req.resume { checkpoint::load_state(out)? } else { None };
+    let resume_state = if req.resume {
+        checkpoint::load_state(out)?
+    } else {
+        None
+    };
     if req.resume && resume_state.is_none() {
-        tracing::warn!("--resume: no checkpoint in {}, starting from scratch", out.display());
+        tracing::warn!(
+            "--resume: no checkpoint in {}, starting from scratch",
+            out.display()
+        );
     }
     if !req.resume && checkpoint::state_path(out).exists() {
         return Err(Error::Invalid(format!(
@@ -258,7 +299,8 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         tracing::info!(epoch = saved.epoch, iteration = saved.iteration, "resumed");
         state = saved;
     }
-    let mut metrics = checkpoint::MetricsLog::open(&out.join("metrics.csv"), state.global_iteration)?;
+    let mut metrics =
+        checkpoint::MetricsLog::open(&out.join("metrics.csv"), state.global_iteration)?;
 
     let bs = config.run.batch_size;
     let iters_per_epoch = data.train.len().div_ceil(bs);
@@ -279,7 +321,11 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         status.val_bleu4.push((row.epoch as f64, row.val_bleu4));
     }
     if let (Some(e), Some(b)) = (state.best_epoch, state.best_bleu4) {
-        status.best = Some(BestCheckpoint { epoch: e, bleu4: b, path: out.join(artifact::WEIGHTS) });
+        status.best = Some(BestCheckpoint {
+            epoch: e,
+            bleu4: b,
+            path: out.join(artifact::WEIGHTS),
+        });
     }
     let sample_count = data.val_images.len().min(4);
     let _ = &data.train_images;
@@ -292,8 +338,15 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         status.epoch = epoch;
         // The order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
         let mut order: Vec<usize> = (0..data.train.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.run.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-        ad_device.seed(config.run.seed.wrapping_add(epoch as u64 * 1_000_003 + state.iteration as u64));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            config.run.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ));
+        ad_device.seed(
+            config
+                .run
+                .seed
+                .wrapping_add(epoch as u64 * 1_000_003 + state.iteration as u64),
+        );
         let skip = state.iteration;
         let epoch_start = Instant::now();
         let mut window = (Instant::now(), 0usize, 0usize, 0.0f64, 0usize);
@@ -317,7 +370,9 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
             window.3 += loss_value;
             window.4 += 1;
 
-            if state.global_iteration % config.run.log_every.max(1) == 0 || it + 1 == iters_per_epoch {
+            if state.global_iteration % config.run.log_every.max(1) == 0
+                || it + 1 == iters_per_epoch
+            {
                 let secs = window.0.elapsed().as_secs_f64().max(1e-9);
                 throughput = window.1 as f64 / secs;
                 let mean_loss = window.3 / window.4 as f64;
@@ -326,16 +381,28 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
                 status.learning_rate = lr;
                 status.images_per_sec = throughput;
                 status.tokens_per_sec = window.2 as f64 / secs;
-                status.train_loss.push((epoch0 as f64 + (it + 1) as f64 / iters_per_epoch as f64, mean_loss));
+                status.train_loss.push((
+                    epoch0 as f64 + (it + 1) as f64 / iters_per_epoch as f64,
+                    mean_loss,
+                ));
                 status.elapsed = elapsed_before + started.elapsed();
                 let done_in_epoch = (it + 1 - skip).max(1) as f64;
                 let per_iter = epoch_start.elapsed().as_secs_f64() / done_in_epoch;
-                status.epoch_eta = Some(Duration::from_secs_f64(per_iter * (iters_per_epoch - it - 1) as f64));
+                status.epoch_eta = Some(Duration::from_secs_f64(
+                    per_iter * (iters_per_epoch - it - 1) as f64,
+                ));
                 let remaining = total_iters.saturating_sub(state.global_iteration);
                 status.eta = Some(Duration::from_secs_f64(per_iter * remaining as f64));
                 status.memory_bytes = current_rss_bytes();
                 status.phase = "training".into();
-                metrics.iteration_row(epoch, state.global_iteration, mean_loss, lr, throughput, status.elapsed.as_secs_f64())?;
+                metrics.iteration_row(
+                    epoch,
+                    state.global_iteration,
+                    mean_loss,
+                    lr,
+                    throughput,
+                    status.elapsed.as_secs_f64(),
+                )?;
                 reporter.update(&status);
                 window = (Instant::now(), 0, 0, 0.0, 0);
             }
@@ -345,10 +412,14 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
                 state.elapsed_s = (elapsed_before + started.elapsed()).as_secs_f64();
                 state.epoch = epoch0;
                 checkpoint::save_checkpoint(out, &state, &model, &optim)?;
-                stopped_because = format!("stopped by the user at epoch {epoch}, iteration {}", it + 1);
+                stopped_because =
+                    format!("stopped by the user at epoch {epoch}, iteration {}", it + 1);
                 break 'epochs;
             }
-            if config.run.checkpoint_every > 0 && (it + 1) % config.run.checkpoint_every == 0 && it + 1 < iters_per_epoch {
+            if config.run.checkpoint_every > 0
+                && (it + 1) % config.run.checkpoint_every == 0
+                && it + 1 < iters_per_epoch
+            {
                 state.elapsed_s = (elapsed_before + started.elapsed()).as_secs_f64();
                 state.epoch = epoch0;
                 checkpoint::save_checkpoint(out, &state, &model, &optim)?;
@@ -362,24 +433,57 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         let val_loss = validation_loss(&valid, &data, bs, &device)?;
         status.phase = "decoding".into();
         reporter.update(&status);
-        let (generated, references) = decode_split(&valid, vocab, &data.val_images, config.run.val_bleu_images, bs, &device)?;
+        let (generated, references) = decode_split(
+            &valid,
+            vocab,
+            &data.val_images,
+            config.run.val_bleu_images,
+            bs,
+            &device,
+        )?;
         let bleu4 = 100.0 * crate::eval::bleu::coco_bleu(&generated, &references).corpus[3];
         status.samples = (0..sample_count.min(generated.len()))
             .map(|i| SampleCaption {
                 image: data.val_images.images()[i].sample.path.clone(),
                 generated: generated[i].join(" "),
-                reference: references[i].first().map(|r| r.join(" ")).unwrap_or_default(),
+                reference: references[i]
+                    .first()
+                    .map(|r| r.join(" "))
+                    .unwrap_or_default(),
             })
             .collect();
         status.val_loss.push((epoch as f64, val_loss));
         status.val_bleu4.push((epoch as f64, bleu4));
         let elapsed = elapsed_before + started.elapsed();
         status.elapsed = elapsed;
-        metrics.epoch_row(epoch, state.global_iteration, val_loss, bleu4, learning_rate(config, epoch0, state.global_iteration, total_iters), throughput, elapsed.as_secs_f64())?;
-        state.history.push(checkpoint::EpochRecord { epoch, val_loss, val_perplexity: val_loss.exp(), val_bleu4: bleu4, elapsed_s: elapsed.as_secs_f64() });
+        metrics.epoch_row(
+            epoch,
+            state.global_iteration,
+            val_loss,
+            bleu4,
+            learning_rate(config, epoch0, state.global_iteration, total_iters),
+            throughput,
+            elapsed.as_secs_f64(),
+        )?;
+        state.history.push(checkpoint::EpochRecord {
+            epoch,
+            val_loss,
+            val_perplexity: val_loss.exp(),
+            val_bleu4: bleu4,
+            elapsed_s: elapsed.as_secs_f64(),
+        });
 
         // best model by validation BLEU-4
-        if state.best_bleu4.is_none_or(|b| bleu4 > b) {
+        // ties (common once captions are perfect) go to the lower validation loss
+        let best_loss = state
+            .best_epoch
+            .and_then(|e| state.history.iter().find(|r| r.epoch == e))
+            .map(|r| r.val_loss);
+        let better = match state.best_bleu4 {
+            None => true,
+            Some(b) => bleu4 > b || (bleu4 == b && best_loss.is_none_or(|l| val_loss < l)),
+        };
+        if better {
             status.phase = "saving".into();
             reporter.update(&status);
             state.best_bleu4 = Some(bleu4);
@@ -388,19 +492,32 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
             info.val_bleu4 = Some(bleu4);
             artifact::save_weights(valid.clone(), &out.join(artifact::WEIGHTS))?;
             info.save(out)?;
-            status.best = Some(BestCheckpoint { epoch, bleu4, path: out.join(artifact::WEIGHTS) });
+            status.best = Some(BestCheckpoint {
+                epoch,
+                bleu4,
+                path: out.join(artifact::WEIGHTS),
+            });
         }
         state.epoch = epoch;
         state.iteration = 0;
         state.elapsed_s = elapsed.as_secs_f64();
         checkpoint::save_checkpoint(out, &state, &model, &optim)?;
-        tracing::info!(epoch, val_loss = format!("{val_loss:.4}"), val_perplexity = format!("{:.2}", val_loss.exp()), val_bleu4 = format!("{bleu4:.2}"), "epoch done");
+        tracing::info!(
+            epoch,
+            val_loss = format!("{val_loss:.4}"),
+            val_perplexity = format!("{:.2}", val_loss.exp()),
+            val_bleu4 = format!("{bleu4:.2}"),
+            "epoch done"
+        );
         reporter.update(&status);
 
         if config.run.patience > 0 {
             if let Some(best_epoch) = state.best_epoch {
                 if epoch >= best_epoch + config.run.patience {
-                    stopped_because = format!("early stopping: no BLEU-4 gain for {} epochs", config.run.patience);
+                    stopped_because = format!(
+                        "early stopping: no BLEU-4 gain for {} epochs",
+                        config.run.patience
+                    );
                     break;
                 }
             }
@@ -416,7 +533,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
             break;
         }
     }
-    status.phase = "done".into();
+    status.phase = stopped_because.clone();
     reporter.finish(&status);
     let elapsed = elapsed_before + started.elapsed();
     Ok(TrainSummary {
@@ -431,6 +548,11 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
 
 fn humanize(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else if s >= 60 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{s}s") }
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
-

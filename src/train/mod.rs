@@ -1,4 +1,7 @@
-//! Training: the loop, checkpoints, and the dashboard that shows a run.
+//! Training: the config, the loop, checkpoints, and the dashboard that shows a run.
 
+pub mod checkpoint;
+pub mod config;
 pub mod dashboard;
+pub mod fit;
 pub mod progress;

@@ -3,3 +3,4 @@
 mod common;
 mod dataset;
 mod score;
+mod train;

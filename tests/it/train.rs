@@ -14,12 +14,15 @@ const CAPTIONS: [(&str, [u8; 3], &str); 4] = [
     ("white.png", [240, 240, 240], "nothing but a white wall"),
 ];
 
-/// A CSV dataset of four solid-colour images with one caption each, used as train and val.
+/// A CSV dataset of four solid-colour images with one caption each; val holds copies of them.
 fn tiny_dataset(dir: &Path) {
     let mut csv = String::from("image,caption,split\n");
     for (name, color, caption) in CAPTIONS {
         write(&dir.join("images").join(name), png_bytes(16, 16, color));
-        csv.push_str(&format!("images/{name},{caption},train\nimages/{name},{caption},val\n"));
+        write(&dir.join("val").join(name), png_bytes(16, 16, color));
+        csv.push_str(&format!(
+            "images/{name},{caption},train\nval/{name},{caption},val\n"
+        ));
     }
     write(&dir.join("data.csv"), csv);
     write(
@@ -41,7 +44,7 @@ image_size = 16
 lr = 0.01
 schedule = "constant"
 [loop]
-epochs = 60
+epochs = 150
 batch_size = 4
 patience = 0
 log_every = 5
@@ -54,9 +57,33 @@ fn overfits_a_handful_of_images_and_captions_them_exactly() {
     let dir = tempdir();
     let d = dir.path();
     tiny_dataset(d);
-    let out = run_in(d, &["train", "--config", "tiny.toml", "--dataset", "data.csv", "--out", "run", "--no-tui"]).ok();
-    assert!(out.stdout.contains("best validation BLEU-4"), "{}", out.stdout);
-    for f in ["config.toml", "vocab.json", "model.json", "model.bpk", "metrics.csv", "last/state.json"] {
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "run",
+            "--no-tui",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains("best validation BLEU-4"),
+        "{}",
+        out.stdout
+    );
+    for f in [
+        "config.toml",
+        "vocab.json",
+        "model.json",
+        "model.bpk",
+        "metrics.csv",
+        "last/state.json",
+    ] {
         assert!(d.join("run").join(f).exists(), "{f} missing");
     }
     let metrics = std::fs::read_to_string(d.join("run/metrics.csv")).unwrap();
@@ -67,13 +94,23 @@ fn overfits_a_handful_of_images_and_captions_them_exactly() {
         .collect();
     assert!(losses.len() >= 10, "{metrics}");
     let last = *losses.last().unwrap();
-    assert!(last < 0.05, "final training loss {last} is not near zero:\n{metrics}");
+    assert!(
+        last < 0.05,
+        "final training loss {last} is not near zero:\n{metrics}"
+    );
 
-    let images: Vec<String> = CAPTIONS.iter().map(|(n, _, _)| format!("images/{n}")).collect();
+    let images: Vec<String> = CAPTIONS
+        .iter()
+        .map(|(n, _, _)| format!("images/{n}"))
+        .collect();
     let mut args = vec!["caption", "--model", "run", "--json"];
     args.extend(images.iter().map(String::as_str));
     let out = run_in(d, &args).ok();
-    let lines: Vec<serde_json::Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 4, "{}", out.stdout);
     for (line, (name, _, caption)) in lines.iter().zip(CAPTIONS) {
         assert_eq!(line["image"], format!("images/{name}"));
@@ -81,8 +118,23 @@ fn overfits_a_handful_of_images_and_captions_them_exactly() {
         assert!(line["logprob"].as_f64().unwrap() > -1.0, "{line}");
     }
     // beam search agrees on a model this sure of itself
-    let out = run_in(d, &["caption", "--model", "run", "--beam-size", "3", "images/blue.png"]).ok();
-    assert!(out.stdout.contains("two blue triangles at the top"), "{}", out.stdout);
+    let out = run_in(
+        d,
+        &[
+            "caption",
+            "--model",
+            "run",
+            "--beam-size",
+            "3",
+            "images/blue.png",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains("two blue triangles at the top"),
+        "{}",
+        out.stdout
+    );
     // a directory captions every image in it
     let out = run_in(d, &["caption", "--model", "run", "images"]).ok();
     assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
@@ -92,7 +144,8 @@ fn overfits_a_handful_of_images_and_captions_them_exactly() {
 fn caption_errors_are_clear() {
     let dir = tempdir();
     let d = dir.path();
-    run_in(d, &["caption", "--model", "nowhere", "x.png"]).fails_with(&["nowhere", "capsearch train"]);
+    run_in(d, &["caption", "--model", "nowhere", "x.png"])
+        .fails_with(&["nowhere", "capsearch train"]);
 }
 
 #[test]
@@ -101,7 +154,18 @@ fn resumes_a_run_killed_with_sigkill() {
     let d = dir.path();
     tiny_dataset(d);
     let mut child = Command::new(crate::common::bin())
-        .args(["train", "--config", "tiny.toml", "--dataset", "data.csv", "--out", "run", "--no-tui", "--epochs", "100000"])
+        .args([
+            "train",
+            "--config",
+            "tiny.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "run",
+            "--no-tui",
+            "--epochs",
+            "100000",
+        ])
         .current_dir(d)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -119,21 +183,60 @@ fn resumes_a_run_killed_with_sigkill() {
                 break epoch;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint after 2 minutes");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("training exited early with {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 2 minutes"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     // the state on disk after the kill is complete and loadable
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     let resumed_from = v["epoch"].as_u64().unwrap();
     assert!(resumed_from >= killed_at);
 
     // without --resume the run directory is protected
-    run_in(d, &["train", "--config", "tiny.toml", "--dataset", "data.csv", "--out", "run", "--no-tui"]).fails_with(&["--resume"]);
+    run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "run",
+            "--no-tui",
+        ],
+    )
+    .fails_with(&["--resume"]);
 
     let target = resumed_from + 2;
-    let out = run_in(d, &["train", "--dataset", "data.csv", "--out", "run", "--no-tui", "--resume", "--epochs", &target.to_string()]).ok();
-    assert!(out.stdout.contains(&format!("{target} epochs")), "{}", out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "run",
+            "--no-tui",
+            "--resume",
+            "--epochs",
+            &target.to_string(),
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains(&format!("{target} epochs")),
+        "{}",
+        out.stdout
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(v["epoch"].as_u64().unwrap(), target);
     // every epoch appears exactly once in metrics.csv
     let metrics = std::fs::read_to_string(d.join("run/metrics.csv")).unwrap();
