@@ -64,6 +64,10 @@ pub enum Error {
     /// Invalid input that belongs to no file (a bad flag value, a malformed request body).
     #[error("{0}")]
     Invalid(String),
+
+    /// An evaluation report that cannot be written, drawn or read back.
+    #[error("report {}: {message}", path.display())]
+    Report { path: PathBuf, message: String },
 }
 
 impl Error {

@@ -4,6 +4,7 @@ pub mod caption;
 pub mod dataset;
 pub mod device;
 pub mod import;
+pub mod score;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ pub enum Command {
     Train(train::TrainArgs),
     Caption(caption::CaptionArgs),
     ImportNeuraltalk(import::ImportArgs),
+    /// Score captions from any system (COCO results format) against a dataset's references.
+    Score(score::ScoreArgs),
 }
 
 /// Runs a parsed command line.
@@ -36,5 +39,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Caption(args) => caption::run(args),
         Command::ImportNeuraltalk(args) => import::run(args),
+        Command::Score(args) => score::run(args),
     }
 }

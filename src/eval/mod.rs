@@ -14,6 +14,9 @@
 
 pub mod bleu;
 pub mod cider;
+pub mod plot;
+pub mod report;
+pub mod results;
 pub mod rouge;
 pub mod tokenize;
 
@@ -87,8 +90,8 @@ impl Scores {
             row(
                 "CIDEr",
                 self.cider,
-                "0–10 (×10)",
-                "pycocoevalcap CIDEr-D: σ = 6, clipped, document frequencies from these references",
+                "0–10",
+                "pycocoevalcap CIDEr-D (its ×10 scale): σ = 6, clipped, document frequencies from these references",
             ),
             row(
                 "ROUGE_L",

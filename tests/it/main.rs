@@ -3,4 +3,5 @@
 mod common;
 mod dataset;
 mod neuraltalk;
+mod score;
 mod train;
