@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod search;
 pub mod util;
 
 pub use error::{Error, Result};

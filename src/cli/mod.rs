@@ -1,5 +1,8 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
+pub mod index;
+pub mod query;
+
 use clap::{Parser, Subcommand};
 
 /// Train and evaluate image captioners, and search images by their captions.
@@ -15,9 +18,17 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Index captions for search, or show (--stats) or delete (--drop) an index.
+    Index(index::IndexArgs),
+    /// Find indexed images whose captions best match a text.
+    Query(query::QueryArgs),
+}
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Index(args) => index::run(args),
+        Command::Query(args) => query::run(args),
+    }
 }

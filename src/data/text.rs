@@ -204,7 +204,11 @@ impl Vocabulary {
             return Err(Error::parse(path, None, "vocabulary has no words"));
         }
         if vocab.unk.is_some_and(|u| u >= vocab.words.len()) {
-            return Err(Error::parse(path, Some("field unk".into()), "unk index out of range"));
+            return Err(Error::parse(
+                path,
+                Some("field unk".into()),
+                "unk index out of range",
+            ));
         }
         Ok(vocab)
     }
@@ -222,7 +226,10 @@ mod tests {
     fn tokenizer_matches_karpathy_rules() {
         assert_eq!(toks("A Dog runs."), ["a", "dog", "runs"]);
         assert_eq!(toks("  two-dogs,play  "), ["two", "dogs", "play"]);
-        assert_eq!(toks("the girl's hat isn't red"), ["the", "girl's", "hat", "isn't", "red"]);
+        assert_eq!(
+            toks("the girl's hat isn't red"),
+            ["the", "girl's", "hat", "isn't", "red"]
+        );
         assert_eq!(toks("'quoted' dogs' toys"), ["quoted", "dogs", "toys"]);
         assert_eq!(toks("Ünïcode café NAÏVE"), ["ünïcode", "café", "naïve"]);
         assert_eq!(toks("!!! ..."), Vec::<String>::new());
