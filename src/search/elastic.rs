@@ -295,10 +295,14 @@ impl Inner {
     }
 
     fn transport_error(&self, what: &str, e: &elasticsearch::Error) -> Error {
+        // The chain of causes, without the repeats (the client's error repeats reqwest's).
         let mut cause = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
-            cause = format!("{cause}: {s}");
+            let text = s.to_string();
+            if !cause.contains(&text) {
+                cause = format!("{cause}: {text}");
+            }
             source = s.source();
         }
         if e.is_timeout() {
