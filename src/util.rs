@@ -19,3 +19,57 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
+
+/// Reads a `[N, D]` (or `[D]`, as one row) float32/float64 `.npy` file into row-major `f32`
+/// values and the row count. Fortran-ordered arrays are transposed into row order.
+pub fn read_npy_matrix(path: &Path) -> Result<(Vec<f32>, usize)> {
+    let bad = |message: String| Error::parse(path, None, message);
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+        .map_err(|e| bad(format!("not a .npy file: {e}")))?;
+    let shape: Vec<u64> = npy.shape().to_vec();
+    let (rows, cols) = match shape.as_slice() {
+        [d] => (1usize, *d as usize),
+        [n, d] => (*n as usize, *d as usize),
+        other => {
+            return Err(bad(format!(
+                "expected a [N, D] array of features, found shape {other:?}"
+            )));
+        }
+    };
+    let fortran = npy.order() == npyz::Order::Fortran;
+    let dtype = npy.dtype().descr();
+    let values: Vec<f32> = match dtype.trim_start_matches(['<', '>', '|', '=']) {
+        "f4" => npy
+            .into_vec::<f32>()
+            .map_err(|e| bad(format!("cannot read float32 data: {e}")))?,
+        "f8" => npy
+            .into_vec::<f64>()
+            .map_err(|e| bad(format!("cannot read float64 data: {e}")))?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        other => {
+            return Err(bad(format!(
+                "expected float32 or float64 values, found dtype {other}"
+            )));
+        }
+    };
+    if values.len() != rows * cols {
+        return Err(bad(format!(
+            "shape says {} values, file holds {}",
+            rows * cols,
+            values.len()
+        )));
+    }
+    if fortran && rows > 1 {
+        let mut out = vec![0f32; values.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                out[r * cols + c] = values[c * rows + r];
+            }
+        }
+        return Ok((out, rows));
+    }
+    Ok((values, rows))
+}

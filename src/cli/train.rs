@@ -1,0 +1,109 @@
+//! `capsearch train`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::device::DeviceArg;
+use crate::data::formats::{LoadOptions, load};
+use crate::train::config::TrainConfig;
+use crate::train::fit::{TrainRequest, train};
+
+/// Train a CNN+LSTM captioner, with a terminal dashboard.
+///
+/// The run directory (--out) receives config.toml, vocab.json, model.json, model.bpk (the best
+/// model by validation BLEU-4), metrics.csv, and last/ (the resumable checkpoint). Press q in the
+/// dashboard to stop: a checkpoint is saved first, and --resume continues from it.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Experiment config (TOML).
+    #[arg(long, default_value = "configs/shapes.toml")]
+    pub config: PathBuf,
+    /// Dataset to train on (any format `capsearch dataset check` reads); overrides the config's `dataset`.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Run directory.
+    #[arg(long, default_value = "checkpoints/shapes")]
+    pub out: PathBuf,
+    /// Continue the run in --out from its last checkpoint (model, optimizer, epoch, shuffling order).
+    #[arg(long)]
+    pub resume: bool,
+    /// Plain log lines instead of the dashboard (automatic when stdout is not a terminal).
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Override loop.epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Override loop.batch_size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Override optim.lr.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Override loop.time_budget: stop at the first epoch end after this long (e.g. 10m, 90s, 1h).
+    #[arg(long)]
+    pub time_budget: Option<String>,
+    /// Override loop.seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: DeviceArg,
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let mut config = if args.resume && args.out.join("config.toml").exists() {
+        TrainConfig::load(&args.out.join("config.toml"))?
+    } else {
+        TrainConfig::load(&args.config)?
+    };
+    if let Some(v) = args.epochs {
+        config.run.epochs = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.run.batch_size = v;
+    }
+    if let Some(v) = args.lr {
+        config.optim.lr = v;
+    }
+    if let Some(v) = args.time_budget {
+        config.run.time_budget = Some(v);
+    }
+    if let Some(v) = args.seed {
+        config.run.seed = v;
+    }
+    config.validate()?;
+    let dataset_path = args
+        .dataset
+        .clone()
+        .or_else(|| config.dataset.as_ref().map(PathBuf::from))
+        .context("no dataset: pass --dataset PATH or set `dataset` in the config")?;
+    config.dataset = Some(dataset_path.display().to_string());
+    let dataset = load(&dataset_path, &LoadOptions::default())?;
+    let no_tui = args.no_tui || !std::io::stdout().is_terminal();
+    let mut reporter = crate::train::dashboard::reporter(no_tui);
+    let summary = train(
+        TrainRequest {
+            config,
+            dataset,
+            out: args.out.clone(),
+            resume: args.resume,
+            device: args.device.device()?,
+        },
+        reporter.as_mut(),
+    )?;
+    drop(reporter);
+    println!(
+        "{}: {} epochs, {:.1} images/s, {:.0}s; best validation BLEU-4 {} (epoch {}); model in {}",
+        summary.stopped_because,
+        summary.epochs_run,
+        summary.images_per_sec,
+        summary.elapsed.as_secs_f64(),
+        summary.best_bleu4.map(|b| format!("{b:.2}")).unwrap_or_else(|| "-".into()),
+        summary.best_epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! The captioner in NeuralTalk's arrangement.
+//!
+//! The image feature is projected (`We`, `be`) and fed as the LSTM's first input; then comes the
+//! START word's embedding (`Ws[0]`), then the caption's words. The output at the image step is
+//! discarded; the output after word `t` scores word `t + 1` (`Wd`, `bd`), with END (index 0) as a
+//! word. Parameter names and shapes mirror NeuralTalk's checkpoint, so import is a copy.
+
+use burn::module::Param;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
+
+use super::encoder::{SmallCnn, SmallCnnConfig};
+use super::lstm::FusedLstm;
+
+/// Where the image feature comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum EncoderConfig {
+    /// A small CNN trained together with the decoder.
+    SmallCnn(SmallCnnConfig),
+    /// Features computed outside the model (a frozen backbone such as VGG-16 fc7), of length `dim`.
+    Precomputed {
+        dim: usize,
+        /// Name of the backbone that produced the features (for example `vgg16-fc7`).
+        backbone: String,
+    },
+}
+
+impl EncoderConfig {
+    pub fn feature_dim(&self) -> usize {
+        match self {
+            EncoderConfig::SmallCnn(c) => c.feature_dim(),
+            EncoderConfig::Precomputed { dim, .. } => *dim,
+        }
+    }
+}
+
+/// Sizes and options of a captioner.
+#[derive(Config, Debug, PartialEq)]
+pub struct CaptionerConfig {
+    pub encoder: EncoderConfig,
+    /// Vocabulary size V (boundary and `<unk>` included).
+    pub vocab_size: usize,
+    /// Image and word encoding size D (NeuralTalk's `image_encoding_size` = `word_encoding_size`).
+    #[config(default = 256)]
+    pub embed_size: usize,
+    /// LSTM hidden size H.
+    #[config(default = 256)]
+    pub hidden_size: usize,
+    /// Dropout on the LSTM's inputs and outputs while training.
+    #[config(default = 0.2)]
+    pub dropout: f64,
+    /// NeuralTalk's `tanhC_version`: 1 for `h = o * tanh(c)`, 0 for `h = o * c`.
+    #[config(default = 1)]
+    pub tanh_c_version: u8,
+}
+
+impl CaptionerConfig {
+    pub fn init(&self, device: &Device) -> Captioner {
+        let (f, d, h, v) = (
+            self.encoder.feature_dim(),
+            self.embed_size,
+            self.hidden_size,
+            self.vocab_size,
+        );
+        let uniform = |rows: usize, cols: usize, fan_in: usize| {
+            let b = (1.0 / fan_in as f64).sqrt();
+            Param::from_tensor(Tensor::<2>::random(
+                [rows, cols],
+                Distribution::Uniform(-b, b),
+                device,
+            ))
+        };
+        Captioner {
+            cnn: match &self.encoder {
+                EncoderConfig::SmallCnn(c) => Some(c.init(device)),
+                EncoderConfig::Precomputed { .. } => None,
+            },
+            we: uniform(f, d, f),
+            be: Param::from_tensor(Tensor::zeros([d], device)),
+            ws: Param::from_tensor(Tensor::random(
+                [v, d],
+                Distribution::Normal(0.0, 0.1),
+                device,
+            )),
+            lstm: FusedLstm::new(d, h, self.tanh_c_version != 0, device),
+            wd: uniform(h, v, h),
+            bd: Param::from_tensor(Tensor::zeros([v], device)),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+/// CNN (optional) + projection + embeddings + fused LSTM + output layer.
+#[derive(Module, Debug)]
+pub struct Captioner {
+    /// The trained-from-scratch encoder, when there is one; `None` for precomputed features.
+    pub cnn: Option<SmallCnn>,
+    /// Image projection `[F, D]` (NeuralTalk `We`).
+    pub we: Param<Tensor<2>>,
+    /// `[D]` (NeuralTalk `be`, stored there as `[1, D]`).
+    pub be: Param<Tensor<1>>,
+    /// Word embeddings `[V, D]` (NeuralTalk `Ws`).
+    pub ws: Param<Tensor<2>>,
+    /// The fused LSTM (NeuralTalk `WLSTM`).
+    pub lstm: FusedLstm,
+    /// Output layer `[H, V]` (NeuralTalk `Wd`).
+    pub wd: Param<Tensor<2>>,
+    /// `[V]` (NeuralTalk `bd`, stored there as `[1, V]`).
+    pub bd: Param<Tensor<1>>,
+    pub dropout: Dropout,
+}
+
+impl Captioner {
+    /// Vocabulary size V.
+    pub fn vocab_size(&self) -> usize {
+        self.wd.dims()[1]
+    }
+
+    /// Feature length F that [`Captioner::project`] expects.
+    pub fn feature_dim(&self) -> usize {
+        self.we.dims()[0]
+    }
+
+    /// Images `[B, 3, H, W]` → features `[B, F]`. `None` when the model has no CNN (precomputed features).
+    pub fn encode(&self, images: Tensor<4>) -> Option<Tensor<2>> {
+        self.cnn.as_ref().map(|cnn| cnn.forward(images))
+    }
+
+    /// Features `[B, F]` → the LSTM's first input `[B, D]`.
+    pub fn project(&self, features: Tensor<2>) -> Tensor<2> {
+        features.matmul(self.we.val()) + self.be.val().unsqueeze_dim(0)
+    }
+
+    /// Word ids `[B, T]` → embeddings `[B, T, D]`.
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let d = self.ws.dims()[1];
+        self.ws
+            .val()
+            .select(0, ids.reshape([b * t]))
+            .reshape([b, t, d])
+    }
+
+    /// Hidden states `[.., H]` → vocabulary scores `[.., V]` (rank 2).
+    pub fn scores(&self, hidden: Tensor<2>) -> Tensor<2> {
+        hidden.matmul(self.wd.val()) + self.bd.val().unsqueeze_dim(0)
+    }
+
+    /// Teacher-forced scores: features `[B, F]`, inputs `[B, T]` (START then words) → `[B, T, V]`.
+    pub fn forward(&self, features: Tensor<2>, inputs: Tensor<2, Int>) -> Tensor<3> {
+        let [b, t] = inputs.dims();
+        let x_img = self
+            .dropout
+            .forward(self.project(features))
+            .unsqueeze_dim(1);
+        let x_words = self.dropout.forward(self.embed(inputs));
+        let hidden = self.lstm.forward(Tensor::cat(vec![x_img, x_words], 1));
+        let h = self.lstm.hidden_size;
+        // drop the image step's output
+        let hidden = hidden.narrow(1, 1, t).reshape([b * t, h]);
+        let hidden = self.dropout.forward(hidden);
+        self.scores(hidden).reshape([b, t, self.vocab_size()])
+    }
+
+    /// Masked cross-entropy (mean negative log-likelihood per real target token) and the number
+    /// of real tokens. `targets` and `mask` are `[B, T]`.
+    pub fn loss(
+        &self,
+        features: Tensor<2>,
+        inputs: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        mask: Tensor<2>,
+    ) -> Tensor<1> {
+        let [b, t] = targets.dims();
+        let logp = log_softmax(self.forward(features, inputs), 2);
+        let picked = logp.gather(2, targets.unsqueeze_dim(2)).reshape([b, t]);
+        let total = mask.clone().sum();
+        (picked * mask).sum().neg() / total.clamp_min(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::decode::{DecodeOptions, decode};
+    use burn::optim::{AdamConfig, GradientsParams};
+
+    /// Two feature vectors, two captions: the model learns them and greedy decoding gives them back.
+    #[test]
+    fn overfits_two_captions_and_decodes_them() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let config = CaptionerConfig::new(
+            EncoderConfig::Precomputed {
+                dim: 4,
+                backbone: "test".into(),
+            },
+            7,
+        )
+        .with_embed_size(16)
+        .with_hidden_size(32)
+        .with_dropout(0.0);
+        let mut model = config.init(&device);
+        let mut optim = AdamConfig::new().init();
+        let features =
+            Tensor::<2>::from_floats([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]], &device);
+        // captions [2,3,4] and [5,6]; inputs start with 0, targets end with 0
+        let inputs = Tensor::<2, Int>::from_ints([[0, 2, 3, 4], [0, 5, 6, 0]], &device);
+        let targets = Tensor::<2, Int>::from_ints([[2, 3, 4, 0], [5, 6, 0, 0]], &device);
+        let mask = Tensor::<2>::from_floats([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]], &device);
+        let mut first = None;
+        let mut last = 0.0;
+        for _ in 0..150 {
+            let loss = model.loss(
+                features.clone(),
+                inputs.clone(),
+                targets.clone(),
+                mask.clone(),
+            );
+            last = loss.clone().into_scalar::<f32>();
+            first.get_or_insert(last);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(0.02, model, grads);
+        }
+        assert!(last < 0.05, "loss went from {first:?} to {last}");
+        let valid = model.valid();
+        let captions = decode(&valid, features.inner(), DecodeOptions::default());
+        assert_eq!(captions[0].ids, [2, 3, 4]);
+        assert_eq!(captions[1].ids, [5, 6]);
+        for beam_size in [2, 3] {
+            let beams = decode(
+                &valid,
+                Tensor::<2>::from_floats(
+                    [[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]],
+                    &Device::flex(),
+                ),
+                DecodeOptions {
+                    beam_size,
+                    max_steps: 20,
+                },
+            );
+            assert_eq!(beams[0].ids, [2, 3, 4]);
+            assert_eq!(beams[1].ids, [5, 6]);
+            assert!(beams[0].logprob <= 0.0 && beams[0].logprob > -1.0);
+        }
+    }
+}

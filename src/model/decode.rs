@@ -1,0 +1,202 @@
+//! Greedy and beam-search decoding with NeuralTalk's semantics, batched over images.
+//!
+//! - The image vector is fed first with h = c = 0 and its output is discarded; then START (index 0).
+//! - Each step scores words with `log(1e-20 + softmax(y))`, exactly as NeuralTalk's `predict()`.
+//! - Beam search runs at most `max_steps` iterations (NeuralTalk: exactly 20), carries finished
+//!   beams unchanged, and ranks beams by summed log-probability with no length normalisation.
+//!   Greedy decoding is beam search with one beam.
+//! - A caption's log-probability includes the END word's when the caption ended.
+//!
+//! The LSTM steps of every unfinished beam of every image run as one batch.
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+use super::captioner::Captioner;
+use super::lstm::LstmState;
+use crate::data::text::BOUNDARY;
+
+/// NeuralTalk's step limit.
+pub const MAX_STEPS: usize = 20;
+
+/// Decoding settings.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DecodeOptions {
+    /// 1 for greedy decoding.
+    pub beam_size: usize,
+    /// Maximum number of words generated, END included.
+    pub max_steps: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            beam_size: 1,
+            max_steps: MAX_STEPS,
+        }
+    }
+}
+
+/// A decoded caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    /// Word ids, without the final END.
+    pub ids: Vec<usize>,
+    /// Summed `log(1e-20 + p)` of every generated word, END included when it was generated.
+    pub logprob: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Beam {
+    logprob: f64,
+    words: Vec<usize>,
+    /// Row of this beam's state in the current state tensors (unfinished beams only).
+    row: usize,
+}
+
+impl Beam {
+    fn finished(&self) -> bool {
+        self.words.last() == Some(&BOUNDARY)
+    }
+}
+
+/// Decodes a batch of feature vectors `[B, F]` into one caption each.
+pub fn decode(model: &Captioner, features: Tensor<2>, options: DecodeOptions) -> Vec<Caption> {
+    let beam_size = options.beam_size.max(1);
+    let [batch, _] = features.dims();
+    if batch == 0 {
+        return Vec::new();
+    }
+    let device = features.device();
+    let vocab = model.vocab_size();
+
+    // t = 0: the image, from the zero state; its output is discarded.
+    let first = model.lstm.step(model.project(features), None);
+    let mut state = first;
+    let mut beams: Vec<Vec<Beam>> = (0..batch)
+        .map(|i| {
+            vec![Beam {
+                logprob: 0.0,
+                words: Vec::new(),
+                row: i,
+            }]
+        })
+        .collect();
+
+    for _ in 0..options.max_steps {
+        // every unfinished beam, in image order
+        let active: Vec<(usize, usize)> = beams
+            .iter()
+            .enumerate()
+            .flat_map(|(img, bs)| {
+                bs.iter()
+                    .enumerate()
+                    .filter(|(_, b)| !b.finished())
+                    .map(move |(k, _)| (img, k))
+            })
+            .collect();
+        if active.is_empty() {
+            break;
+        }
+        let rows: Vec<i64> = active
+            .iter()
+            .map(|&(i, k)| beams[i][k].row as i64)
+            .collect();
+        let prev: Vec<i64> = active
+            .iter()
+            .map(|&(i, k)| beams[i][k].words.last().copied().unwrap_or(BOUNDARY) as i64)
+            .collect();
+        let rows = Tensor::<1, Int>::from_ints(rows.as_slice(), &device);
+        let prev = Tensor::<1, Int>::from_ints(prev.as_slice(), &device);
+        let x = model.ws.val().select(0, prev);
+        let selected = LstmState {
+            h: state.h.select(0, rows.clone()),
+            c: state.c.select(0, rows),
+        };
+        let next = model.lstm.step(x, Some(selected));
+        let probs = softmax(model.scores(next.h.clone()), 1);
+        let logp: Vec<f32> = (probs + 1e-20)
+            .log()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
+        if logp.len() != active.len() * vocab {
+            break;
+        }
+        state = next;
+
+        // expand each image's beams
+        let mut expansions: Vec<Vec<Beam>> = vec![Vec::new(); batch];
+        for (a, &(img, k)) in active.iter().enumerate() {
+            let beam = &beams[img][k];
+            let y = &logp[a * vocab..(a + 1) * vocab];
+            for w in top_k(y, beam_size) {
+                let mut words = beam.words.clone();
+                words.push(w);
+                expansions[img].push(Beam {
+                    logprob: beam.logprob + y[w] as f64,
+                    words,
+                    row: a,
+                });
+            }
+        }
+        for (img, expanded) in expansions.into_iter().enumerate() {
+            let mut candidates: Vec<Beam> = beams[img]
+                .iter()
+                .filter(|b| b.finished())
+                .cloned()
+                .collect();
+            candidates.extend(expanded);
+            // stable sort, highest first
+            candidates.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
+            candidates.truncate(beam_size);
+            beams[img] = candidates;
+        }
+    }
+
+    beams
+        .into_iter()
+        .map(|bs| {
+            let best = bs.into_iter().next().unwrap_or(Beam {
+                logprob: 0.0,
+                words: Vec::new(),
+                row: 0,
+            });
+            let mut ids = best.words;
+            if ids.last() == Some(&BOUNDARY) {
+                ids.pop();
+            }
+            Caption {
+                ids,
+                logprob: best.logprob,
+            }
+        })
+        .collect()
+}
+
+/// Indices of the `k` largest values, largest first (ties: lower index first).
+fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    let k = k.min(values.len());
+    if k == 0 {
+        return idx;
+    }
+    let cmp = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, cmp);
+        idx.truncate(k);
+    }
+    idx.sort_by(cmp);
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_and_breaks_ties() {
+        assert_eq!(top_k(&[0.1, 0.5, 0.3, 0.5], 3), [1, 3, 2]);
+        assert_eq!(top_k(&[0.1], 3), [0]);
+    }
+}

@@ -1,0 +1,156 @@
+//! Captioning with a saved model: images or precomputed features in, captions out.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+
+use super::artifact::{LoadedModel, load_model};
+use super::captioner::EncoderConfig;
+use super::decode::{DecodeOptions, decode};
+use crate::data::image::{ImageLimits, Normalization, ResizeMode};
+use crate::error::{Error, Result};
+
+/// A generated caption.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Generated {
+    pub caption: String,
+    pub logprob: f64,
+}
+
+/// A loaded model ready to caption.
+pub struct CaptionEngine {
+    pub loaded: LoadedModel,
+    pub device: Device,
+    pub limits: ImageLimits,
+    normalization: Normalization,
+}
+
+impl CaptionEngine {
+    /// Loads `checkpoints/NAME` onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let loaded = load_model(dir, &device)?;
+        let normalization = match loaded.info.preprocessing.normalization.as_str() {
+            "imagenet" => Normalization::Imagenet,
+            "caffe" => Normalization::Caffe,
+            "unit" => Normalization::Unit,
+            other => {
+                return Err(Error::Model {
+                    path: dir.join(super::artifact::MODEL_INFO),
+                    message: format!("unknown normalization {other:?} (expected imagenet, caffe or unit)"),
+                });
+            }
+        };
+        Ok(Self {
+            loaded,
+            device,
+            limits: ImageLimits::default(),
+            normalization,
+        })
+    }
+
+    /// The model's id (its name in model.json).
+    pub fn model_id(&self) -> &str {
+        &self.loaded.info.name
+    }
+
+    /// Whether this model captions raw images (it has an image encoder).
+    pub fn takes_images(&self) -> bool {
+        self.loaded.model.cnn.is_some()
+    }
+
+    /// Captions feature vectors `[N, F]` (row-major `data`).
+    pub fn caption_features(&self, data: Vec<f32>, rows: usize, options: DecodeOptions) -> Result<Vec<Generated>> {
+        let f = self.loaded.model.feature_dim();
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        if data.len() != rows * f {
+            return Err(Error::Invalid(format!(
+                "features have {} values per row, but the model expects {f}",
+                data.len() / rows.max(1)
+            )));
+        }
+        let features = Tensor::<1>::from_data(TensorData::new(data, [rows * f]), &self.device).reshape([rows, f]);
+        Ok(self.decode_features(features, options))
+    }
+
+    fn decode_features(&self, features: Tensor<2>, options: DecodeOptions) -> Vec<Generated> {
+        decode(&self.loaded.model, features, options)
+            .into_iter()
+            .map(|c| Generated {
+                caption: self.loaded.vocab.decode(&c.ids),
+                logprob: c.logprob,
+            })
+            .collect()
+    }
+
+    /// Decoded, resized pixels of one image as the model wants them (`HWC` `u8`).
+    pub fn prepare_image(&self, path: &Path) -> Result<Vec<u8>> {
+        let size = self.loaded.info.preprocessing.image_size as u32;
+        crate::data::image::load_rgb8(path, size, ResizeMode::Squash, &self.limits)
+    }
+
+    /// Decoded, resized pixels of an in-memory image (`HWC` `u8`).
+    pub fn prepare_image_bytes(&self, bytes: &[u8], name: &Path) -> Result<Vec<u8>> {
+        let size = self.loaded.info.preprocessing.image_size;
+        let image = crate::data::image::decode_bytes(bytes, name, &self.limits)?;
+        Ok(crate::data::image::resize_rgb8(&image, size as u32, ResizeMode::Squash).into_raw())
+    }
+
+    /// Captions prepared images (from [`CaptionEngine::prepare_image`]) in one batch.
+    pub fn caption_pixels(&self, images: &[Vec<u8>], options: DecodeOptions) -> Result<Vec<Generated>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = self.loaded.info.preprocessing.image_size;
+        let per = 3 * s * s;
+        let mut buf = vec![0f32; images.len() * per];
+        for (slot, px) in buf.chunks_exact_mut(per).zip(images) {
+            if px.len() != per {
+                return Err(Error::Invalid("image buffer has the wrong size for this model".into()));
+            }
+            crate::data::image::normalize_into(px, self.normalization, slot);
+        }
+        let tensor = Tensor::<1>::from_data(TensorData::new(buf, [images.len() * per]), &self.device)
+            .reshape([images.len(), 3, s, s]);
+        let features = self.loaded.model.encode(tensor).ok_or_else(|| self.no_encoder_error())?;
+        Ok(self.decode_features(features, options))
+    }
+
+    fn no_encoder_error(&self) -> Error {
+        let backbone = match &self.loaded.info.captioner.encoder {
+            EncoderConfig::Precomputed { backbone, .. } => backbone.clone(),
+            EncoderConfig::SmallCnn(_) => "cnn".into(),
+        };
+        Error::Model {
+            path: self.loaded.dir.clone(),
+            message: format!(
+                "this model takes precomputed {backbone} features, not images: pass --features FILE.npy, or import it with --vgg16 so it can caption images"
+            ),
+        }
+    }
+
+    /// Captions image files in batches of `batch_size`; one result per path, in order.
+    pub fn caption_paths(&self, paths: &[PathBuf], options: DecodeOptions, batch_size: usize) -> Vec<Result<Generated>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(batch_size.max(1)) {
+            let prepared: Vec<Result<Vec<u8>>> = chunk.iter().map(|p| self.prepare_image(p)).collect();
+            let ok: Vec<Vec<u8>> = prepared.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+            let mut generated = match self.caption_pixels(&ok, options) {
+                Ok(g) => g.into_iter(),
+                Err(e) => {
+                    let msg = e.to_string();
+                    out.extend(chunk.iter().map(|_| Err(Error::Invalid(msg.clone()))));
+                    continue;
+                }
+            };
+            for r in prepared {
+                out.push(match r {
+                    Ok(_) => generated.next().ok_or_else(|| Error::Invalid("decoder returned too few captions".into())),
+                    Err(e) => Err(e),
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,371 @@
+//! Training configuration, read from TOML (`configs/*.toml`) and saved next to every run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::EncoderConfig;
+use crate::model::encoder::SmallCnnConfig;
+
+/// The model part of a training config (the vocabulary size comes from the data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    #[serde(default = "default_encoder")]
+    pub encoder: EncoderConfig,
+    #[serde(default = "d256")]
+    pub embed_size: usize,
+    #[serde(default = "d256")]
+    pub hidden_size: usize,
+    #[serde(default = "d_dropout")]
+    pub dropout: f64,
+    #[serde(default = "d_one")]
+    pub tanh_c_version: u8,
+}
+
+/// The data part: how captions and images become tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Words seen fewer times than this map to `<unk>`.
+    #[serde(default = "d_threshold")]
+    pub word_count_threshold: usize,
+    /// Captions are cut to this many words (END excluded).
+    #[serde(default = "d_max_len")]
+    pub max_caption_len: usize,
+    /// Images are squashed to this side length.
+    #[serde(default = "d_image_size")]
+    pub image_size: usize,
+}
+
+/// Which optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adam,
+    Rmsprop,
+}
+
+/// Learning-rate schedule, a function of the global iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The base rate throughout.
+    Constant,
+    /// Cosine decay from the base rate to `min_lr_ratio × base` over the planned run.
+    Cosine,
+    /// Multiply by `decay` after every epoch.
+    Step,
+}
+
+/// The optimisation part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimSection {
+    #[serde(default = "d_optimizer")]
+    pub optimizer: OptimizerKind,
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    #[serde(default = "d_schedule")]
+    pub schedule: Schedule,
+    /// Cosine: final rate as a fraction of `lr`. Step: factor per epoch.
+    #[serde(default = "d_decay")]
+    pub decay: f64,
+    /// Clip the gradient's global norm to this (0 turns clipping off).
+    #[serde(default = "d_clip")]
+    pub grad_clip: f32,
+    #[serde(default)]
+    pub weight_decay: f32,
+}
+
+/// The loop part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopSection {
+    #[serde(default = "d_epochs")]
+    pub epochs: usize,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    /// Stop when validation BLEU-4 has not improved for this many epochs (0: never).
+    #[serde(default = "d_patience")]
+    pub patience: usize,
+    /// Stop cleanly at the first epoch end after this much time, e.g. "10m", "90s", "1h".
+    #[serde(default)]
+    pub time_budget: Option<String>,
+    /// Decode at most this many validation images per epoch for BLEU-4 (0: all).
+    #[serde(default = "d_val_images")]
+    pub val_bleu_images: usize,
+    /// Also checkpoint every this many iterations inside an epoch (0: at epoch ends only).
+    #[serde(default)]
+    pub checkpoint_every: usize,
+    /// Log a metrics row every this many iterations.
+    #[serde(default = "d_log_every")]
+    pub log_every: usize,
+}
+
+/// A whole training config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Dataset used when `--dataset` is not given.
+    #[serde(default)]
+    pub dataset: Option<String>,
+    #[serde(default = "default_model")]
+    pub model: ModelSection,
+    #[serde(default = "default_data")]
+    pub data: DataSection,
+    #[serde(default = "default_optim")]
+    pub optim: OptimSection,
+    #[serde(default = "default_loop", rename = "loop")]
+    pub run: LoopSection,
+}
+
+fn default_encoder() -> EncoderConfig {
+    EncoderConfig::SmallCnn(SmallCnnConfig::new())
+}
+fn d256() -> usize {
+    256
+}
+fn d_dropout() -> f64 {
+    0.2
+}
+fn d_one() -> u8 {
+    1
+}
+fn d_threshold() -> usize {
+    crate::data::text::DEFAULT_WORD_COUNT_THRESHOLD
+}
+fn d_max_len() -> usize {
+    16
+}
+fn d_image_size() -> usize {
+    64
+}
+fn d_optimizer() -> OptimizerKind {
+    OptimizerKind::Adam
+}
+fn d_lr() -> f64 {
+    2e-3
+}
+fn d_schedule() -> Schedule {
+    Schedule::Cosine
+}
+fn d_decay() -> f64 {
+    0.05
+}
+fn d_clip() -> f32 {
+    5.0
+}
+fn d_epochs() -> usize {
+    20
+}
+fn d_batch() -> usize {
+    64
+}
+fn d_seed() -> u64 {
+    42
+}
+fn d_patience() -> usize {
+    5
+}
+fn d_val_images() -> usize {
+    500
+}
+fn d_log_every() -> usize {
+    10
+}
+fn default_model() -> ModelSection {
+    toml::from_str("").unwrap_or_else(|_| unreachable!("every model field has a default"))
+}
+fn default_data() -> DataSection {
+    toml::from_str("").unwrap_or_else(|_| unreachable!("every data field has a default"))
+}
+fn default_optim() -> OptimSection {
+    toml::from_str("").unwrap_or_else(|_| unreachable!("every optim field has a default"))
+}
+fn default_loop() -> LoopSection {
+    toml::from_str("").unwrap_or_else(|_| unreachable!("every loop field has a default"))
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dataset: None,
+            model: default_model(),
+            data: default_data(),
+            optim: default_optim(),
+            run: default_loop(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML config; errors name the file, the line and the field.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Parse {
+                location, message, ..
+            } => Error::parse(path, location, message),
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: TrainConfig = toml::from_str(text).map_err(|e| {
+            let location = e.span().map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}")
+            });
+            Error::parse("config", location, e.message().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, message: &str| {
+            Err(Error::Config {
+                field: field.to_string(),
+                message: message.to_string(),
+            })
+        };
+        if self.run.batch_size == 0 {
+            return bad("loop.batch_size", "must be at least 1");
+        }
+        if self.run.epochs == 0 {
+            return bad("loop.epochs", "must be at least 1");
+        }
+        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
+            return bad("optim.lr", "must be a positive number");
+        }
+        if !(0.0..1.0).contains(&self.model.dropout) {
+            return bad("model.dropout", "must be in [0, 1)");
+        }
+        if self.model.embed_size == 0 || self.model.hidden_size == 0 {
+            return bad("model.embed_size/hidden_size", "must be at least 1");
+        }
+        if self.data.max_caption_len == 0 {
+            return bad("data.max_caption_len", "must be at least 1");
+        }
+        if let EncoderConfig::SmallCnn(c) = &self.model.encoder {
+            if c.depth == 0 || c.width == 0 || c.grid == 0 {
+                return bad("model.encoder", "width, depth and grid must be at least 1");
+            }
+            if self.data.image_size >> c.depth < c.grid {
+                return bad(
+                    "data.image_size",
+                    "too small for the encoder: image_size / 2^depth must be at least grid",
+                );
+            }
+        }
+        if self.model.tanh_c_version > 1 {
+            return bad("model.tanh_c_version", "must be 0 or 1");
+        }
+        self.time_budget()?;
+        Ok(())
+    }
+
+    /// The parsed time budget.
+    pub fn time_budget(&self) -> Result<Option<Duration>> {
+        self.run
+            .time_budget
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+    }
+
+    /// Writes the config as TOML (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        crate::util::write_atomic(path, text.as_bytes())
+    }
+}
+
+/// Parses "90s", "10m", "1h30m", "2h", or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let err = || {
+        Error::Invalid(format!(
+            "invalid duration {text:?}: use a number with a unit, e.g. 90s, 10m, 1h30m"
+        ))
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(err());
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return if secs >= 0.0 && secs.is_finite() {
+            Ok(Duration::from_secs_f64(secs))
+        } else {
+            Err(err())
+        };
+    }
+    let mut total = 0.0f64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+        } else {
+            let value: f64 = number.parse().map_err(|_| err())?;
+            number.clear();
+            total += value
+                * match c {
+                    's' => 1.0,
+                    'm' => 60.0,
+                    'h' => 3600.0,
+                    'd' => 86400.0,
+                    _ => return Err(err()),
+                };
+        }
+    }
+    if !number.is_empty() {
+        return Err(err());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("10").is_ok());
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/configs")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let err = TrainConfig::from_toml("[loop]\nepochs = 3\nbatch_sise = 2\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("line 3") && msg.contains("batch_sise"), "{msg}");
+        let err = TrainConfig::from_toml("[loop]\nbatch_size = 0\n").unwrap_err();
+        assert!(err.to_string().contains("loop.batch_size"), "{err}");
+    }
+
+    #[test]
+    fn empty_config_is_the_default() {
+        assert_eq!(TrainConfig::from_toml("").unwrap(), TrainConfig::default());
+    }
+}

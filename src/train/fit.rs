@@ -1,0 +1,528 @@
+//! The training loop: teacher forcing with masked cross-entropy, decoded validation BLEU-4 every
+//! epoch, best-checkpoint keeping, early stopping, a time budget, and resumable checkpoints.
+//!
+//! Why not burn-train's `SupervisedTraining`: it ranks checkpoints by metrics that are averaged
+//! over batches, while BLEU-4 is a corpus statistic of *decoded* captions that must be computed
+//! over the whole validation set at epoch end; it has no time budget; and its renderer cannot show
+//! the caption panel. burn's optimizers, gradient clipping, records and modules are used as they are.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, RmsPropConfig};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::checkpoint::{self, ResumeState};
+use super::config::{OptimizerKind, Schedule, TrainConfig};
+use super::dashboard::{BestCheckpoint, SampleCaption, TrainingReporter, TrainingStatus, current_rss_bytes};
+use crate::data::image::{ImageLimits, Normalization, ResizeMode};
+use crate::data::text::{Vocabulary, tokenize};
+use crate::data::{Dataset, Split};
+use crate::error::{Error, Result};
+use crate::model::artifact::{self, ModelInfo, Preprocessing};
+use crate::model::decode::{DecodeOptions, decode};
+use crate::model::{Captioner, CaptionerConfig};
+
+/// Normalisation used for models trained here.
+pub const TRAIN_NORMALIZATION: Normalization = Normalization::Imagenet;
+
+/// What `capsearch train` was asked to do.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    pub config: TrainConfig,
+    pub dataset: Dataset,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub device: Device,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    pub epochs_run: usize,
+    pub best_epoch: Option<usize>,
+    pub best_bleu4: Option<f64>,
+    pub stopped_because: String,
+    pub elapsed: Duration,
+    pub images_per_sec: f64,
+}
+
+/// Images of one split, decoded once and kept as `u8`.
+pub struct ImageSet {
+    pub size: usize,
+    /// `HWC` RGB bytes per image, `None` when the image could not be read.
+    pub pixels: Vec<Option<Arc<Vec<u8>>>>,
+}
+
+impl ImageSet {
+    /// Decodes the images of `samples` in parallel.
+    pub fn load(dataset: &Dataset, samples: &[&crate::data::Sample], size: usize) -> Self {
+        let limits = ImageLimits::default();
+        let paths: Vec<PathBuf> = samples.iter().map(|s| dataset.image_path(s)).collect();
+        let threads = crate::data::parallel::default_threads();
+        let pixels = crate::data::parallel::map_parallel(&paths, threads, None, |p| {
+            crate::data::image::load_rgb8(p, size as u32, ResizeMode::Squash, &limits)
+                .map_err(|e| tracing::warn!("skipping image: {e}"))
+                .ok()
+                .map(Arc::new)
+        });
+        Self { size, pixels }
+    }
+}
+
+/// One training example: an image and one of its captions (as ids, without boundaries).
+#[derive(Debug, Clone)]
+struct Example {
+    image: usize,
+    ids: Vec<usize>,
+}
+
+/// Builds `[B, 3, S, S]` images from decoded pixels.
+pub fn images_tensor(set: &ImageSet, indices: &[usize], device: &Device) -> Tensor<4> {
+    let s = set.size;
+    let per = 3 * s * s;
+    let mut buf = vec![0f32; indices.len() * per];
+    for (slot, &i) in buf.chunks_exact_mut(per).zip(indices) {
+        if let Some(px) = &set.pixels[i] {
+            crate::data::image::normalize_into(px, TRAIN_NORMALIZATION, slot);
+        }
+    }
+    Tensor::<1>::from_data(TensorData::new(buf, [indices.len() * per]), device)
+        .reshape([indices.len(), 3, s, s])
+}
+
+/// Teacher-forcing tensors for a list of captions: inputs `[0, w1..wn]`, targets `[w1..wn, 0]`,
+/// and the mask of real targets, padded to the longest caption.
+pub fn caption_tensors(captions: &[&[usize]], device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
+    let t = captions.iter().map(|c| c.len() + 1).max().unwrap_or(1);
+    let b = captions.len();
+    let mut inputs = vec![0i64; b * t];
+    let mut targets = vec![0i64; b * t];
+    let mut mask = vec![0f32; b * t];
+    for (row, ids) in captions.iter().enumerate() {
+        for (k, &w) in ids.iter().enumerate() {
+            inputs[row * t + k + 1] = w as i64;
+            targets[row * t + k] = w as i64;
+        }
+        for m in &mut mask[row * t..row * t + ids.len() + 1] {
+            *m = 1.0;
+        }
+    }
+    (
+        Tensor::<1, Int>::from_data(TensorData::new(inputs, [b * t]), device).reshape([b, t]),
+        Tensor::<1, Int>::from_data(TensorData::new(targets, [b * t]), device).reshape([b, t]),
+        Tensor::<1>::from_data(TensorData::new(mask, [b * t]), device).reshape([b, t]),
+    )
+}
+
+fn learning_rate(config: &TrainConfig, epoch0: usize, global_iter: usize, total_iters: usize) -> f64 {
+    let base = config.optim.lr;
+    match config.optim.schedule {
+        Schedule::Constant => base,
+        Schedule::Step => base * config.optim.decay.powi(epoch0 as i32),
+        Schedule::Cosine => {
+            let progress = (global_iter as f64 / total_iters.max(1) as f64).min(1.0);
+            let floor = base * config.optim.decay;
+            floor + 0.5 * (base - floor) * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+    }
+}
+
+fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
+    let clip = (config.optim.grad_clip > 0.0).then(|| GradientClippingConfig::Norm(config.optim.grad_clip));
+    let decay = (config.optim.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.optim.weight_decay));
+    match config.optim.optimizer {
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_grad_clipping(clip)
+            .with_weight_decay(decay)
+            .init(),
+        OptimizerKind::Rmsprop => RmsPropConfig::new()
+            .with_grad_clipping(clip)
+            .with_weight_decay(decay)
+            .init(),
+    }
+}
+
+/// Greedy-decodes up to `limit` images of a split and returns (generated token lists, reference token lists).
+pub fn decode_split(
+    model: &Captioner,
+    vocab: &Vocabulary,
+    images: &ImageSet,
+    refs: &[Vec<Vec<String>>],
+    limit: usize,
+    batch_size: usize,
+    device: &Device,
+) -> (Vec<Vec<String>>, Vec<Vec<Vec<String>>>) {
+    let usable: Vec<usize> = (0..images.pixels.len())
+        .filter(|&i| images.pixels[i].is_some())
+        .take(if limit == 0 { usize::MAX } else { limit })
+        .collect();
+    let mut generated = Vec::with_capacity(usable.len());
+    for chunk in usable.chunks(batch_size.max(1)) {
+        let Some(features) = model.encode(images_tensor(images, chunk, device)) else {
+            break;
+        };
+        for caption in decode(model, features, DecodeOptions::default()) {
+            generated.push(tokenize(&vocab.decode(&caption.ids)));
+        }
+    }
+    let references = usable.iter().map(|&i| refs[i].clone()).collect();
+    (generated, references)
+}
+
+struct Prepared {
+    vocab: Vocabulary,
+    train_images: ImageSet,
+    val_images: ImageSet,
+    train_examples: Vec<Example>,
+    val_examples: Vec<Example>,
+    val_refs: Vec<Vec<Vec<String>>>,
+    val_names: Vec<String>,
+}
+
+fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
+    let ds = &req.dataset;
+    let train: Vec<_> = ds.split(Split::Train).collect();
+    let val: Vec<_> = ds.split(Split::Val).collect();
+    if train.is_empty() {
+        return Err(Error::Dataset {
+            path: ds.source.clone(),
+            message: "no images in the train split: nothing to train on".into(),
+        });
+    }
+    if val.is_empty() {
+        return Err(Error::Dataset {
+            path: ds.source.clone(),
+            message: "no images in the val split: validation BLEU-4 needs one (give the dataset a val split, or let capsearch split it by leaving splits out)".into(),
+        });
+    }
+    let tokenized = |samples: &[&crate::data::Sample]| -> Vec<Vec<Vec<String>>> {
+        samples.iter().map(|s| s.captions.iter().map(|c| tokenize(c)).collect()).collect()
+    };
+    let train_tokens = tokenized(&train);
+    let val_refs = tokenized(&val);
+    let vocab = vocab.unwrap_or_else(|| {
+        Vocabulary::build(
+            train_tokens.iter().flatten().map(|c| c.as_slice()),
+            req.config.data.word_count_threshold,
+            true,
+        )
+    });
+    let max_len = req.config.data.max_caption_len;
+    let examples = |tokens: &[Vec<Vec<String>>]| -> Vec<Example> {
+        tokens
+            .iter()
+            .enumerate()
+            .flat_map(|(image, caps)| {
+                caps.iter().map(move |c| (image, c))
+            })
+            .map(|(image, c)| {
+                let mut ids = vocab.encode(c);
+                ids.truncate(max_len);
+                Example { image, ids }
+            })
+            .filter(|e| !e.ids.is_empty())
+            .collect()
+    };
+    let train_examples = examples(&train_tokens);
+    let val_examples = examples(&val_refs);
+    let size = req.config.data.image_size;
+    tracing::info!(
+        train = train.len(),
+        val = val.len(),
+        vocabulary = vocab.len(),
+        "decoding images once into memory"
+    );
+    let train_images = ImageSet::load(ds, &train, size);
+    let val_images = ImageSet::load(ds, &val, size);
+    let usable = |set: &ImageSet, ex: Vec<Example>| -> Vec<Example> {
+        ex.into_iter().filter(|e| set.pixels[e.image].is_some()).collect()
+    };
+    let train_examples = usable(&train_images, train_examples);
+    let val_examples = usable(&val_images, val_examples);
+    if train_examples.is_empty() {
+        return Err(Error::Dataset {
+            path: ds.source.clone(),
+            message: "no readable train image has a caption with in-vocabulary words".into(),
+        });
+    }
+    Ok(Prepared {
+        val_names: val.iter().map(|s| s.path.clone()).collect(),
+        vocab,
+        train_images,
+        val_images,
+        train_examples,
+        val_examples,
+        val_refs,
+    })
+}
+
+fn batch_loss(model: &Captioner, images: &ImageSet, batch: &[&Example], device: &Device) -> Tensor<1> {
+    let idx: Vec<usize> = batch.iter().map(|e| e.image).collect();
+    let caps: Vec<&[usize]> = batch.iter().map(|e| e.ids.as_slice()).collect();
+    let (inputs, targets, mask) = caption_tensors(&caps, device);
+    let features = model
+        .encode(images_tensor(images, &idx, device))
+        .unwrap_or_else(|| unreachable!("training builds a CNN encoder"));
+    model.loss(features, inputs, targets, mask)
+}
+
+/// Mean teacher-forced loss per token over the validation examples.
+fn validation_loss(model: &Captioner, data: &Prepared, batch_size: usize, device: &Device) -> f64 {
+    let mut total = 0.0;
+    let mut tokens = 0.0;
+    let examples: Vec<&Example> = data.val_examples.iter().collect();
+    for chunk in examples.chunks(batch_size) {
+        let n: usize = chunk.iter().map(|e| e.ids.len() + 1).sum();
+        let loss = batch_loss(model, &data.val_images, chunk, device).into_scalar::<f32>() as f64;
+        total += loss * n as f64;
+        tokens += n as f64;
+    }
+    if tokens == 0.0 { f64::NAN } else { total / tokens }
+}
+
+/// Runs (or resumes) a training run.
+pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<TrainSummary> {
+    let config = &req.config;
+    let out = &req.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+
+    let resume_state = if req.resume { checkpoint::load_state(out)? } else { None };
+    if req.resume && resume_state.is_none() {
+        tracing::warn!("--resume: no checkpoint in {}, starting from scratch", out.display());
+    }
+    if !req.resume && checkpoint::state_path(out).exists() {
+        return Err(Error::Invalid(format!(
+            "{} already holds a training run: pass --resume to continue it, or choose another --out",
+            out.display()
+        )));
+    }
+    let saved_vocab = match &resume_state {
+        Some(_) => Some(Vocabulary::load(&out.join(artifact::VOCAB))?),
+        None => None,
+    };
+    let data = prepare(&req, saved_vocab)?;
+    let vocab = &data.vocab;
+
+    let captioner_config = CaptionerConfig::new(config.model.encoder.clone(), vocab.len())
+        .with_embed_size(config.model.embed_size)
+        .with_hidden_size(config.model.hidden_size)
+        .with_dropout(config.model.dropout)
+        .with_tanh_c_version(config.model.tanh_c_version);
+    let run_name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    let mut info = ModelInfo {
+        name: run_name.clone(),
+        captioner: captioner_config.clone(),
+        preprocessing: Preprocessing {
+            image_size: config.data.image_size,
+            normalization: "imagenet".into(),
+        },
+        produced_by: "capsearch train".into(),
+        capsearch_version: env!("CARGO_PKG_VERSION").into(),
+        dataset: Some(req.dataset.source.display().to_string()),
+        epoch: None,
+        val_bleu4: None,
+    };
+    config.save(&out.join("config.toml"))?;
+    vocab.save(&out.join(artifact::VOCAB))?;
+
+    let device = req.device.clone();
+    let ad_device = device.clone().autodiff();
+    ad_device.seed(config.run.seed);
+    let mut model = captioner_config.init(&ad_device);
+    let mut optim = optimizer(config);
+    let mut state = ResumeState::default();
+    if let Some(saved) = resume_state {
+        let (m, o) = checkpoint::load_checkpoint(out, &saved, model, optim)?;
+        model = m;
+        optim = o;
+        tracing::info!(epoch = saved.epoch, iteration = saved.iteration, "resumed");
+        state = saved;
+    }
+    let mut metrics = checkpoint::MetricsLog::open(&out.join("metrics.csv"), state.global_iteration)?;
+
+    let bs = config.run.batch_size;
+    let iters_per_epoch = data.train_examples.len().div_ceil(bs);
+    let total_iters = iters_per_epoch * config.run.epochs;
+    let budget = config.time_budget()?;
+    let started = Instant::now();
+    let elapsed_before = Duration::from_secs_f64(state.elapsed_s);
+    let mut status = TrainingStatus {
+        run_name,
+        epochs: config.run.epochs,
+        iterations_per_epoch: iters_per_epoch,
+        time_budget: budget,
+        ..Default::default()
+    };
+    // restore the curves of a resumed run
+    for row in &state.history {
+        status.val_loss.push((row.epoch as f64, row.val_loss));
+        status.val_bleu4.push((row.epoch as f64, row.val_bleu4));
+    }
+    if let (Some(e), Some(b)) = (state.best_epoch, state.best_bleu4) {
+        status.best = Some(BestCheckpoint { epoch: e, bleu4: b, path: out.join(artifact::WEIGHTS) });
+    }
+    let sample_count = data.val_names.len().min(4);
+    let mut images_seen = 0usize;
+    let mut stopped_because = String::from("finished all epochs");
+    let mut throughput = 0.0;
+
+    'epochs: for epoch0 in state.epoch..config.run.epochs {
+        let epoch = epoch0 + 1;
+        status.epoch = epoch;
+        // The order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
+        let mut order: Vec<usize> = (0..data.train_examples.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.run.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        ad_device.seed(config.run.seed.wrapping_add(epoch as u64 * 1_000_003 + state.iteration as u64));
+        let skip = state.iteration;
+        let epoch_start = Instant::now();
+        let mut window = (Instant::now(), 0usize, 0usize, 0.0f64, 0usize);
+        for (it, chunk) in order.chunks(bs).enumerate().skip(skip) {
+            let lr = learning_rate(config, epoch0, state.global_iteration, total_iters);
+            let batch: Vec<&Example> = chunk.iter().map(|&i| &data.train_examples[i]).collect();
+            let tokens: usize = batch.iter().map(|e| e.ids.len() + 1).sum();
+            let loss = batch_loss(&model, &data.train_images, &batch, &ad_device);
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            if !loss_value.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "training diverged at epoch {epoch}, iteration {}: loss is {loss_value}; lower optim.lr or set optim.grad_clip",
+                    it + 1
+                )));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            state.iteration = it + 1;
+            state.global_iteration += 1;
+            images_seen += batch.len();
+            window.1 += batch.len();
+            window.2 += tokens;
+            window.3 += loss_value;
+            window.4 += 1;
+
+            if state.global_iteration % config.run.log_every.max(1) == 0 || it + 1 == iters_per_epoch {
+                let secs = window.0.elapsed().as_secs_f64().max(1e-9);
+                throughput = window.1 as f64 / secs;
+                let mean_loss = window.3 / window.4 as f64;
+                status.iteration = it + 1;
+                status.global_iteration = state.global_iteration;
+                status.learning_rate = lr;
+                status.images_per_sec = throughput;
+                status.tokens_per_sec = window.2 as f64 / secs;
+                status.train_loss.push((epoch0 as f64 + (it + 1) as f64 / iters_per_epoch as f64, mean_loss));
+                status.elapsed = elapsed_before + started.elapsed();
+                let done_in_epoch = (it + 1 - skip).max(1) as f64;
+                let per_iter = epoch_start.elapsed().as_secs_f64() / done_in_epoch;
+                status.epoch_eta = Some(Duration::from_secs_f64(per_iter * (iters_per_epoch - it - 1) as f64));
+                let remaining = total_iters.saturating_sub(state.global_iteration);
+                status.eta = Some(Duration::from_secs_f64(per_iter * remaining as f64));
+                status.memory_bytes = current_rss_bytes();
+                status.phase = "training".into();
+                metrics.iteration_row(epoch, state.global_iteration, mean_loss, lr, throughput, status.elapsed.as_secs_f64())?;
+                reporter.update(&status);
+                window = (Instant::now(), 0, 0, 0.0, 0);
+            }
+            if reporter.stop_requested() {
+                status.phase = "saving".into();
+                reporter.update(&status);
+                state.elapsed_s = (elapsed_before + started.elapsed()).as_secs_f64();
+                state.epoch = epoch0;
+                checkpoint::save_checkpoint(out, &state, &model, &optim)?;
+                stopped_because = format!("stopped by the user at epoch {epoch}, iteration {}", it + 1);
+                break 'epochs;
+            }
+            if config.run.checkpoint_every > 0 && (it + 1) % config.run.checkpoint_every == 0 && it + 1 < iters_per_epoch {
+                state.elapsed_s = (elapsed_before + started.elapsed()).as_secs_f64();
+                state.epoch = epoch0;
+                checkpoint::save_checkpoint(out, &state, &model, &optim)?;
+            }
+        }
+
+        // validation: teacher-forced loss, then decoded BLEU-4
+        let valid = model.valid();
+        status.phase = "validating".into();
+        reporter.update(&status);
+        let val_loss = validation_loss(&valid, &data, bs, &device);
+        status.phase = "decoding".into();
+        reporter.update(&status);
+        let (generated, references) = decode_split(&valid, vocab, &data.val_images, &data.val_refs, config.run.val_bleu_images, bs, &device);
+        let bleu4 = 100.0 * crate::eval::bleu::coco_bleu(&generated, &references).corpus[3];
+        status.samples = (0..sample_count.min(generated.len()))
+            .map(|i| SampleCaption {
+                image: data.val_names[i].clone(),
+                generated: generated[i].join(" "),
+                reference: references[i].first().map(|r| r.join(" ")).unwrap_or_default(),
+            })
+            .collect();
+        status.val_loss.push((epoch as f64, val_loss));
+        status.val_bleu4.push((epoch as f64, bleu4));
+        let elapsed = elapsed_before + started.elapsed();
+        status.elapsed = elapsed;
+        metrics.epoch_row(epoch, state.global_iteration, val_loss, bleu4, learning_rate(config, epoch0, state.global_iteration, total_iters), throughput, elapsed.as_secs_f64())?;
+        state.history.push(checkpoint::EpochRecord { epoch, val_loss, val_perplexity: val_loss.exp(), val_bleu4: bleu4, elapsed_s: elapsed.as_secs_f64() });
+
+        // best model by validation BLEU-4
+        if state.best_bleu4.is_none_or(|b| bleu4 > b) {
+            status.phase = "saving".into();
+            reporter.update(&status);
+            state.best_bleu4 = Some(bleu4);
+            state.best_epoch = Some(epoch);
+            info.epoch = Some(epoch);
+            info.val_bleu4 = Some(bleu4);
+            artifact::save_weights(valid.clone(), &out.join(artifact::WEIGHTS))?;
+            info.save(out)?;
+            status.best = Some(BestCheckpoint { epoch, bleu4, path: out.join(artifact::WEIGHTS) });
+        }
+        state.epoch = epoch;
+        state.iteration = 0;
+        state.elapsed_s = elapsed.as_secs_f64();
+        checkpoint::save_checkpoint(out, &state, &model, &optim)?;
+        tracing::info!(epoch, val_loss = format!("{val_loss:.4}"), val_perplexity = format!("{:.2}", val_loss.exp()), val_bleu4 = format!("{bleu4:.2}"), "epoch done");
+        reporter.update(&status);
+
+        if config.run.patience > 0 {
+            if let Some(best_epoch) = state.best_epoch {
+                if epoch >= best_epoch + config.run.patience {
+                    stopped_because = format!("early stopping: no BLEU-4 gain for {} epochs", config.run.patience);
+                    break;
+                }
+            }
+        }
+        if let Some(budget) = budget {
+            if elapsed >= budget {
+                stopped_because = format!("time budget of {} reached", humanize(budget));
+                break;
+            }
+        }
+        if reporter.stop_requested() {
+            stopped_because = format!("stopped by the user after epoch {epoch}");
+            break;
+        }
+    }
+    status.phase = "done".into();
+    reporter.finish(&status);
+    let elapsed = elapsed_before + started.elapsed();
+    Ok(TrainSummary {
+        epochs_run: state.epoch,
+        best_epoch: state.best_epoch,
+        best_bleu4: state.best_bleu4,
+        stopped_because,
+        elapsed,
+        images_per_sec: images_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
+    })
+}
+
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else if s >= 60 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{s}s") }
+}
+
