@@ -164,6 +164,62 @@ mod tests {
         assert!(distinct.len() > 950, "{}", distinct.len());
     }
 
+    fn bench_docs() -> u64 {
+        std::env::var("CAPSEARCH_BENCH_DOCS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000)
+    }
+
+    /// The embedded figures, until `capsearch bench search` exists. Run with
+    /// `CAPSEARCH_BENCH_DOCS=100000 cargo test --lib search::bench::tests::measure_embedded --
+    /// --ignored --nocapture`.
+    #[test]
+    #[ignore = "a benchmark: run it by name with --ignored"]
+    fn measure_embedded() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EmbeddedBackend::new(dir.path().join("index"));
+        let figures = bench_search(
+            &backend,
+            bench_docs(),
+            1000,
+            10_000,
+            &shapes_caption,
+            &crate::search::progress_bar(Some(bench_docs()), "docs"),
+        )
+        .unwrap();
+        println!("{}", serde_json::to_string_pretty(&figures).unwrap());
+    }
+
+    /// The same against `ES_URL` (index `capsearch-bench`, dropped first and afterwards).
+    #[test]
+    #[ignore = "a benchmark: run it by name with --ignored"]
+    fn measure_elasticsearch() {
+        let Ok(url) = std::env::var("ES_URL") else {
+            println!("skipped: ES_URL is not set");
+            return;
+        };
+        let backend =
+            crate::search::elastic::ElasticBackend::new(crate::search::elastic::ElasticConfig {
+                url,
+                index: "capsearch-bench".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        backend.drop_index().unwrap();
+        let figures = bench_search(
+            &backend,
+            bench_docs(),
+            1000,
+            1000,
+            &shapes_caption,
+            &crate::search::progress_bar(Some(bench_docs()), "docs"),
+        )
+        .unwrap();
+        backend.drop_index().unwrap();
+        println!("{}", serde_json::to_string_pretty(&figures).unwrap());
+    }
+
     #[test]
     fn bench_measures_a_small_embedded_run() {
         let dir = tempfile::tempdir().unwrap();

@@ -232,6 +232,13 @@ pub trait SearchBackend: Send + Sync {
 
     /// Deletes the whole index. Returns false if there was none.
     fn drop_index(&self) -> Result<bool>;
+
+    /// Finishes a bulk run: the embedded backend waits for its background segment merges and
+    /// releases the writer lock (so another process can write); Elasticsearch has nothing to do.
+    /// Writing again afterwards is allowed. [`index_documents`] calls it at the end.
+    fn finish(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The backends capsearch can search with.
@@ -388,9 +395,10 @@ pub fn progress_bar(total: Option<u64>, unit: &str) -> ProgressBar {
     bar
 }
 
-/// Indexes documents in batches of `batch_size`, advancing `progress` by each batch. Returns how
-/// many documents were written. Stops at the first failing batch: batches before it are kept, so
-/// running the same indexing again completes it without duplicates.
+/// Indexes documents in batches of `batch_size`, advancing `progress` by each batch, then calls
+/// [`SearchBackend::finish`]. Returns how many documents were written. Stops at the first failing
+/// batch: batches before it are kept, so running the same indexing again completes it without
+/// duplicates.
 pub fn index_documents<I>(
     backend: &dyn SearchBackend,
     docs: I,
@@ -415,6 +423,7 @@ where
         written += backend.index(&batch)?;
         progress.inc(batch.len() as u64);
     }
+    backend.finish()?;
     Ok(written)
 }
 
