@@ -10,6 +10,7 @@ pub mod error;
 pub mod eval;
 pub mod import;
 pub mod model;
+pub mod search;
 pub mod train;
 pub mod util;
 

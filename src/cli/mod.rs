@@ -4,6 +4,8 @@ pub mod caption;
 pub mod dataset;
 pub mod device;
 pub mod import;
+pub mod index;
+pub mod query;
 pub mod score;
 pub mod train;
 
@@ -30,6 +32,10 @@ pub enum Command {
     ImportNeuraltalk(import::ImportArgs),
     /// Score captions from any system (COCO results format) against a dataset's references.
     Score(score::ScoreArgs),
+    /// Index captions for search, or show (--stats) or delete (--drop) an index.
+    Index(index::IndexArgs),
+    /// Find indexed images whose captions best match a text.
+    Query(query::QueryArgs),
 }
 
 /// Runs a parsed command line.
@@ -40,5 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Caption(args) => caption::run(args),
         Command::ImportNeuraltalk(args) => import::run(args),
         Command::Score(args) => score::run(args),
+        Command::Index(args) => index::run(args),
+        Command::Query(args) => query::run(args),
     }
 }

@@ -4,4 +4,5 @@ mod common;
 mod dataset;
 mod neuraltalk;
 mod score;
+mod search;
 mod train;

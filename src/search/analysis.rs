@@ -1,0 +1,102 @@
+//! The English analysis both backends share, and the rule that picks the caption shown for a hit.
+//!
+//! The embedded index analyses captions with [`english_analyzer`]; Elasticsearch uses its built-in
+//! `english` analyzer, which does the same steps (lower-casing, Lucene's 33 English stop words,
+//! Porter stemming; tantivy's stemmer is the Snowball "Porter2" variant, which agrees on the words
+//! captions use). [`best_caption`] runs on the client for both backends, so the caption a hit shows
+//! does not depend on the backend.
+
+use std::collections::HashSet;
+
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+    TokenStream,
+};
+
+/// Name under which the embedded index registers [`english_analyzer`].
+pub const ANALYZER_NAME: &str = "capsearch_english";
+
+/// Splits on non-alphanumerics, drops tokens over 40 bytes, lower-cases, removes English stop
+/// words and stems.
+pub fn english_analyzer() -> TextAnalyzer {
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser);
+    match StopWordFilter::new(Language::English) {
+        Some(stop) => builder
+            .filter(stop)
+            .filter(Stemmer::new(Language::English))
+            .build(),
+        // tantivy ships the English list with its default features; without it, stem only.
+        None => builder.filter(Stemmer::new(Language::English)).build(),
+    }
+}
+
+/// The searchable terms of a text, in order (duplicates kept).
+pub fn analyze(text: &str) -> Vec<String> {
+    let mut analyzer = english_analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut terms = Vec::new();
+    while stream.advance() {
+        terms.push(stream.token().text.clone());
+    }
+    terms
+}
+
+/// The caption of a document that best matches a query: the one containing the most distinct
+/// query terms; among equals, the one where they make up the largest share of its terms; then the
+/// first. Falls back to the first non-blank caption when none matches.
+pub fn best_caption(query: &str, captions: &[String]) -> String {
+    let wanted: HashSet<String> = analyze(query).into_iter().collect();
+    let mut best: Option<(usize, f64, &String)> = None;
+    for caption in captions.iter().filter(|c| !c.trim().is_empty()) {
+        let terms: HashSet<String> = analyze(caption).into_iter().collect();
+        let matched = terms.intersection(&wanted).count();
+        let share = if terms.is_empty() {
+            0.0
+        } else {
+            matched as f64 / terms.len() as f64
+        };
+        let better = match best {
+            None => true,
+            Some((m, s, _)) => matched > m || (matched == m && share > s),
+        };
+        if better {
+            best = Some((matched, share, caption));
+        }
+    }
+    best.map(|(_, _, c)| c.clone()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analysis_lowercases_removes_stop_words_and_stems() {
+        assert_eq!(
+            analyze("The Dogs are RUNNING on the grass."),
+            vec!["dog", "run", "grass"]
+        );
+        assert!(analyze("the a an of").is_empty());
+        assert!(analyze("").is_empty());
+    }
+
+    #[test]
+    fn best_caption_prefers_more_query_terms_then_tighter_captions() {
+        let captions = vec![
+            "a cat sleeps on a sofa".to_string(),
+            "two dogs run across the grass in a park".to_string(),
+            "a dog runs on grass".to_string(),
+        ];
+        assert_eq!(best_caption("dog running grass", &captions), captions[2]);
+        assert_eq!(best_caption("sleeping cats", &captions), captions[0]);
+        // Nothing matches: the first caption.
+        assert_eq!(best_caption("submarine", &captions), captions[0]);
+        // Blank captions are never shown.
+        assert_eq!(
+            best_caption("x", &[" ".to_string(), "a boat".to_string()]),
+            "a boat"
+        );
+    }
+}

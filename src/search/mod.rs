@@ -1,0 +1,499 @@
+//! Search: index images by their captions and find them again by text.
+//!
+//! One interface, [`SearchBackend`], with two implementations:
+//! - [`embedded::EmbeddedBackend`] (the default): a tantivy index on disk, no server needed;
+//! - [`elastic::ElasticBackend`]: an Elasticsearch 8 cluster, through the official client.
+//!
+//! A [`Document`] is one image: its path and its captions (the caption a model wrote, or every
+//! reference caption of a dataset image), with the model or dataset that produced them. Its id is
+//! derived from its path ([`doc_id`]), so indexing an image again replaces it and never adds a
+//! second copy. Both backends analyse captions the same way (English: lower-casing, Lucene's
+//! English stop words, stemming), and both pick the [`Hit::caption`] shown for a match with the
+//! same rule ([`best_caption`]), so they give the same JSON for the same corpus; only the scores
+//! (and the order of near ties) may differ.
+//!
+//! This module knows nothing of the model: whoever captions images builds [`Document`]s and hands
+//! them to [`index_documents`].
+//!
+//! # Sync interface, async callers
+//! The trait is synchronous (`&self`, `Send + Sync`), because tantivy is blocking and so are the
+//! CLI commands. The Elasticsearch backend owns a small tokio runtime and blocks on it. From async
+//! code (the axum web server) keep the backend in an `Arc<dyn SearchBackend>` and call it inside
+//! `tokio::task::spawn_blocking`; calling it directly on an async worker thread would block that
+//! thread (and the Elasticsearch backend refuses to run a nested runtime).
+
+pub mod analysis;
+pub mod bench;
+pub mod elastic;
+pub mod embedded;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+pub use analysis::{analyze, best_caption};
+pub use bench::{BenchFigures, bench_search};
+
+/// What produced a document's captions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocKind {
+    /// The caption a model wrote for the image; [`Document::source`] is the model id.
+    Model,
+    /// The reference captions of a dataset image; [`Document::source`] is the dataset name.
+    Dataset,
+}
+
+impl DocKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocKind::Model => "model",
+            DocKind::Dataset => "dataset",
+        }
+    }
+}
+
+impl std::fmt::Display for DocKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One indexed image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    /// The image's path, as the user will want to open it. It is the document's identity.
+    pub path: String,
+    /// Its captions: one from a model, or all the references of a dataset image. Never empty.
+    pub captions: Vec<String>,
+    /// The model id (for [`DocKind::Model`]) or the dataset name (for [`DocKind::Dataset`]).
+    pub source: String,
+    pub kind: DocKind,
+    /// When it was indexed, in milliseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+impl Document {
+    /// A document for the caption that `model` wrote for the image at `path`, stamped now.
+    pub fn from_model(
+        path: impl Into<String>,
+        caption: impl Into<String>,
+        model: impl Into<String>,
+    ) -> Self {
+        Document {
+            path: path.into(),
+            captions: vec![caption.into()],
+            source: model.into(),
+            kind: DocKind::Model,
+            timestamp: now_millis(),
+        }
+    }
+
+    /// A document for the reference captions of a dataset image, stamped now.
+    pub fn from_dataset(
+        path: impl Into<String>,
+        captions: Vec<String>,
+        dataset: impl Into<String>,
+    ) -> Self {
+        Document {
+            path: path.into(),
+            captions,
+            source: dataset.into(),
+            kind: DocKind::Dataset,
+            timestamp: now_millis(),
+        }
+    }
+
+    /// Checks what every backend relies on: a path, a source, and at least one non-blank caption.
+    pub fn validate(&self) -> Result<()> {
+        if self.path.trim().is_empty() {
+            return Err(Error::Invalid(format!(
+                "a document from {} {:?} has an empty path",
+                self.kind, self.source
+            )));
+        }
+        if self.source.trim().is_empty() {
+            return Err(Error::Invalid(format!(
+                "document {:?} has an empty {} name",
+                self.path, self.kind
+            )));
+        }
+        if self.captions.iter().all(|c| c.trim().is_empty()) {
+            return Err(Error::Invalid(format!(
+                "document {:?} has no caption: every document needs at least one non-blank caption",
+                self.path
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    pub path: String,
+    /// The document's caption that best matches the query (see [`best_caption`]).
+    pub caption: String,
+    /// The backend's relevance score (BM25 on both backends; higher is better).
+    pub score: f32,
+}
+
+/// How many documents one model or dataset contributed to an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCount {
+    pub kind: DocKind,
+    pub source: String,
+    pub documents: u64,
+}
+
+/// What an index holds (`capsearch index --stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexStats {
+    /// `embedded` or `elasticsearch`.
+    pub backend: String,
+    /// The index folder, or the cluster URL and index name.
+    pub location: String,
+    pub documents: u64,
+    /// Documents per model and per dataset, sorted by kind then name.
+    pub sources: Vec<SourceCount>,
+    /// Size of the index's files (on every copy, for Elasticsearch), when the backend reports it.
+    pub size_bytes: Option<u64>,
+}
+
+/// The backend's state, as far as a cheap check can tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub backend: String,
+    pub location: String,
+    /// `green`/`yellow`/`red` for Elasticsearch's cluster; `green` for a readable embedded index.
+    pub status: String,
+    /// Whether the index exists (queries on a missing index fail with an error saying so).
+    pub index_exists: bool,
+}
+
+/// An index of image captions.
+///
+/// All methods take `&self` and may be called from several threads. Writes ([`index`],
+/// [`delete`], [`drop_index`]) are visible to reads as soon as they return. Reads on an index that
+/// does not exist fail with "... does not exist: run `capsearch index` first".
+///
+/// [`index`]: SearchBackend::index
+/// [`delete`]: SearchBackend::delete
+/// [`drop_index`]: SearchBackend::drop_index
+pub trait SearchBackend: Send + Sync {
+    /// `embedded` or `elasticsearch`.
+    fn name(&self) -> &'static str;
+
+    /// Where the index lives, for messages: a folder, or `URL index NAME`.
+    fn location(&self) -> String;
+
+    /// Whether the backend answers, and whether the index exists.
+    fn health(&self) -> Result<Health>;
+
+    /// Adds or replaces documents (keyed by path), creating the index if it does not exist yet.
+    /// Returns how many documents were written. A path given twice keeps its last document.
+    fn index(&self, docs: &[Document]) -> Result<usize>;
+
+    /// Removes the documents with these paths. Returns how many existed and were removed.
+    fn delete(&self, paths: &[String]) -> Result<usize>;
+
+    /// The documents best matching `text` (English-analysed, any term may match), best first,
+    /// skipping the first `offset`. A query with no searchable term (empty, only stop words)
+    /// matches nothing.
+    fn query(&self, text: &str, size: usize, offset: usize) -> Result<Vec<Hit>>;
+
+    /// Number of documents in the index.
+    fn count(&self) -> Result<u64>;
+
+    /// Which of `paths` are indexed with a document of this kind and source (used to skip images
+    /// already captioned by the same model). An index that does not exist yet holds none.
+    fn indexed_paths(
+        &self,
+        paths: &[String],
+        kind: DocKind,
+        source: &str,
+    ) -> Result<HashSet<String>>;
+
+    /// Whether `path` is indexed with a document of this kind and source.
+    fn contains(&self, path: &str, kind: DocKind, source: &str) -> Result<bool> {
+        Ok(!self
+            .indexed_paths(&[path.to_string()], kind, source)?
+            .is_empty())
+    }
+
+    /// What the index holds.
+    fn stats(&self) -> Result<IndexStats>;
+
+    /// Deletes the whole index. Returns false if there was none.
+    fn drop_index(&self) -> Result<bool>;
+
+    /// Finishes a bulk run: the embedded backend waits for its background segment merges and
+    /// releases the writer lock (so another process can write); Elasticsearch has nothing to do.
+    /// Writing again afterwards is allowed. [`index_documents`] calls it at the end.
+    fn finish(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The backends capsearch can search with.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A tantivy index in a folder (`--index-path`); needs no server.
+    #[default]
+    Embedded,
+    /// An Elasticsearch 8 cluster (`--es-url`, `--es-index`).
+    Elasticsearch,
+}
+
+/// Where the index lives: the flags (and environment variables) every search command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendOptions {
+    /// Search backend: an embedded index on disk (no server), or an Elasticsearch 8 cluster.
+    #[arg(long, value_enum, default_value_t = BackendKind::Embedded)]
+    pub backend: BackendKind,
+
+    /// Folder of the embedded index.
+    #[arg(long, value_name = "DIR", default_value = "./index/")]
+    pub index_path: PathBuf,
+
+    /// Elasticsearch URL, e.g. http://localhost:9200 (required with `--backend elasticsearch`).
+    #[arg(long, value_name = "URL", env = "ES_URL")]
+    pub es_url: Option<String>,
+
+    /// Elasticsearch index name.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "ES_INDEX",
+        default_value = "capsearch"
+    )]
+    pub es_index: String,
+
+    /// Elasticsearch user for basic authentication (with ES_PASSWORD).
+    #[arg(long, value_name = "USER", env = "ES_USERNAME")]
+    pub es_username: Option<String>,
+
+    /// Elasticsearch password for basic authentication; prefer the environment variable.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "ES_PASSWORD",
+        hide_env_values = true
+    )]
+    pub es_password: Option<String>,
+
+    /// Elasticsearch API key (the base64 `encoded` form); prefer the environment variable.
+    #[arg(long, value_name = "KEY", env = "ES_API_KEY", hide_env_values = true)]
+    pub es_api_key: Option<String>,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        BackendOptions {
+            backend: BackendKind::Embedded,
+            index_path: PathBuf::from("./index/"),
+            es_url: None,
+            es_index: "capsearch".to_string(),
+            es_username: None,
+            es_password: None,
+            es_api_key: None,
+        }
+    }
+}
+
+/// Opens the backend the options name. Nothing is created yet: the index appears on the first
+/// [`SearchBackend::index`], and reads of a missing index fail with an error that says so.
+pub fn open_backend(opts: &BackendOptions) -> Result<Box<dyn SearchBackend>> {
+    match opts.backend {
+        BackendKind::Embedded => Ok(Box::new(embedded::EmbeddedBackend::new(&opts.index_path))),
+        BackendKind::Elasticsearch => {
+            let url = opts.es_url.clone().ok_or_else(|| {
+                Error::Invalid(
+                    "--backend elasticsearch needs the cluster's URL: pass --es-url URL or set ES_URL"
+                        .to_string(),
+                )
+            })?;
+            let auth = match (&opts.es_api_key, &opts.es_username, &opts.es_password) {
+                (Some(_), Some(_), _) => {
+                    return Err(Error::Invalid(
+                        "give either an API key (ES_API_KEY) or a user and password \
+                         (ES_USERNAME, ES_PASSWORD), not both"
+                            .to_string(),
+                    ));
+                }
+                (Some(key), None, _) => elastic::Auth::ApiKey(key.clone()),
+                (None, Some(user), Some(password)) => {
+                    elastic::Auth::Basic(user.clone(), password.clone())
+                }
+                (None, Some(_), None) => {
+                    return Err(Error::Invalid(
+                        "ES_USERNAME is set but ES_PASSWORD is not: set both for basic authentication"
+                            .to_string(),
+                    ));
+                }
+                (None, None, Some(_)) => {
+                    return Err(Error::Invalid(
+                        "ES_PASSWORD is set but ES_USERNAME is not: set both for basic authentication"
+                            .to_string(),
+                    ));
+                }
+                (None, None, None) => elastic::Auth::None,
+            };
+            let config = elastic::ElasticConfig {
+                url,
+                index: opts.es_index.clone(),
+                auth,
+                ..elastic::ElasticConfig::default()
+            };
+            Ok(Box::new(elastic::ElasticBackend::new(config)?))
+        }
+    }
+}
+
+/// A document's id in the index: the first 40 hex digits of the SHA-256 of its path. Stable across
+/// runs and machines, so indexing a path again replaces its document.
+pub fn doc_id(path: &str) -> String {
+    let digest = Sha256::digest(path.as_bytes());
+    let mut id = hex::encode(digest);
+    id.truncate(40);
+    id
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A progress bar for indexing: count, documents per second and ETA. Drawn on stderr, and only
+/// when stderr is a terminal.
+pub fn progress_bar(total: Option<u64>, unit: &str) -> ProgressBar {
+    let bar = match total {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::no_length(),
+    };
+    let template = if total.is_some() {
+        format!("{{bar:40}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, ETA {{eta}})")
+    } else {
+        format!("{{spinner}} {{human_pos}} {unit} ({{per_sec}})")
+    };
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+/// Indexes documents in batches of `batch_size`, advancing `progress` by each batch, then calls
+/// [`SearchBackend::finish`]. Returns how many documents were written. Stops at the first failing
+/// batch: batches before it are kept, so running the same indexing again completes it without
+/// duplicates.
+pub fn index_documents<I>(
+    backend: &dyn SearchBackend,
+    docs: I,
+    batch_size: usize,
+    progress: &ProgressBar,
+) -> Result<usize>
+where
+    I: IntoIterator<Item = Document>,
+{
+    let batch_size = batch_size.max(1);
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut written = 0;
+    for doc in docs {
+        batch.push(doc);
+        if batch.len() == batch_size {
+            written += backend.index(&batch)?;
+            progress.inc(batch.len() as u64);
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        written += backend.index(&batch)?;
+        progress.inc(batch.len() as u64);
+    }
+    backend.finish()?;
+    Ok(written)
+}
+
+/// The error every backend gives when reading an index that was never created.
+pub(crate) fn missing_index(what: &str) -> Error {
+    Error::Search(format!(
+        "{what} does not exist: run `capsearch index` first"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doc_id_is_stable_and_distinguishes_paths() {
+        assert_eq!(doc_id("a/b.jpg"), doc_id("a/b.jpg"));
+        assert_ne!(doc_id("a/b.jpg"), doc_id("a/c.jpg"));
+        assert_eq!(doc_id("x").len(), 40);
+        // sha256("x") = 2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881
+        assert_eq!(doc_id("x"), "2d711642b726b04401627ca9fbac32f5c8530fb1");
+    }
+
+    #[test]
+    fn validate_rejects_documents_without_captions_or_path() {
+        assert!(
+            Document::from_model("a.jpg", "a dog", "m")
+                .validate()
+                .is_ok()
+        );
+        assert!(Document::from_model("", "a dog", "m").validate().is_err());
+        assert!(Document::from_model("a.jpg", "  ", "m").validate().is_err());
+        assert!(
+            Document::from_dataset("a.jpg", vec![], "d")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Document::from_model("a.jpg", "a dog", "")
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn hit_serialises_to_the_documented_json() {
+        let hit = Hit {
+            path: "a.jpg".into(),
+            caption: "a dog".into(),
+            score: 1.5,
+        };
+        assert_eq!(
+            serde_json::to_string(&hit).unwrap(),
+            r#"{"path":"a.jpg","caption":"a dog","score":1.5}"#
+        );
+    }
+
+    #[test]
+    fn elasticsearch_needs_a_url_and_consistent_credentials() {
+        let mut opts = BackendOptions {
+            backend: BackendKind::Elasticsearch,
+            ..BackendOptions::default()
+        };
+        let err = open_backend(&opts).err().unwrap().to_string();
+        assert!(err.contains("ES_URL"), "{err}");
+        opts.es_url = Some("http://127.0.0.1:1".into());
+        opts.es_username = Some("elastic".into());
+        let err = open_backend(&opts).err().unwrap().to_string();
+        assert!(err.contains("ES_PASSWORD"), "{err}");
+        opts.es_password = Some("secret".into());
+        assert!(open_backend(&opts).is_ok());
+    }
+}
