@@ -233,7 +233,10 @@ fn batch_loss(
     let features = features.select(0, rows);
     let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [n, steps]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, steps]), device);
-    Ok((model.loss(features, ints(inputs), ints(targets), mask), tokens))
+    Ok((
+        model.loss(features, ints(inputs), ints(targets), mask),
+        tokens,
+    ))
 }
 
 /// Mean teacher-forced loss per token over the validation captions.
