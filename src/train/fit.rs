@@ -75,7 +75,7 @@ fn learning_rate(
 
 fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
     let clip = (config.optim.grad_clip > 0.0)
-        .then(|| GradientClippingConfig::Norm(config.optim.grad_clip));
+        .then_some(GradientClippingConfig::Norm(config.optim.grad_clip));
     let decay = (config.optim.weight_decay > 0.0)
         .then(|| WeightDecayConfig::new(config.optim.weight_decay));
     match config.optim.optimizer {
@@ -90,6 +90,9 @@ fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
     }
 }
 
+/// Generated token lists and, for each, the reference token lists.
+pub type DecodedSplit = (Vec<Vec<String>>, Vec<Vec<Vec<String>>>);
+
 /// Greedy-decodes up to `limit` images of a store (0: all) and returns (generated token lists,
 /// reference token lists), in store order.
 pub fn decode_split(
@@ -99,7 +102,7 @@ pub fn decode_split(
     limit: usize,
     batch_size: usize,
     device: &Device,
-) -> Result<(Vec<Vec<String>>, Vec<Vec<Vec<String>>>)> {
+) -> Result<DecodedSplit> {
     let n = if limit == 0 {
         images.len()
     } else {
@@ -542,22 +545,21 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         );
         reporter.update(&status);
 
-        if config.run.patience > 0 {
-            if let Some(best_epoch) = state.best_epoch {
-                if epoch >= best_epoch + config.run.patience {
-                    stopped_because = format!(
-                        "early stopping: no BLEU-4 gain for {} epochs",
-                        config.run.patience
-                    );
-                    break;
-                }
-            }
+        if config.run.patience > 0
+            && let Some(best_epoch) = state.best_epoch
+            && epoch >= best_epoch + config.run.patience
+        {
+            stopped_because = format!(
+                "early stopping: no BLEU-4 gain for {} epochs",
+                config.run.patience
+            );
+            break;
         }
-        if let Some(budget) = budget {
-            if elapsed >= budget {
-                stopped_because = format!("time budget of {} reached", humanize(budget));
-                break;
-            }
+        if let Some(budget) = budget
+            && elapsed >= budget
+        {
+            stopped_because = format!("time budget of {} reached", humanize(budget));
+            break;
         }
         if reporter.stop_requested() {
             stopped_because = format!("stopped by the user after epoch {epoch}");
