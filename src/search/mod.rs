@@ -191,7 +191,7 @@ pub trait SearchBackend: Send + Sync {
     /// `embedded` or `elasticsearch`.
     fn name(&self) -> &'static str;
 
-    /// Where the index lives, for messages: a folder, or `URL index NAME`.
+    /// Where the index lives, for messages: a folder, or `URL, index NAME`.
     fn location(&self) -> String;
 
     /// Whether the backend answers, and whether the index exists.
