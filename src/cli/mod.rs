@@ -1,5 +1,6 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
+pub mod bench;
 pub mod caption;
 pub mod dataset;
 pub mod device;
@@ -36,6 +37,8 @@ pub enum Command {
     Index(index::IndexArgs),
     /// Find indexed images whose captions best match a text.
     Query(query::QueryArgs),
+    /// Measure training, captioning and search against PyTorch and NeuralTalk (not `serve` yet).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a parsed command line.
@@ -48,5 +51,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
