@@ -286,12 +286,18 @@ pub fn render_markdown(report: &BenchReport) -> String {
             "\n| figure | median | spread | runs | baseline | baseline median | capsearch / baseline | speed-up |"
         );
         let _ = writeln!(md, "|---|---:|---|---:|---|---:|---:|---:|");
+        let mut skips: Vec<(&str, &str)> = Vec::new();
         for r in &t.rows {
             let (bname, bmed, ratio, speed) = match &r.baseline {
                 None => ("—".to_string(), "—".into(), "—".into(), "—".into()),
                 Some(b) => match (&b.skipped, b.median, b.ratio, b.speedup) {
                     (Some(why), ..) => (
-                        format!("{} (skipped: {why})", b.name),
+                        {
+                            if !skips.contains(&(b.name.as_str(), why.as_str())) {
+                                skips.push((b.name.as_str(), why.as_str()));
+                            }
+                            format!("{} (skipped)", b.name)
+                        },
                         "—".into(),
                         "—".into(),
                         "—".into(),
@@ -320,6 +326,9 @@ pub fn render_markdown(report: &BenchReport) -> String {
                 ratio,
                 speed
             );
+        }
+        for (name, why) in &skips {
+            let _ = writeln!(md, "\n{name} baseline skipped: {why}");
         }
         for p in &t.plots {
             let _ = writeln!(md, "\n![{p}]({p})");

@@ -8,6 +8,7 @@ pub mod import;
 pub mod index;
 pub mod query;
 pub mod score;
+pub mod search;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ pub enum Command {
     Index(index::IndexArgs),
     /// Find indexed images whose captions best match a text.
     Query(query::QueryArgs),
+    /// Reverse image search: caption an image, then find indexed images with similar captions.
+    Search(search::SearchArgs),
     /// Measure training, captioning and search against PyTorch and NeuralTalk (not `serve` yet).
     Bench(bench::BenchArgs),
 }
@@ -51,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),
+        Command::Search(args) => search::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
