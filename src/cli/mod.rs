@@ -1,5 +1,6 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
+pub mod bench;
 pub mod caption;
 pub mod dataset;
 pub mod device;
@@ -39,6 +40,8 @@ pub enum Command {
     Query(query::QueryArgs),
     /// Reverse image search: caption an image, then find indexed images with similar captions.
     Search(search::SearchArgs),
+    /// Measure training, captioning and search against PyTorch and NeuralTalk (not `serve` yet).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a parsed command line.
@@ -52,5 +55,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),
         Command::Search(args) => search::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

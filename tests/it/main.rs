@@ -1,5 +1,6 @@
 //! The one integration-test binary: each module tests one area through the real `capsearch` binary.
 
+mod bench;
 mod common;
 mod dataset;
 mod neuraltalk;
