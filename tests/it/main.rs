@@ -2,6 +2,7 @@
 
 mod common;
 mod dataset;
+mod eval;
 mod neuraltalk;
 mod score;
 mod search;
