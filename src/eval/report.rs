@@ -285,6 +285,20 @@ pub fn read_eval_json(path: &Path) -> Result<EvalRun> {
     } else {
         path.to_path_buf()
     };
+    if !file.is_file() {
+        return Err(Error::Report {
+            path: file,
+            message: format!(
+                "no eval.json there: give a report folder written by `capsearch eval` (or its eval.json); {} {}",
+                path.display(),
+                if path.exists() {
+                    "has none"
+                } else {
+                    "does not exist"
+                }
+            ),
+        });
+    }
     let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
     let doc: EvalJsonIn = serde_json::from_str(&text).map_err(|e| {
         Error::parse(
@@ -780,6 +794,16 @@ pub fn html(
     s
 }
 
+/// `value`, or 0 when it prints as zero with `decimals` decimals (so that a difference of -1e-9
+/// reads `+0.0000`, not `-0.0000`).
+fn no_negative_zero(value: f64, decimals: i32) -> f64 {
+    if value.abs() < 0.5 * 10f64.powi(-decimals) {
+        0.0
+    } else {
+        value
+    }
+}
+
 /// Two reports' metrics side by side.
 #[derive(Debug, Clone)]
 pub struct Comparison {
@@ -831,7 +855,7 @@ impl fmt::Display for Comparison {
                 ra.key,
                 ra.value,
                 rb.value,
-                rb.value - ra.value,
+                no_negative_zero(rb.value - ra.value, 4),
                 ra.scale
             )?;
         }
@@ -842,7 +866,7 @@ impl fmt::Display for Comparison {
                 "perplexity",
                 x,
                 y,
-                y - x
+                no_negative_zero(y - x, 2)
             )?,
             (x, y) => writeln!(
                 f,
@@ -1109,7 +1133,17 @@ mod tests {
             text.contains("warning: the reports scored different data"),
             "{text}"
         );
-        assert!(compare(&da, &tmp.path().join("nope")).is_err());
+        let e = compare(&da, &tmp.path().join("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope") && e.contains("does not exist"), "{e}");
+        // Differences too small to print are shown as +0, never -0.
+        let mut run_c = run_a.clone();
+        run_c.metrics.bleu_1 -= 1e-9;
+        let dc = tmp.path().join("C");
+        write_report(&run_c, &dc, &opts).unwrap();
+        let text = compare(&da, &dc).unwrap().to_string();
+        assert!(!text.contains("-0.0000"), "{text}");
     }
 
     #[test]
