@@ -8,6 +8,7 @@ pub mod import;
 pub mod index;
 pub mod query;
 pub mod score;
+pub mod search;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ pub enum Command {
     Index(index::IndexArgs),
     /// Find indexed images whose captions best match a text.
     Query(query::QueryArgs),
+    /// Reverse image search: caption an image, then find indexed images with similar captions.
+    Search(search::SearchArgs),
 }
 
 /// Runs a parsed command line.
@@ -51,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),
+        Command::Search(args) => search::run(args),
     }
 }
