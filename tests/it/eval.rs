@@ -326,6 +326,9 @@ fn eval_errors_are_clear() {
     )
     .fails_with(&["unknown split \"bogus\"", "train, val or test"]);
     run_in(d, &["eval", "--dataset", "data.csv"]).fails_with(&["--model"]);
-    run_in(d, &["eval", "--compare", "reports/a", "reports/b"])
-        .fails_with(&["reports/a", "eval.json", "does not exist"]);
+    run_in(d, &["eval", "--compare", "reports/a", "reports/b"]).fails_with(&[
+        "reports/a",
+        "eval.json",
+        "does not exist",
+    ]);
 }
