@@ -1,16 +1,43 @@
 //! `capsearch index`: fill a search index, show what it holds, or empty it.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::data::Split;
+use crate::data::formats::{self, Format, LoadOptions};
 use crate::search::{self, BackendOptions, IndexStats, SearchBackend};
 
 /// Index captions for search, or show (`--stats`) or delete (`--drop`) an index.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("action").required(true).args(["stats", "drop"])))]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["dataset", "stats", "drop"])))]
 pub struct IndexArgs {
+    /// Index the reference captions of a dataset, in any format capsearch loads (Karpathy JSON,
+    /// custom_dataset.json, Flickr8k, COCO, CSV, a folder with .txt captions). One document per
+    /// image; indexing again replaces it, never duplicates it.
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Option<PathBuf>,
+
+    /// Read --dataset as this format instead of detecting it.
+    #[arg(long, value_enum, requires = "dataset")]
+    pub format: Option<Format>,
+
+    /// Folder the dataset's image paths are relative to (e.g. for custom_dataset.json). Paths
+    /// that escape it are refused.
+    #[arg(long, value_name = "DIR", requires = "dataset")]
+    pub image_root: Option<PathBuf>,
+
+    /// Index only this split (train, val or test); default: every image.
+    #[arg(long, requires = "dataset")]
+    pub split: Option<Split>,
+
+    /// Documents per write.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+
     /// Print what the index holds: documents, how many per model and dataset, size.
     #[arg(long)]
     pub stats: bool,
@@ -33,6 +60,9 @@ pub struct IndexArgs {
 
 pub fn run(args: IndexArgs) -> Result<()> {
     let backend = search::open_backend(&args.backend)?;
+    if let Some(path) = &args.dataset {
+        return index_dataset(backend.as_ref(), path, &args);
+    }
     if args.stats {
         let stats = backend.stats()?;
         if args.json {
@@ -45,7 +75,64 @@ pub fn run(args: IndexArgs) -> Result<()> {
     if args.drop {
         return drop_index(backend.as_ref(), args.yes);
     }
-    bail!("nothing to do: give --stats or --drop")
+    bail!("nothing to do: give --dataset, --stats or --drop")
+}
+
+fn index_dataset(
+    backend: &dyn SearchBackend,
+    path: &std::path::Path,
+    args: &IndexArgs,
+) -> Result<()> {
+    let opts = LoadOptions {
+        format: args.format,
+        images: args.image_root.clone(),
+        ..LoadOptions::default()
+    };
+    let dataset = formats::load(path, &opts)?;
+    let docs = search::dataset_documents(&dataset, args.split);
+    if docs.is_empty() {
+        bail!(
+            "dataset {} has no images{} to index",
+            path.display(),
+            args.split
+                .map(|s| format!(" in split {s}"))
+                .unwrap_or_default()
+        );
+    }
+    let captions: usize = docs.iter().map(|d| d.captions.len()).sum();
+    let images = docs.len();
+    let start = Instant::now();
+    let bar = search::progress_bar(Some(images as u64), "images");
+    let written = search::index_documents(backend, docs, args.batch_size as usize, &bar)
+        .with_context(|| {
+            format!(
+                "indexing {} stopped; the images before the failure are indexed, and running the \
+                 same command again completes it without duplicates",
+                path.display()
+            )
+        })?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "indexed {written} images ({captions} captions) of {} ({}, dataset {:?}) into the {} index \
+         at {} in {seconds:.1}s ({:.0} images/s)",
+        path.display(),
+        dataset.format,
+        dataset.name(),
+        backend.name(),
+        backend.location(),
+        written as f64 / seconds.max(1e-9)
+    );
+    if !dataset.skipped.is_empty() {
+        eprintln!("skipped {} entries of the dataset:", dataset.skipped.len());
+        for s in dataset.skipped.iter().take(10) {
+            eprintln!("  {}: {}", s.entry, s.reason);
+        }
+        if dataset.skipped.len() > 10 {
+            eprintln!("  ... and {} more", dataset.skipped.len() - 10);
+        }
+    }
+    Ok(())
 }
 
 fn print_stats(stats: &IndexStats) {
