@@ -4,6 +4,7 @@ pub mod bench;
 pub mod caption;
 pub mod dataset;
 pub mod device;
+pub mod eval;
 pub mod import;
 pub mod index;
 pub mod query;
@@ -32,6 +33,7 @@ pub enum Command {
     Train(train::TrainArgs),
     Caption(caption::CaptionArgs),
     ImportNeuraltalk(import::ImportArgs),
+    Eval(eval::EvalArgs),
     /// Score captions from any system (COCO results format) against a dataset's references.
     Score(score::ScoreArgs),
     /// Index captions for search, or show (--stats) or delete (--drop) an index.
@@ -51,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Caption(args) => caption::run(args),
         Command::ImportNeuraltalk(args) => import::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),

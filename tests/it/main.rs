@@ -3,6 +3,7 @@
 mod bench;
 mod common;
 mod dataset;
+mod eval;
 mod neuraltalk;
 mod score;
 mod search;
