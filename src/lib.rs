@@ -13,5 +13,6 @@ pub mod model;
 pub mod search;
 pub mod train;
 pub mod util;
+pub mod web;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ pub mod import;
 pub mod index;
 pub mod query;
 pub mod score;
+pub mod serve;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,8 @@ pub enum Command {
     Index(index::IndexArgs),
     /// Find indexed images whose captions best match a text.
     Query(query::QueryArgs),
+    /// Serve the web app and JSON API: caption an uploaded image, find images with similar captions.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs a parsed command line.
@@ -48,5 +51,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

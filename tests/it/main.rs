@@ -5,4 +5,5 @@ mod dataset;
 mod neuraltalk;
 mod score;
 mod search;
+mod serve;
 mod train;
