@@ -218,6 +218,16 @@ async fn read_images(req: Request, state: &AppState, many: bool) -> ApiResult<(V
             state.max_body
         ))
     };
+    // Refuse a declared length over the limit before reading anything (streamed bodies are
+    // limited as they are read).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body as u64) {
+        return Err(too_large());
+    }
     if content_type.starts_with("multipart/form-data") {
         let mut multipart = Multipart::from_request(req, state)
             .await
