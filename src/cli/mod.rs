@@ -7,6 +7,7 @@ pub mod import;
 pub mod index;
 pub mod query;
 pub mod score;
+pub mod search;
 pub mod serve;
 pub mod train;
 
@@ -39,6 +40,8 @@ pub enum Command {
     Query(query::QueryArgs),
     /// Serve the web app and JSON API: caption an uploaded image, find images with similar captions.
     Serve(serve::ServeArgs),
+    /// Reverse image search: caption an image, then find indexed images with similar captions.
+    Search(search::SearchArgs),
 }
 
 /// Runs a parsed command line.
@@ -52,5 +55,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Search(args) => search::run(args),
     }
 }

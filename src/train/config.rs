@@ -86,9 +86,13 @@ pub struct OptimSection {
 pub struct LoopSection {
     #[serde(default = "d_epochs")]
     pub epochs: usize,
-    /// Images per batch; each image brings all its captions (the CNN runs once per image).
+    /// Images per batch; each image brings `captions_per_image` of its captions (the CNN runs
+    /// once per image).
     #[serde(default = "d_batch")]
     pub batch_size: usize,
+    /// Captions of each image used per epoch (0: all). Successive epochs rotate through them.
+    #[serde(default)]
+    pub captions_per_image: usize,
     #[serde(default = "d_seed")]
     pub seed: u64,
     /// Stop when validation BLEU-4 has not improved for this many epochs (0: never).

@@ -209,21 +209,43 @@ fn encode_captions(store: &ImageStore, vocab: &Vocabulary, max_len: usize) -> Ve
         .collect()
 }
 
-/// Loss of a batch of images with all their captions. The CNN runs once per image; its feature
-/// is repeated for each of the image's captions. Returns the loss and the number of target tokens.
+/// Which captions of an image a training step uses: all of them (`per_image == 0`), or
+/// `per_image` of them chosen by a rotation that depends on (seed, epoch, image), so that
+/// successive epochs cycle through an image's captions and a resumed run makes the same choice.
+fn pick_captions(
+    count: usize,
+    per_image: usize,
+    seed: u64,
+    epoch: usize,
+    image: usize,
+) -> Vec<usize> {
+    if per_image == 0 || per_image >= count {
+        return (0..count).collect();
+    }
+    let mix = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(image as u64)
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let start = (mix >> 33) as usize % count + epoch * per_image;
+    (0..per_image).map(|k| (start + k) % count).collect()
+}
+
+/// Loss of a batch of images with their captions (`pick` chooses which). The CNN runs once per
+/// image; its feature is repeated for each caption. Returns the loss and the number of target tokens.
 fn batch_loss(
     model: &Captioner,
     store: &ImageStore,
     captions: &[Vec<Vec<usize>>],
     images: &[usize],
+    pick: impl Fn(usize, usize) -> Vec<usize>,
     device: &Device,
 ) -> Result<(Tensor<1>, usize)> {
     let mut rows = Vec::new();
     let mut caps: Vec<&[usize]> = Vec::new();
     for (pos, &i) in images.iter().enumerate() {
-        for c in &captions[i] {
+        for k in pick(i, captions[i].len()) {
             rows.push(pos as i64);
-            caps.push(c.as_slice());
+            caps.push(captions[i][k].as_slice());
         }
     }
     let (inputs, targets, mask, steps) = arrange_tokens(&caps);
@@ -253,7 +275,14 @@ fn validation_loss(
     let mut tokens = 0usize;
     let indices: Vec<usize> = (0..data.val.len()).collect();
     for chunk in indices.chunks(batch_size) {
-        let (loss, n) = batch_loss(model, &data.val_images, &data.val, chunk, device)?;
+        let (loss, n) = batch_loss(
+            model,
+            &data.val_images,
+            &data.val,
+            chunk,
+            |_, count| (0..count).collect(),
+            device,
+        )?;
         total += loss.into_scalar::<f32>() as f64 * n as f64;
         tokens += n;
     }
@@ -385,8 +414,22 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         let mut window = (Instant::now(), 0usize, 0usize, 0.0f64, 0usize);
         for (it, chunk) in order.chunks(bs).enumerate().skip(skip) {
             let lr = learning_rate(config, epoch0, state.global_iteration, total_iters);
-            let (loss, tokens) =
-                batch_loss(&model, &data.train_images, &data.train, chunk, &ad_device)?;
+            let (loss, tokens) = batch_loss(
+                &model,
+                &data.train_images,
+                &data.train,
+                chunk,
+                |image, count| {
+                    pick_captions(
+                        count,
+                        config.run.captions_per_image,
+                        config.run.seed,
+                        epoch0,
+                        image,
+                    )
+                },
+                &ad_device,
+            )?;
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             if !loss_value.is_finite() {
                 return Err(Error::Invalid(format!(
@@ -587,5 +630,36 @@ fn humanize(d: Duration) -> String {
         format!("{}m{:02}s", s / 60, s % 60)
     } else {
         format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caption_rotation_covers_every_caption_and_is_deterministic() {
+        assert_eq!(pick_captions(5, 0, 1, 0, 3), [0, 1, 2, 3, 4]);
+        assert_eq!(pick_captions(3, 5, 1, 0, 3), [0, 1, 2]);
+        let mut seen = std::collections::HashSet::new();
+        for epoch in 0..5 {
+            let picked = pick_captions(5, 1, 42, epoch, 7);
+            assert_eq!(picked, pick_captions(5, 1, 42, epoch, 7));
+            seen.extend(picked);
+        }
+        assert_eq!(
+            seen.len(),
+            5,
+            "five epochs with one caption each see all five"
+        );
+    }
+
+    #[test]
+    fn cosine_schedule_goes_from_base_to_floor() {
+        let config = TrainConfig::default();
+        let lr0 = learning_rate(&config, 0, 0, 100);
+        let lr_end = learning_rate(&config, 0, 100, 100);
+        assert!((lr0 - config.optim.lr).abs() < 1e-12);
+        assert!((lr_end - config.optim.lr * config.optim.decay).abs() < 1e-12);
     }
 }
