@@ -24,7 +24,7 @@ main{max-width:1120px;margin:0 auto;padding:28px 24px 60px}
 h1{font-size:22px;margin:0 0 6px;letter-spacing:-.01em}
 p.lead{color:var(--muted);margin:0 0 22px}
 .panel{background:var(--card);border:1px solid var(--line);border-radius:14px;padding:20px}
-.drop{border:2px dashed #c7cde0;border-radius:14px;background:var(--card);padding:34px;text-align:center;cursor:pointer;transition:.15s}
+.drop{display:block;border:2px dashed #c7cde0;border-radius:14px;background:var(--card);padding:34px;text-align:center;cursor:pointer;transition:.15s}
 .drop.over{border-color:var(--accent);background:var(--accent-soft)}
 .drop strong{color:var(--accent)}
 .drop small{display:block;color:var(--muted);margin-top:6px}
@@ -103,17 +103,56 @@ function showError(el,msg){el.textContent=msg;el.hidden=!msg}
 "#;
 
 /// `/`: search by image (drop, pick, paste) or by words.
-pub async fn home(State(state): State<AppState>) -> Html<String> {
+pub async fn home(
+    State(state): State<AppState>,
+    query: Result<Query<HomeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Html<String> {
     let model = esc(&state.captioner.info.id);
+    // `/?q=words` renders a text search on the server (a link can be shared).
+    let q = query
+        .ok()
+        .and_then(|q| q.0.q)
+        .filter(|q| !q.trim().is_empty() && q.len() <= 1000);
+    let (cards, error) = match &q {
+        Some(text) => match super::api::run_query(&state, text.clone(), 24, 0).await {
+            Ok(results) if results.is_empty() => (
+                "<div class=\"empty\">No matching images yet. Add some on the Upload page.</div>".to_string(),
+                String::new(),
+            ),
+            Ok(results) => (
+                results
+                    .iter()
+                    .map(|r| {
+                        let img = r
+                            .url
+                            .as_ref()
+                            .map(|u| format!("<img loading=\"lazy\" src=\"{}\" alt=\"{}\">", esc(u), esc(&r.caption)))
+                            .unwrap_or_else(|| "<img alt=\"\">".into());
+                        format!(
+                            "<div class=\"card\">{img}<div class=\"body\"><p class=\"cap\">{}</p><span class=\"score\">{:.2}</span><div class=\"path\">{}</div></div></div>",
+                            esc(&r.caption),
+                            r.score,
+                            esc(&r.path)
+                        )
+                    })
+                    .collect(),
+                String::new(),
+            ),
+            Err(e) => (String::new(), esc(&e.detail)),
+        },
+        None => (String::new(), String::new()),
+    };
+    let q_value = esc(q.as_deref().unwrap_or(""));
+    let err_hidden = if error.is_empty() { " hidden" } else { "" };
     let body = format!(
         r#"<h1>Find images by what is in them</h1>
 <p class="lead">Drop an image: model <b>{model}</b> captions it, then the index finds images with similar captions.</p>
 <label class="drop" id="drop"><input type="file" id="file" accept="image/*" hidden>
 <strong>Drop an image here</strong>, pick a file, or paste with Ctrl+V<small>PNG, JPEG, GIF, BMP or WebP</small></label>
-<form class="text" id="text"><input type="text" id="q" placeholder="…or search by words, e.g. a red square" autocomplete="off"><button>Search</button></form>
-<div class="error" id="err" hidden></div>
+<form class="text" id="text" action="/"><input type="text" id="q" name="q" value="{q_value}" placeholder="…or search by words, e.g. a red square" autocomplete="off"><button>Search</button></form>
+<div class="error" id="err"{err_hidden}>{error}</div>
 <div class="row"><div class="query" id="query" hidden><img id="preview" alt="your image"><div class="caption" id="caption"></div><div class="meta" id="meta"></div></div>
-<div class="grid" id="results"></div></div>
+<div class="grid" id="results">{cards}</div></div>
 <script>{RESULTS_JS}
 const drop=document.getElementById('drop'),file=document.getElementById('file'),err=document.getElementById('err'),res=document.getElementById('results');
 async function byImage(f){{
@@ -141,6 +180,11 @@ document.getElementById('text').addEventListener('submit',async e=>{{
 </script>"#
     );
     layout("Search", "/", &body)
+}
+
+#[derive(Deserialize)]
+pub struct HomeQuery {
+    q: Option<String>,
 }
 
 #[derive(Deserialize)]
