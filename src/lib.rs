@@ -4,6 +4,7 @@
 //! captioner, [`train`] fits it, [`eval`] scores it, [`search`] indexes captions, and [`cli`] is
 //! a thin front end. See `ARCHITECTURE.md` at the repository root.
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;

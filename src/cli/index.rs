@@ -1,16 +1,57 @@
 //! `capsearch index`: fill a search index, show what it holds, or empty it.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::data::Split;
+use crate::data::formats::{self, Format, LoadOptions};
 use crate::search::{self, BackendOptions, IndexStats, SearchBackend};
 
 /// Index captions for search, or show (`--stats`) or delete (`--drop`) an index.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("action").required(true).args(["stats", "drop"])))]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["dataset", "images", "stats", "drop"])))]
 pub struct IndexArgs {
+    /// Index the reference captions of a dataset, in any format capsearch loads (Karpathy JSON,
+    /// custom_dataset.json, Flickr8k, COCO, CSV, a folder with .txt captions). One document per
+    /// image; indexing again replaces it, never duplicates it.
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Option<PathBuf>,
+
+    /// Caption every image in this folder with --model and index the captions. Images already
+    /// indexed with the same model are skipped, so an interrupted run resumes; unreadable images
+    /// are reported at the end.
+    #[arg(long, value_name = "DIR", requires = "model")]
+    pub images: Option<PathBuf>,
+
+    /// Model directory that captions --images.
+    #[arg(long, value_name = "DIR", requires = "images")]
+    pub model: Option<PathBuf>,
+
+    /// Compute device for --model.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: crate::cli::device::DeviceArg,
+
+    /// Read --dataset as this format instead of detecting it.
+    #[arg(long, value_enum, requires = "dataset")]
+    pub format: Option<Format>,
+
+    /// Folder the dataset's image paths are relative to (e.g. for custom_dataset.json). Paths
+    /// that escape it are refused.
+    #[arg(long, value_name = "DIR", requires = "dataset")]
+    pub image_root: Option<PathBuf>,
+
+    /// Index only this split (train, val or test); default: every image.
+    #[arg(long, requires = "dataset")]
+    pub split: Option<Split>,
+
+    /// Documents per write.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+
     /// Print what the index holds: documents, how many per model and dataset, size.
     #[arg(long)]
     pub stats: bool,
@@ -33,6 +74,12 @@ pub struct IndexArgs {
 
 pub fn run(args: IndexArgs) -> Result<()> {
     let backend = search::open_backend(&args.backend)?;
+    if let Some(path) = &args.dataset {
+        return index_dataset(backend.as_ref(), path, &args);
+    }
+    if let (Some(dir), Some(model)) = (&args.images, &args.model) {
+        return index_images(backend.as_ref(), dir, model, &args);
+    }
     if args.stats {
         let stats = backend.stats()?;
         if args.json {
@@ -45,7 +92,140 @@ pub fn run(args: IndexArgs) -> Result<()> {
     if args.drop {
         return drop_index(backend.as_ref(), args.yes);
     }
-    bail!("nothing to do: give --stats or --drop")
+    bail!("nothing to do: give --dataset, --images with --model, --stats or --drop")
+}
+
+fn index_dataset(
+    backend: &dyn SearchBackend,
+    path: &std::path::Path,
+    args: &IndexArgs,
+) -> Result<()> {
+    let opts = LoadOptions {
+        format: args.format,
+        images: args.image_root.clone(),
+        ..LoadOptions::default()
+    };
+    let dataset = formats::load(path, &opts)?;
+    let docs = search::dataset_documents(&dataset, args.split);
+    if docs.is_empty() {
+        bail!(
+            "dataset {} has no images{} to index",
+            path.display(),
+            args.split
+                .map(|s| format!(" in split {s}"))
+                .unwrap_or_default()
+        );
+    }
+    let captions: usize = docs.iter().map(|d| d.captions.len()).sum();
+    let images = docs.len();
+    let start = Instant::now();
+    let bar = search::progress_bar(Some(images as u64), "images");
+    let written = search::index_documents(backend, docs, args.batch_size as usize, &bar)
+        .with_context(|| {
+            format!(
+                "indexing {} stopped; the images before the failure are indexed, and running the \
+                 same command again completes it without duplicates",
+                path.display()
+            )
+        })?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "indexed {written} images ({captions} captions) of {} ({}, dataset {:?}) into the {} index \
+         at {} in {seconds:.1}s ({:.0} images/s)",
+        path.display(),
+        dataset.format,
+        dataset.name(),
+        backend.name(),
+        backend.location(),
+        written as f64 / seconds.max(1e-9)
+    );
+    if !dataset.skipped.is_empty() {
+        eprintln!("skipped {} entries of the dataset:", dataset.skipped.len());
+        for s in dataset.skipped.iter().take(10) {
+            eprintln!("  {}: {}", s.entry, s.reason);
+        }
+        if dataset.skipped.len() > 10 {
+            eprintln!("  ... and {} more", dataset.skipped.len() - 10);
+        }
+    }
+    Ok(())
+}
+
+/// Images are captioned this many at a time.
+const CAPTION_BATCH: usize = 32;
+
+fn index_images(
+    backend: &dyn SearchBackend,
+    dir: &std::path::Path,
+    model: &std::path::Path,
+    args: &IndexArgs,
+) -> Result<()> {
+    use crate::model::decode::DecodeOptions;
+    use crate::model::inference::CaptionEngine;
+    use crate::search::{DocKind, Document};
+
+    anyhow::ensure!(dir.is_dir(), "--images {}: not a folder", dir.display());
+    let engine = CaptionEngine::load(model, args.device.device()?)?;
+    let model_id = engine.model_id().to_string();
+    let all = crate::cli::caption::expand_images(&[dir.to_path_buf()])?;
+    anyhow::ensure!(!all.is_empty(), "no images found in {}", dir.display());
+    let mut todo = Vec::new();
+    for path in all.iter() {
+        let key = path.display().to_string();
+        if !backend.contains(&key, DocKind::Model, &model_id)? {
+            todo.push(path.clone());
+        }
+    }
+    let skipped_done = all.len() - todo.len();
+    let start = Instant::now();
+    let bar = search::progress_bar(Some(todo.len() as u64), "images");
+    let mut failed = Vec::new();
+    let mut written = 0;
+    for chunk in todo.chunks(CAPTION_BATCH) {
+        let results = engine.caption_paths(chunk, DecodeOptions::default(), CAPTION_BATCH);
+        let mut docs = Vec::with_capacity(chunk.len());
+        for (path, result) in chunk.iter().zip(results) {
+            match result {
+                Ok(g) if !g.caption.trim().is_empty() => docs.push(Document::from_model(
+                    path.display().to_string(),
+                    g.caption,
+                    &model_id,
+                )),
+                Ok(_) => failed.push((
+                    path.clone(),
+                    "the model produced an empty caption".to_string(),
+                )),
+                Err(e) => failed.push((path.clone(), e.to_string())),
+            }
+        }
+        written += backend.index(&docs).with_context(|| {
+            format!(
+                "indexing {} stopped; what was indexed stays, and running the same command again \
+                 continues where it stopped",
+                dir.display()
+            )
+        })?;
+        bar.inc(chunk.len() as u64);
+    }
+    backend.finish()?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "indexed {written} images of {} captioned by {model_id} into the {} index at {} in \
+         {seconds:.1}s ({:.1} images/s); {skipped_done} already indexed with this model",
+        dir.display(),
+        backend.name(),
+        backend.location(),
+        written as f64 / seconds.max(1e-9)
+    );
+    if !failed.is_empty() {
+        eprintln!("{} images could not be captioned:", failed.len());
+        for (path, reason) in &failed {
+            eprintln!("  {}: {reason}", path.display());
+        }
+    }
+    Ok(())
 }
 
 fn print_stats(stats: &IndexStats) {

@@ -1,8 +1,10 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
+pub mod bench;
 pub mod caption;
 pub mod dataset;
 pub mod device;
+pub mod eval;
 pub mod import;
 pub mod index;
 pub mod query;
@@ -32,6 +34,7 @@ pub enum Command {
     Train(train::TrainArgs),
     Caption(caption::CaptionArgs),
     ImportNeuraltalk(import::ImportArgs),
+    Eval(eval::EvalArgs),
     /// Score captions from any system (COCO results format) against a dataset's references.
     Score(score::ScoreArgs),
     /// Index captions for search, or show (--stats) or delete (--drop) an index.
@@ -42,6 +45,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Reverse image search: caption an image, then find indexed images with similar captions.
     Search(search::SearchArgs),
+    /// Measure training, captioning and search against PyTorch and NeuralTalk (not `serve` yet).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a parsed command line.
@@ -51,10 +56,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Caption(args) => caption::run(args),
         Command::ImportNeuraltalk(args) => import::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Search(args) => search::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

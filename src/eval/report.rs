@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plot::{self, Curve};
 use super::{ImageScores, Scores};
+use crate::data::Skipped;
 use crate::error::{Error, Result};
 use crate::util::write_atomic;
 
@@ -97,11 +98,17 @@ pub struct EvalRun {
     pub metrics: Scores,
     /// Per-word perplexity of the reference captions under the model (teacher-forced), if measured.
     pub perplexity: Option<f64>,
+    /// Why `perplexity` is absent, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity_note: Option<String>,
     pub decode: DecodeSettings,
     pub dataset: DatasetIdentity,
     pub checkpoint: CheckpointIdentity,
     /// Per-image results, in dataset order.
     pub images: Vec<ImageResult>,
+    /// Images of the split that could not be read, and why; they count in no score.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
 }
 
 /// An image with its generated caption and references, before scoring.
@@ -278,6 +285,20 @@ pub fn read_eval_json(path: &Path) -> Result<EvalRun> {
     } else {
         path.to_path_buf()
     };
+    if !file.is_file() {
+        return Err(Error::Report {
+            path: file,
+            message: format!(
+                "no eval.json there: give a report folder written by `capsearch eval` (or its eval.json); {} {}",
+                path.display(),
+                if path.exists() {
+                    "has none"
+                } else {
+                    "does not exist"
+                }
+            ),
+        });
+    }
     let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
     let doc: EvalJsonIn = serde_json::from_str(&text).map_err(|e| {
         Error::parse(
@@ -462,6 +483,9 @@ pub fn markdown(run: &EvalRun, curves: &[Curve], ranked: usize) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Evaluation: {}\n", md_escape(&title(run)));
     s.push_str(&metric_table_md(&run.metrics, run.perplexity));
+    if let (None, Some(note)) = (run.perplexity, &run.perplexity_note) {
+        let _ = writeln!(s, "\nPerplexity: {}.", md_escape(note));
+    }
     let _ = writeln!(s, "\n{READING_NOTES}\n");
     let _ = writeln!(
         s,
@@ -501,6 +525,16 @@ pub fn markdown(run: &EvalRun, curves: &[Curve], ranked: usize) -> String {
     s.push_str(&ranked_table_md(run, &best));
     let _ = writeln!(s, "\n## Worst {} captions\n", worst.len());
     s.push_str(&ranked_table_md(run, &worst));
+    if !run.skipped.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Skipped images ({})\n\nThese images of the split could not be read; they count in no score.\n\n| Image | Why |\n|---|---|",
+            run.skipped.len()
+        );
+        for k in &run.skipped {
+            let _ = writeln!(s, "| {} | {} |", md_escape(&k.entry), md_escape(&k.reason));
+        }
+    }
     s
 }
 
@@ -595,6 +629,7 @@ table.metrics td.conv { color: var(--muted); font-size: 13px; }
 .card .score { display: inline-block; font-size: 12px; color: #fff; background: var(--accent); border-radius: 10px; padding: 1px 8px; margin-bottom: 6px; }
 .card .id { font-size: 12px; color: var(--muted); word-break: break-all; margin-bottom: 4px; }
 .card ul { margin: 0; padding-left: 18px; color: var(--muted); font-size: 13px; }
+ul.skipped { color: var(--muted); font-size: 13px; }
 "#;
 
 fn metric_table_html(scores: &Scores, perplexity: Option<f64>) -> String {
@@ -680,6 +715,13 @@ pub fn html(
         html_escape(&decode_text(&run.decode))
     );
     s.push_str(&metric_table_html(&run.metrics, run.perplexity));
+    if let (None, Some(note)) = (run.perplexity, &run.perplexity_note) {
+        let _ = writeln!(
+            s,
+            "<p class=\"note\">Perplexity: {}.</p>",
+            html_escape(note)
+        );
+    }
     let notes = html_escape(READING_NOTES).replace('`', "");
     let _ = writeln!(s, "<p class=\"note\">{notes}</p>");
     if !curves.is_empty() {
@@ -720,19 +762,46 @@ pub fn html(
     section(
         &mut s,
         &format!(
-            "Test images ({} of {}, in dataset order)",
+            "Images of the {} split ({} of {}, in dataset order)",
+            run.dataset.split,
             grid.len(),
             run.images.len()
         ),
         "",
         &grid,
     );
+    if !run.skipped.is_empty() {
+        let _ = writeln!(
+            s,
+            "<h2>Skipped images ({})</h2><p class=\"note\">These images of the split could not be read; they count in no score.</p><ul class=\"skipped\">",
+            run.skipped.len()
+        );
+        for k in &run.skipped {
+            let _ = writeln!(
+                s,
+                "<li><code>{}</code>: {}</li>",
+                html_escape(&k.entry),
+                html_escape(&k.reason)
+            );
+        }
+        s.push_str("</ul>\n");
+    }
     let _ = writeln!(
         s,
         "<p class=\"note\">Written by capsearch {}. All numbers are in eval.json beside this page.</p></main></body></html>",
         env!("CARGO_PKG_VERSION")
     );
     s
+}
+
+/// `value`, or 0 when it prints as zero with `decimals` decimals (so that a difference of -1e-9
+/// reads `+0.0000`, not `-0.0000`).
+fn no_negative_zero(value: f64, decimals: i32) -> f64 {
+    if value.abs() < 0.5 * 10f64.powi(-decimals) {
+        0.0
+    } else {
+        value
+    }
 }
 
 /// Two reports' metrics side by side.
@@ -786,7 +855,7 @@ impl fmt::Display for Comparison {
                 ra.key,
                 ra.value,
                 rb.value,
-                rb.value - ra.value,
+                no_negative_zero(rb.value - ra.value, 4),
                 ra.scale
             )?;
         }
@@ -797,7 +866,7 @@ impl fmt::Display for Comparison {
                 "perplexity",
                 x,
                 y,
-                y - x
+                no_negative_zero(y - x, 2)
             )?,
             (x, y) => writeln!(
                 f,
@@ -871,6 +940,7 @@ mod tests {
         EvalRun {
             metrics,
             perplexity: Some(7.25),
+            perplexity_note: None,
             decode: DecodeSettings {
                 beam_size: 3,
                 max_len: 16,
@@ -887,6 +957,10 @@ mod tests {
                 epoch: Some(12),
             },
             images,
+            skipped: vec![Skipped {
+                entry: "gone.png".into(),
+                reason: "gone.png: no such file".into(),
+            }],
         }
     }
 
@@ -954,6 +1028,7 @@ mod tests {
         assert_eq!(back.dataset, run.dataset);
         assert_eq!(back.decode, run.decode);
         assert_eq!(back.perplexity, run.perplexity);
+        assert_eq!(back.skipped, run.skipped);
         assert!((back.metrics.cider - run.metrics.cider).abs() < 1e-12);
         assert!((back.metrics.neuraltalk_bleu_4 - run.metrics.neuraltalk_bleu_4).abs() < 1e-12);
         assert_eq!(back.images.len(), run.images.len());
@@ -991,11 +1066,15 @@ mod tests {
         assert!(md.contains("## Worst 10 captions"));
         assert!(md.contains("\\| it is"), "pipes in captions are escaped");
         assert!(md.contains("![Loss](loss.png)"));
+        assert!(md.contains("## Skipped images (1)"));
+        assert!(md.contains("| gone.png | gone.png: no such file |"));
 
         let html = std::fs::read_to_string(out.join("index.html")).unwrap();
         assert!(html.contains("data:image/png;base64,"));
         assert!(html.contains("data:image/jpeg;base64,"));
         assert!(html.contains("image not available"));
+        assert!(html.contains("Skipped images (1)"));
+        assert!(html.contains("Images of the test split"));
         let start = html.find("data:image/jpeg;base64,").unwrap() + "data:image/jpeg;base64,".len();
         let len = html[start..].find('"').unwrap();
         let jpeg = base64::engine::general_purpose::STANDARD
@@ -1054,7 +1133,17 @@ mod tests {
             text.contains("warning: the reports scored different data"),
             "{text}"
         );
-        assert!(compare(&da, &tmp.path().join("nope")).is_err());
+        let e = compare(&da, &tmp.path().join("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope") && e.contains("does not exist"), "{e}");
+        // Differences too small to print are shown as +0, never -0.
+        let mut run_c = run_a.clone();
+        run_c.metrics.bleu_1 -= 1e-9;
+        let dc = tmp.path().join("C");
+        write_report(&run_c, &dc, &opts).unwrap();
+        let text = compare(&da, &dc).unwrap().to_string();
+        assert!(!text.contains("-0.0000"), "{text}");
     }
 
     #[test]

@@ -70,6 +70,11 @@ impl CaptionEngine {
         &self.loaded.info.name
     }
 
+    /// How pixels are normalised before the encoder.
+    pub fn normalization(&self) -> Normalization {
+        self.normalization
+    }
+
     /// Whether this model captions raw images (it has an image encoder).
     pub fn takes_images(&self) -> bool {
         self.loaded.model.cnn.is_some() || self.vgg.is_some()

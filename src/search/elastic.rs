@@ -233,6 +233,11 @@ impl Inner {
         &self.config.index
     }
 
+    /// `URL, index NAME`.
+    fn location(&self) -> String {
+        format!("{}, index {}", self.url(), self.index())
+    }
+
     fn describe(&self) -> String {
         format!("Elasticsearch index {} at {}", self.index(), self.url())
     }
@@ -782,7 +787,7 @@ impl Inner {
         };
         Ok(IndexStats {
             backend: "elasticsearch".to_string(),
-            location: format!("{} index {}", self.url(), self.index()),
+            location: self.location(),
             documents,
             sources,
             size_bytes,
@@ -810,7 +815,7 @@ impl Inner {
             .to_string();
         Ok(Health {
             backend: "elasticsearch".to_string(),
-            location: format!("{} index {}", self.url(), self.index()),
+            location: self.location(),
             status,
             index_exists: self.exists().await?,
         })
@@ -922,7 +927,7 @@ impl SearchBackend for ElasticBackend {
     }
 
     fn location(&self) -> String {
-        format!("{} index {}", self.inner.url(), self.inner.index())
+        self.inner.location()
     }
 
     fn health(&self) -> Result<Health> {

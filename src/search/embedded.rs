@@ -8,7 +8,9 @@
 //! Writes take tantivy's writer lock, held from the first write until [`SearchBackend::finish`] (or
 //! until the backend is dropped), so two processes cannot index into one folder at once (the second
 //! gets an error saying so). Readers never take it: the web server can search while
-//! `capsearch index` runs, and sees each commit.
+//! `capsearch index` runs. A backend sees its own writes at once; another process's commits
+//! reach its queries within about a second (tantivy's file watcher), and its `count`, `stats`
+//! and `indexed_paths` at once (they reload first).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
@@ -398,6 +400,17 @@ impl EmbeddedBackend {
             .ok_or_else(|| missing_index(&self.describe()))
     }
 
+    /// Like [`Self::reader`], but first catches up with commits of other processes (queries rely
+    /// on the reader's file watcher instead, which lags up to about a second).
+    fn fresh_reader(&self) -> Result<Opened> {
+        let opened = self.reader()?;
+        opened
+            .reader
+            .reload()
+            .map_err(|e| self.err("cannot reload", e))?;
+        Ok(opened)
+    }
+
     fn count_query(&self, opened: &Opened, query: &dyn Query) -> Result<usize> {
         opened
             .reader
@@ -558,7 +571,7 @@ impl SearchBackend for EmbeddedBackend {
     }
 
     fn count(&self) -> Result<u64> {
-        Ok(self.reader()?.reader.searcher().num_docs())
+        Ok(self.fresh_reader()?.reader.searcher().num_docs())
     }
 
     fn indexed_paths(
@@ -568,13 +581,10 @@ impl SearchBackend for EmbeddedBackend {
         source: &str,
     ) -> Result<HashSet<String>> {
         let mut found = HashSet::new();
-        let opened = {
-            let mut state = self.lock();
-            match self.opened(&mut state, false)? {
-                Some(o) => o,
-                None => return Ok(found),
-            }
-        };
+        if !self.exists() {
+            return Ok(found);
+        }
+        let opened = self.fresh_reader()?;
         let f = opened.fields;
         let source_term = Term::from_field_text(f.source(kind), source);
         for path in paths {
@@ -605,7 +615,7 @@ impl SearchBackend for EmbeddedBackend {
     }
 
     fn stats(&self) -> Result<IndexStats> {
-        let opened = self.reader()?;
+        let opened = self.fresh_reader()?;
         let searcher = opened.reader.searcher();
         let mut sources = Vec::new();
         for kind in [DocKind::Dataset, DocKind::Model] {

@@ -35,6 +35,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 
 pub use analysis::{analyze, best_caption};
@@ -190,7 +191,7 @@ pub trait SearchBackend: Send + Sync {
     /// `embedded` or `elasticsearch`.
     fn name(&self) -> &'static str;
 
-    /// Where the index lives, for messages: a folder, or `URL index NAME`.
+    /// Where the index lives, for messages: a folder, or `URL, index NAME`.
     fn location(&self) -> String;
 
     /// Whether the backend answers, and whether the index exists.
@@ -425,6 +426,25 @@ where
     }
     backend.finish()?;
     Ok(written)
+}
+
+/// One document per image of a dataset, with all its reference captions, its path joined to the
+/// dataset's image root, and the dataset's name as source; only the images of `split` when given.
+pub fn dataset_documents(dataset: &Dataset, split: Option<Split>) -> Vec<Document> {
+    let name = dataset.name();
+    let timestamp = now_millis();
+    dataset
+        .samples
+        .iter()
+        .filter(|s| split.is_none_or(|wanted| s.split == wanted))
+        .map(|sample| Document {
+            path: dataset.image_path(sample).to_string_lossy().into_owned(),
+            captions: sample.captions.clone(),
+            source: name.clone(),
+            kind: DocKind::Dataset,
+            timestamp,
+        })
+        .collect()
 }
 
 /// The error every backend gives when reading an index that was never created.

@@ -1,7 +1,9 @@
 //! The one integration-test binary: each module tests one area through the real `capsearch` binary.
 
+mod bench;
 mod common;
 mod dataset;
+mod eval;
 mod neuraltalk;
 mod score;
 mod search;

@@ -157,6 +157,7 @@ on_both_backends!(
     a_missing_index_says_to_run_index_first,
     an_interrupted_run_fails_clearly_and_a_rerun_completes,
     cli_query_stats_and_drop,
+    cli_indexes_datasets_once_and_refuses_escaping_paths,
 );
 
 fn mapping_is_english_text_and_exact_keys(kind: Kind) {
@@ -782,4 +783,122 @@ fn both_backends_return_the_same_results() {
         });
         assert_eq!(a, b, "{query}");
     }
+}
+
+/// Writes a 2x2 PNG.
+fn png(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_pixel(2, 2, image::Rgb([200, 30, 30]))
+        .save(path)
+        .unwrap();
+}
+
+fn cli_indexes_datasets_once_and_refuses_escaping_paths(kind: Kind) {
+    let Some(fx) = fixture(kind, "dataset") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("static/img");
+    for name in ["dogs/dog1.png", "dogs/dog2.png", "cats/cat1.png"] {
+        png(&root.join(name));
+    }
+    // The original project's custom_dataset.json, paths relative to --image-root.
+    let custom = dir.path().join("custom_dataset.json");
+    std::fs::write(
+        &custom,
+        r#"{"images": [
+            {"imgurl": "dogs/dog1.png", "description": "a dog runs on the grass"},
+            {"imgurl": "dogs/dog2.png", "description": ["a puppy sleeps", "a small dog asleep on a rug"]},
+            {"imgurl": "cats/cat1.png", "description": "a cat on a sofa"}
+        ]}"#,
+    )
+    .unwrap();
+    let root_arg = root.to_str().unwrap();
+    let index = |path: &Path| {
+        capsearch(
+            &[
+                "index",
+                "--dataset",
+                path.to_str().unwrap(),
+                "--image-root",
+                root_arg,
+            ],
+            &fx.opts,
+        )
+    };
+    for _ in 0..2 {
+        let out = index(&custom);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("indexed 3 images (4 captions)"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    assert_eq!(fx.backend.count().unwrap(), 3, "indexed twice, stored once");
+    let out = capsearch(&["query", "small dogs", "--json"], &fx.opts);
+    let hits: Vec<Hit> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hits[0].path, root.join("dogs/dog2.png").to_string_lossy());
+    assert_eq!(hits[0].caption, "a small dog asleep on a rug");
+    let stats = fx.backend.stats().unwrap();
+    assert_eq!(
+        stats.sources,
+        [SourceCount {
+            kind: DocKind::Dataset,
+            source: "custom_dataset".into(),
+            documents: 3
+        }]
+    );
+
+    // A path that leaves the image root is refused, and nothing of that file is indexed.
+    let escaping = dir.path().join("escaping.json");
+    png(&dir.path().join("static/secret.png"));
+    std::fs::write(
+        &escaping,
+        r#"{"images": [
+            {"imgurl": "dogs/dog1.png", "description": "a boat"},
+            {"imgurl": "../secret.png", "description": "a secret"}
+        ]}"#,
+    )
+    .unwrap();
+    let out = index(&escaping);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("escapes the image root"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(fx.backend.count().unwrap(), 3);
+    assert!(fx.backend.query("boat secret", 10, 0).unwrap().is_empty());
+
+    // A generated Karpathy-style dataset (the README's shapes) indexes into the same index.
+    let shapes = dir.path().join("shapes");
+    let out = Command::new(env!("CARGO_BIN_EXE_capsearch"))
+        .args(["dataset", "shapes", "--images", "12", "--out"])
+        .arg(&shapes)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = capsearch(
+        &[
+            "index",
+            "--dataset",
+            shapes.join("dataset_shapes.json").to_str().unwrap(),
+            "--split",
+            "train",
+        ],
+        &fx.opts,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats = fx.backend.stats().unwrap();
+    let shapes_docs = stats
+        .sources
+        .iter()
+        .find(|s| s.source == "dataset_shapes")
+        .unwrap();
+    assert!(
+        shapes_docs.documents > 0 && shapes_docs.documents < 12,
+        "{stats:?}"
+    );
+    assert_eq!(stats.documents, 3 + shapes_docs.documents);
 }

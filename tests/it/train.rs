@@ -140,6 +140,126 @@ fn overfits_a_handful_of_images_and_captions_them_exactly() {
     assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
 }
 
+/// The original project's job: caption images into an index, then search with an image.
+#[test]
+fn index_images_with_a_model_then_search_by_image() {
+    let dir = tempdir();
+    let d = dir.path();
+    tiny_dataset(d);
+    run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "run",
+            "--no-tui",
+        ],
+    )
+    .ok();
+    let out = run_in(
+        d,
+        &[
+            "index",
+            "--images",
+            "images",
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+        ],
+    )
+    .ok();
+    assert!(out.stdout.contains("indexed 4 images"), "{}", out.stdout);
+    // resumable: a second run indexes nothing new
+    let out = run_in(
+        d,
+        &[
+            "index",
+            "--images",
+            "images",
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains("indexed 0 images") && out.stdout.contains("4 already indexed"),
+        "{}",
+        out.stdout
+    );
+    // an unreadable image is reported, not fatal
+    write(&d.join("images/broken.png"), b"not a png");
+    let out = run_in(
+        d,
+        &[
+            "index",
+            "--images",
+            "images",
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+        ],
+    )
+    .ok();
+    assert!(out.stderr.contains("broken.png"), "{}", out.stderr);
+
+    let out = run_in(
+        d,
+        &[
+            "search",
+            "val/blue.png",
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+            "--json",
+        ],
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["caption"], "two blue triangles at the top");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0]["path"], "images/blue.png", "{}", out.stdout);
+    assert_eq!(results[0]["caption"], "two blue triangles at the top");
+    // the relative cut keeps only results close to the best
+    let out = run_in(
+        d,
+        &[
+            "search",
+            "val/blue.png",
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+            "--json",
+            "--min-relative-score",
+            "0.99",
+        ],
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1, "{}", out.stdout);
+    run_in(
+        d,
+        &[
+            "search",
+            "nothing.png",
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+        ],
+    )
+    .fails_with(&["nothing.png"]);
+}
+
 #[test]
 fn caption_errors_are_clear() {
     let dir = tempdir();

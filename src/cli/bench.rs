@@ -1,0 +1,63 @@
+//! `capsearch bench`: measure training, captioning and search, with baselines.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::bench::{BenchKind, BenchOptions, render_markdown, run_benchmarks};
+
+/// Measure training, captioning and search throughput against PyTorch and NeuralTalk's numpy
+/// code (the scripts in bench/). Writes OUT/bench.md, OUT/bench.json and batch-size plots.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark to run.
+    #[arg(value_enum)]
+    pub which: BenchKind,
+    /// Print the report as JSON instead of Markdown tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Tiny sizes and few repetitions (seconds): checks the harness, figures mean nothing.
+    #[arg(long)]
+    pub quick: bool,
+    /// Folder for bench.md, bench.json and the plots.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub out: PathBuf,
+    /// Python interpreter for the baseline scripts.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "CAPSEARCH_PYTHON",
+        default_value = "python3"
+    )]
+    pub python: String,
+    /// Documents indexed by the search benchmark (at most 2,000 with --quick).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub search_docs: u64,
+    /// Do not run the baseline scripts.
+    #[arg(long)]
+    pub no_baselines: bool,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let opts = BenchOptions {
+        quick: args.quick,
+        out: args.out,
+        python: args.python,
+        search_docs: args.search_docs,
+        no_baselines: args.no_baselines,
+    };
+    let command = format!(
+        "capsearch {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let report = run_benchmarks(args.which, &opts, &command)
+        .with_context(|| format!("bench {:?}", args.which))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_markdown(&report));
+        eprintln!("wrote {}", opts.out.join("bench.md").display());
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! `capsearch eval`: decode a dataset split with a model and write the report, or compare two
+//! reports.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+
+use super::device::DeviceArg;
+use crate::data::Split;
+use crate::data::formats::{self, Format, LoadOptions};
+use crate::eval::report::{ReportOptions, compare, metric_table_text, write_report};
+use crate::eval::run::{EvalOptions, evaluate_model};
+use crate::model::decode::{DecodeOptions, MAX_STEPS};
+use crate::model::inference::CaptionEngine;
+
+/// Evaluate a model on a dataset split and write a report, or compare two reports.
+///
+/// Decodes every image of the split, scores the captions against the references (BLEU-1..4,
+/// CIDEr-D, ROUGE-L as pycocoevalcap computes them, and BLEU as NeuralTalk's multi-bleu.perl does),
+/// measures the teacher-forced perplexity of the references, and writes reports/NAME/: eval.json,
+/// eval.md, results.json (COCO results format), training curves (PNG, from the model's
+/// metrics.csv) and index.html (one self-contained page with the images).
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model directory (from `capsearch train` or `capsearch import-neuraltalk`).
+    #[arg(long, required_unless_present = "compare")]
+    pub model: Option<PathBuf>,
+    /// Dataset whose split is evaluated, in any format capsearch loads.
+    #[arg(long, required_unless_present = "compare")]
+    pub dataset: Option<PathBuf>,
+    /// Read the dataset as this format instead of detecting it.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Folder the dataset's image paths are relative to, when the format does not imply it.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Split to evaluate: train, val or test.
+    #[arg(long, default_value = "test")]
+    pub split: Split,
+    /// Beam size (1 = greedy).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub beam_size: u16,
+    /// Report folder [default: reports/NAME, NAME being the model folder's name].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Evaluate only the first N images of the split.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Images per model call.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub batch_size: u64,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: DeviceArg,
+    /// Print the metrics of two reports (folders or eval.json files) side by side, with B - A.
+    #[arg(
+        long,
+        num_args = 2,
+        value_names = ["A", "B"],
+        conflicts_with_all = ["model", "dataset", "format", "images", "out", "limit"]
+    )]
+    pub compare: Option<Vec<PathBuf>>,
+}
+
+/// Runs `capsearch eval`.
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    if let Some(reports) = &args.compare {
+        let [a, b] = reports.as_slice() else {
+            anyhow::bail!("--compare takes two report folders");
+        };
+        print!("{}", compare(a, b)?);
+        return Ok(());
+    }
+    let (Some(model), Some(dataset_path)) = (&args.model, &args.dataset) else {
+        anyhow::bail!("give --model DIR and --dataset PATH, or --compare A B");
+    };
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => Path::new("reports").join(
+            model
+                .file_name()
+                .context("--model has no folder name to name the report after; pass --out DIR")?,
+        ),
+    };
+    // Refuse what would fail late, before the slow part.
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!(
+            "the report folder {} is a file; remove it or pass another --out",
+            out.display()
+        );
+    }
+    let engine = CaptionEngine::load(model, args.device.device()?)?;
+    let dataset = formats::load(
+        dataset_path,
+        &LoadOptions {
+            format: args.format,
+            images: args.images.clone(),
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("loading the dataset {}", dataset_path.display()))?;
+
+    let total = dataset.count(args.split);
+    let count = args.limit.map_or(total, |l| {
+        total.min(usize::try_from(l).unwrap_or(usize::MAX))
+    });
+    let bar = crate::data::parallel::progress_bar(count as u64, "captioning");
+    let options = EvalOptions {
+        decode: DecodeOptions {
+            beam_size: usize::from(args.beam_size),
+            max_steps: MAX_STEPS,
+        },
+        batch_size: usize::try_from(args.batch_size).unwrap_or(32),
+        limit: args.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+        progress: Some(bar.clone()),
+    };
+    let result = evaluate_model(&engine, &dataset, args.split, &options);
+    bar.finish_and_clear();
+    let run = result?;
+
+    let metrics_csv = model.join("metrics.csv");
+    let written = write_report(
+        &run,
+        &out,
+        &ReportOptions {
+            metrics_csv: metrics_csv.is_file().then_some(metrics_csv),
+            ..Default::default()
+        },
+    )?;
+
+    println!(
+        "Evaluated {} on {} images of the {} split of {} ({}).\n",
+        model.display(),
+        run.dataset.images,
+        run.dataset.split,
+        dataset.source.display(),
+        if run.decode.beam_size <= 1 {
+            "greedy decoding".to_string()
+        } else {
+            format!("beam size {}", run.decode.beam_size)
+        }
+    );
+    print!("{}", metric_table_text(&run.metrics, run.perplexity));
+    if let (None, Some(note)) = (run.perplexity, &run.perplexity_note) {
+        println!("perplexity {note}");
+    }
+    if !run.skipped.is_empty() {
+        println!(
+            "\nSkipped {} unreadable images (listed in eval.md):",
+            run.skipped.len()
+        );
+        for k in run.skipped.iter().take(10) {
+            println!("  {}: {}", k.entry, k.reason);
+        }
+        if run.skipped.len() > 10 {
+            println!("  ... and {} more", run.skipped.len() - 10);
+        }
+    }
+    let names: Vec<String> = written
+        .files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    println!(
+        "\nReport written to {} ({}); open {} in a browser.",
+        written.dir.display(),
+        names.join(", "),
+        written.dir.join("index.html").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! `capsearch eval` end to end: train a tiny model that reproduces its captions, evaluate it on a
+//! test split, check every report file and the exact metric values, compare two reports, and the
+//! error cases.
+
+use std::path::Path;
+
+use base64::Engine as _;
+
+use crate::common::{png_bytes, run_in, tempdir, write};
+
+const CAPTIONS: [(&str, [u8; 3], &str); 4] = [
+    ("red.png", [220, 30, 30], "a red square on the left"),
+    ("green.png", [30, 200, 40], "a green circle"),
+    ("blue.png", [30, 40, 220], "two blue triangles at the top"),
+    ("white.png", [240, 240, 240], "nothing but a white wall"),
+];
+
+/// Four solid-colour images with one caption each, copied into train, val and test, plus a test
+/// image that is not a PNG at all (eval skips and lists it). `notest.csv` has no test split.
+fn tiny_dataset(dir: &Path) {
+    let mut csv = String::from("image,caption,split\n");
+    let mut notest = csv.clone();
+    for (name, color, caption) in CAPTIONS {
+        for split in ["train", "val", "test"] {
+            write(&dir.join(split).join(name), png_bytes(16, 16, color));
+            csv.push_str(&format!("{split}/{name},{caption},{split}\n"));
+            if split != "test" {
+                notest.push_str(&format!("{split}/{name},{caption},{split}\n"));
+            }
+        }
+    }
+    write(&dir.join("test/broken.png"), b"this is not a png");
+    csv.push_str("test/broken.png,a broken picture,test\n");
+    write(&dir.join("data.csv"), csv);
+    write(&dir.join("notest.csv"), notest);
+    write(
+        &dir.join("tiny.toml"),
+        r#"
+[model]
+embed_size = 16
+hidden_size = 32
+dropout = 0.0
+[model.encoder]
+kind = "small-cnn"
+width = 4
+depth = 2
+grid = 2
+[data]
+word_count_threshold = 1
+image_size = 16
+[optim]
+lr = 0.01
+schedule = "constant"
+[loop]
+epochs = 150
+batch_size = 4
+patience = 0
+log_every = 5
+"#,
+    );
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn close(value: &serde_json::Value, expected: f64, what: &str) {
+    let v = value
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {value}"));
+    assert!(
+        (v - expected).abs() < 1e-6,
+        "{what} = {v}, expected {expected}"
+    );
+}
+
+#[test]
+fn evaluates_a_model_that_reproduces_its_captions() {
+    let dir = tempdir();
+    let d = dir.path();
+    tiny_dataset(d);
+    run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "run",
+            "--no-tui",
+        ],
+    )
+    .ok();
+
+    let out = run_in(
+        d,
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--dataset",
+            "data.csv",
+            "--split",
+            "test",
+        ],
+    )
+    .ok();
+    let report = d.join("reports/run");
+    assert!(
+        out.stdout.contains("Report written to reports/run"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("Bleu_4"), "{}", out.stdout);
+    assert!(out.stdout.contains("perplexity"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Skipped 1 unreadable images") && out.stdout.contains("broken.png"),
+        "{}",
+        out.stdout
+    );
+    for f in [
+        "eval.json",
+        "eval.md",
+        "results.json",
+        "loss.png",
+        "perplexity.png",
+        "bleu4.png",
+        "index.html",
+    ] {
+        assert!(report.join(f).is_file(), "{f} missing");
+    }
+
+    // eval.json: every metric, exactly what a perfect captioner scores with one reference each.
+    let json = read_json(&report.join("eval.json"));
+    let m = &json["metrics"];
+    for key in [
+        "Bleu_1",
+        "Bleu_2",
+        "Bleu_3",
+        "Bleu_4",
+        "ROUGE_L",
+        "NeuralTalk_Bleu_1",
+        "NeuralTalk_Bleu_2",
+        "NeuralTalk_Bleu_3",
+        "NeuralTalk_Bleu_4",
+    ] {
+        close(&m[key], 1.0, key);
+    }
+    // CIDEr-D (×10): 10 for each caption, except "a green circle", which has no 4-gram, so its
+    // 4-gram similarity is 0: (10 + 7.5 + 10 + 10) / 4.
+    close(&m["CIDEr"], 9.375, "CIDEr");
+    let ppl = json["perplexity"].as_f64().unwrap();
+    assert!((1.0..1.2).contains(&ppl), "perplexity {ppl}");
+    assert_eq!(json["decode"]["beam_size"], 1);
+    assert_eq!(json["dataset"]["split"], "test");
+    assert_eq!(json["dataset"]["format"], "csv");
+    assert_eq!(json["dataset"]["images"], 4);
+    assert!(
+        json["dataset"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("data.csv")
+    );
+    assert_eq!(json["checkpoint"]["path"], "run");
+    assert!(json["checkpoint"]["epoch"].as_u64().unwrap() >= 1);
+    assert_eq!(json["skipped"][0]["entry"], "test/broken.png");
+    assert!(
+        json["metric_notes"]["Bleu_4"]
+            .as_str()
+            .unwrap()
+            .contains("pycocoevalcap")
+    );
+    let images = json["images"].as_array().unwrap();
+    assert_eq!(images.len(), 4);
+    for (img, (name, _, caption)) in images.iter().zip(CAPTIONS) {
+        assert_eq!(img["image_id"], format!("test/{name}"));
+        assert_eq!(img["caption"], caption);
+    }
+
+    // results.json: COCO results format.
+    let results = read_json(&report.join("results.json"));
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    for (r, (name, _, caption)) in results.iter().zip(CAPTIONS) {
+        assert_eq!(r.as_object().unwrap().len(), 2, "{r}");
+        assert_eq!(r["image_id"], format!("test/{name}"));
+        assert_eq!(r["caption"], caption);
+    }
+    // ... which `capsearch score` reads and scores the same way.
+    let scored = run_in(
+        d,
+        &[
+            "score",
+            "--results",
+            "reports/run/results.json",
+            "--references",
+            "data.csv",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    close(&scored["CIDEr"], 9.375, "score CIDEr");
+
+    // The curves are real PNGs.
+    for f in ["loss.png", "perplexity.png", "bleu4.png"] {
+        let img = image::open(report.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!((img.width(), img.height()), (800, 450), "{f}");
+    }
+
+    let md = std::fs::read_to_string(report.join("eval.md")).unwrap();
+    assert!(md.starts_with("# Evaluation: run"), "{md}");
+    assert!(md.contains("| Bleu_4 | 1.0000 | 100.0 |"), "{md}");
+    assert!(md.contains("| CIDEr | 9.3750 |"), "{md}");
+    assert!(md.contains("| perplexity |"), "{md}");
+    assert!(md.contains("## Skipped images (1)"), "{md}");
+    assert!(md.contains("![Loss](loss.png)"), "{md}");
+
+    // index.html: self-contained (no external resources), with curves and thumbnails inline.
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    for needle in ["src=\"http", "href=", "<link", "<script", "url("] {
+        assert!(!html.contains(needle), "index.html contains {needle:?}");
+    }
+    assert_eq!(html.matches("data:image/png;base64,").count(), 3);
+    assert!(html.contains("two blue triangles at the top"));
+    let start = html.find("data:image/jpeg;base64,").unwrap() + "data:image/jpeg;base64,".len();
+    let len = html[start..].find('"').unwrap();
+    let thumb = base64::engine::general_purpose::STANDARD
+        .decode(&html[start..start + len])
+        .unwrap();
+    image::load_from_memory(&thumb).unwrap();
+
+    // A second report with beam search, then the comparison.
+    let out = run_in(
+        d,
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--dataset",
+            "data.csv",
+            "--beam-size",
+            "3",
+            "--limit",
+            "2",
+            "--out",
+            "reports/beam3",
+        ],
+    )
+    .ok();
+    assert!(out.stdout.contains("beam size 3"), "{}", out.stdout);
+    let beam = read_json(&d.join("reports/beam3/eval.json"));
+    assert_eq!(beam["decode"]["beam_size"], 3);
+    assert_eq!(beam["dataset"]["images"], 2);
+    let cmp = run_in(d, &["eval", "--compare", "reports/run", "reports/beam3"]).ok();
+    let text = cmp.stdout;
+    assert!(text.contains("A: reports/run"), "{text}");
+    assert!(text.contains("B: reports/beam3"), "{text}");
+    assert!(
+        text.contains("warning: the reports scored different data"),
+        "{text}"
+    );
+    let bleu4 = text
+        .lines()
+        .find(|l| l.starts_with("Bleu_4 "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = bleu4.split_whitespace().collect();
+    assert_eq!(&cols[1..4], ["1.0000", "1.0000", "+0.0000"], "{text}");
+    let beams = text.lines().find(|l| l.starts_with("beam size")).unwrap();
+    assert_eq!(
+        beams.split_whitespace().collect::<Vec<_>>()[2..],
+        ["1", "3"]
+    );
+
+    // Errors that need a model: a split without images, a report folder that is a file.
+    run_in(
+        d,
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--dataset",
+            "notest.csv",
+            "--out",
+            "reports/x",
+        ],
+    )
+    .fails_with(&["notest.csv", "the test split has no images", "--split"]);
+    write(&d.join("reports/file"), "not a folder");
+    run_in(
+        d,
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "reports/file",
+        ],
+    )
+    .fails_with(&["reports/file", "is a file"]);
+}
+
+#[test]
+fn eval_errors_are_clear() {
+    let dir = tempdir();
+    let d = dir.path();
+    tiny_dataset(d);
+    run_in(d, &["eval", "--model", "nowhere", "--dataset", "data.csv"])
+        .fails_with(&["nowhere", "not a model directory"]);
+    run_in(
+        d,
+        &[
+            "eval",
+            "--model",
+            "nowhere",
+            "--dataset",
+            "data.csv",
+            "--split",
+            "bogus",
+        ],
+    )
+    .fails_with(&["unknown split \"bogus\"", "train, val or test"]);
+    run_in(d, &["eval", "--dataset", "data.csv"]).fails_with(&["--model"]);
+    run_in(d, &["eval", "--compare", "reports/a", "reports/b"]).fails_with(&[
+        "reports/a",
+        "eval.json",
+        "does not exist",
+    ]);
+}
