@@ -14,5 +14,6 @@ pub mod model;
 pub mod search;
 pub mod train;
 pub mod util;
+pub mod web;
 
 pub use error::{Error, Result};

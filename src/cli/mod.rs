@@ -10,6 +10,7 @@ pub mod index;
 pub mod query;
 pub mod score;
 pub mod search;
+pub mod serve;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,8 @@ pub enum Command {
     Index(index::IndexArgs),
     /// Find indexed images whose captions best match a text.
     Query(query::QueryArgs),
+    /// Serve the web app and JSON API: caption an uploaded image, find images with similar captions.
+    Serve(serve::ServeArgs),
     /// Reverse image search: caption an image, then find indexed images with similar captions.
     Search(search::SearchArgs),
     /// Measure training, captioning and search against PyTorch and NeuralTalk (not `serve` yet).
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Search(args) => search::run(args),
         Command::Bench(args) => bench::run(args),
     }

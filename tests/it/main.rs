@@ -7,4 +7,5 @@ mod eval;
 mod neuraltalk;
 mod score;
 mod search;
+mod serve;
 mod train;

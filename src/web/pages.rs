@@ -1,0 +1,437 @@
+//! Server-rendered pages with a little inline JavaScript; no build step. Everything that comes
+//! from data (captions, paths, names) is HTML-escaped on the server, or set with `textContent` in
+//! the browser.
+
+use std::path::Path;
+
+use axum::extract::{Query, State};
+use axum::response::Html;
+use serde::Deserialize;
+
+use super::{AppState, encode_path};
+use crate::eval::report::html_escape as esc;
+
+const CSS: &str = r#"
+:root{--bg:#f6f7f9;--card:#fff;--ink:#1d2330;--muted:#667085;--line:#e4e7ec;--accent:#3659e3;--accent-soft:#eef2ff}
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:var(--ink)}
+header{background:var(--card);border-bottom:1px solid var(--line);padding:0 24px;display:flex;align-items:center;gap:28px;height:56px}
+header .brand{font-weight:700;font-size:18px;color:var(--ink);text-decoration:none;letter-spacing:-.02em}
+header .brand span{color:var(--accent)}
+nav a{color:var(--muted);text-decoration:none;margin-right:18px;font-weight:500}
+nav a.on,nav a:hover{color:var(--accent)}
+main{max-width:1120px;margin:0 auto;padding:28px 24px 60px}
+h1{font-size:22px;margin:0 0 6px;letter-spacing:-.01em}
+p.lead{color:var(--muted);margin:0 0 22px}
+.panel{background:var(--card);border:1px solid var(--line);border-radius:14px;padding:20px}
+.drop{display:block;border:2px dashed #c7cde0;border-radius:14px;background:var(--card);padding:34px;text-align:center;cursor:pointer;transition:.15s}
+.drop.over{border-color:var(--accent);background:var(--accent-soft)}
+.drop strong{color:var(--accent)}
+.drop small{display:block;color:var(--muted);margin-top:6px}
+.row{display:flex;gap:22px;align-items:flex-start;margin-top:22px}
+.query{flex:0 0 300px}
+.query img{width:100%;border-radius:10px;border:1px solid var(--line);background:#fafafa}
+.caption{font-size:18px;font-weight:600;margin:12px 0 2px}
+.meta{color:var(--muted);font-size:13px}
+form.text{display:flex;gap:10px;margin:18px 0 0}
+input[type=text]{flex:1;padding:10px 14px;border:1px solid var(--line);border-radius:10px;font:inherit;background:var(--card)}
+button{padding:10px 18px;border:0;border-radius:10px;background:var(--accent);color:#fff;font:inherit;font-weight:600;cursor:pointer}
+button:disabled{opacity:.5}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:16px;flex:1}
+.card{background:var(--card);border:1px solid var(--line);border-radius:12px;overflow:hidden;display:flex;flex-direction:column}
+.card img{width:100%;aspect-ratio:1;object-fit:cover;background:#eef0f4;display:block}
+.card .body{padding:10px 12px}
+.card .cap{font-size:14px;margin:0 0 4px}
+.card .path{font-size:12px;color:var(--muted);word-break:break-all}
+.score{display:inline-block;background:var(--accent-soft);color:var(--accent);border-radius:999px;padding:1px 8px;font-size:12px;font-weight:600}
+.empty{color:var(--muted);padding:30px;text-align:center}
+.error{background:#fff1f0;border:1px solid #ffccc7;color:#a8071a;border-radius:10px;padding:10px 14px;margin-top:16px}
+.pager{display:flex;gap:12px;align-items:center;margin-top:22px}
+.pager a{color:var(--accent);text-decoration:none;font-weight:600}
+table{border-collapse:collapse;width:100%;background:var(--card);border:1px solid var(--line);border-radius:12px;overflow:hidden}
+th,td{text-align:left;padding:10px 14px;border-bottom:1px solid var(--line)}
+th{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);background:#fafbfc}
+td a{color:var(--accent)}
+progress{width:100%;height:10px}
+ul.files{list-style:none;padding:0;margin:16px 0 0}
+ul.files li{padding:8px 0;border-bottom:1px solid var(--line)}
+"#;
+
+fn layout(title: &str, active: &str, body: &str) -> Html<String> {
+    let link = |href: &str, label: &str| {
+        let class = if href == active { " class=\"on\"" } else { "" };
+        format!("<a href=\"{href}\"{class}>{label}</a>")
+    };
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<title>{title} · capsearch</title><style>{CSS}</style></head><body>\
+<header><a class=\"brand\" href=\"/\">cap<span>search</span></a><nav>{}{}{}{}</nav></header>\
+<main>{body}</main></body></html>",
+        link("/", "Search"),
+        link("/browse", "Browse"),
+        link("/upload", "Upload"),
+        link("/runs", "Runs"),
+        title = esc(title),
+    ))
+}
+
+/// Shared browser code: renders results with DOM calls (text via textContent, never innerHTML).
+const RESULTS_JS: &str = r#"
+function card(r){
+  const c=document.createElement('div');c.className='card';
+  const img=document.createElement('img');img.loading='lazy';img.alt=r.caption;
+  if(r.url){img.src=r.url}
+  c.appendChild(img);
+  const b=document.createElement('div');b.className='body';
+  const p=document.createElement('p');p.className='cap';p.textContent=r.caption;b.appendChild(p);
+  if(r.score!==undefined){const s=document.createElement('span');s.className='score';s.textContent=r.score.toFixed(2);b.appendChild(s)}
+  const d=document.createElement('div');d.className='path';d.textContent=r.path;b.appendChild(d);
+  c.appendChild(b);return c;
+}
+function showResults(el,results){
+  el.replaceChildren();
+  if(!results.length){const e=document.createElement('div');e.className='empty';e.textContent='No matching images yet. Add some on the Upload page.';el.appendChild(e);return}
+  results.forEach(r=>el.appendChild(card(r)));
+}
+async function answer(resp){
+  let j;try{j=await resp.json()}catch(e){throw new Error('HTTP '+resp.status)}
+  if(!resp.ok)throw new Error(j.detail||j.error||('HTTP '+resp.status));
+  return j;
+}
+function showError(el,msg){el.textContent=msg;el.hidden=!msg}
+"#;
+
+/// `/`: search by image (drop, pick, paste) or by words.
+pub async fn home(
+    State(state): State<AppState>,
+    query: Result<Query<HomeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Html<String> {
+    let model = esc(&state.captioner.info.id);
+    // `/?q=words` renders a text search on the server (a link can be shared).
+    let q = query
+        .ok()
+        .and_then(|q| q.0.q)
+        .filter(|q| !q.trim().is_empty() && q.len() <= 1000);
+    let (cards, error) = match &q {
+        Some(text) => match super::api::run_query(&state, text.clone(), 24, 0).await {
+            Ok(results) if results.is_empty() => (
+                "<div class=\"empty\">No matching images yet. Add some on the Upload page.</div>".to_string(),
+                String::new(),
+            ),
+            Ok(results) => (
+                results
+                    .iter()
+                    .map(|r| {
+                        let img = r
+                            .url
+                            .as_ref()
+                            .map(|u| format!("<img loading=\"lazy\" src=\"{}\" alt=\"{}\">", esc(u), esc(&r.caption)))
+                            .unwrap_or_else(|| "<img alt=\"\">".into());
+                        format!(
+                            "<div class=\"card\">{img}<div class=\"body\"><p class=\"cap\">{}</p><span class=\"score\">{:.2}</span><div class=\"path\">{}</div></div></div>",
+                            esc(&r.caption),
+                            r.score,
+                            esc(&r.path)
+                        )
+                    })
+                    .collect(),
+                String::new(),
+            ),
+            Err(e) => (String::new(), esc(&e.detail)),
+        },
+        None => (String::new(), String::new()),
+    };
+    let q_value = esc(q.as_deref().unwrap_or(""));
+    let err_hidden = if error.is_empty() { " hidden" } else { "" };
+    let body = format!(
+        r#"<h1>Find images by what is in them</h1>
+<p class="lead">Drop an image: model <b>{model}</b> captions it, then the index finds images with similar captions.</p>
+<label class="drop" id="drop"><input type="file" id="file" accept="image/*" hidden>
+<strong>Drop an image here</strong>, pick a file, or paste with Ctrl+V<small>PNG, JPEG, GIF, BMP or WebP</small></label>
+<form class="text" id="text" action="/"><input type="text" id="q" name="q" value="{q_value}" placeholder="…or search by words, e.g. a red square" autocomplete="off"><button>Search</button></form>
+<div class="error" id="err"{err_hidden}>{error}</div>
+<div class="row"><div class="query" id="query" hidden><img id="preview" alt="your image"><div class="caption" id="caption"></div><div class="meta" id="meta"></div></div>
+<div class="grid" id="results">{cards}</div></div>
+<script>{RESULTS_JS}
+const drop=document.getElementById('drop'),file=document.getElementById('file'),err=document.getElementById('err'),res=document.getElementById('results');
+async function byImage(f){{
+  showError(err,'');
+  const q=document.getElementById('query');q.hidden=false;
+  document.getElementById('preview').src=URL.createObjectURL(f);
+  document.getElementById('caption').textContent='Captioning…';document.getElementById('meta').textContent='';
+  const fd=new FormData();fd.append('image',f);
+  try{{const j=await answer(await fetch('/api/search?size=24',{{method:'POST',body:fd}}));
+    document.getElementById('caption').textContent=j.caption;
+    document.getElementById('meta').textContent='log-prob '+j.logprob.toFixed(2)+' · '+j.model;
+    showResults(res,j.results);
+  }}catch(e){{document.getElementById('caption').textContent='';showError(err,e.message)}}
+}}
+drop.addEventListener('dragover',e=>{{e.preventDefault();drop.classList.add('over')}});
+drop.addEventListener('dragleave',()=>drop.classList.remove('over'));
+drop.addEventListener('drop',e=>{{e.preventDefault();drop.classList.remove('over');if(e.dataTransfer.files[0])byImage(e.dataTransfer.files[0])}});
+file.addEventListener('change',()=>{{if(file.files[0])byImage(file.files[0])}});
+document.addEventListener('paste',e=>{{for(const it of e.clipboardData.items){{if(it.type.startsWith('image/')){{byImage(it.getAsFile());break}}}}}});
+document.getElementById('text').addEventListener('submit',async e=>{{
+  e.preventDefault();showError(err,'');document.getElementById('query').hidden=true;
+  const q=document.getElementById('q').value.trim();if(!q)return;
+  try{{const j=await answer(await fetch('/api/query?size=24&q='+encodeURIComponent(q)));showResults(res,j.results)}}catch(e){{showError(err,e.message)}}
+}});
+</script>"#
+    );
+    layout("Search", "/", &body)
+}
+
+#[derive(Deserialize)]
+pub struct HomeQuery {
+    q: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct BrowseQuery {
+    page: Option<usize>,
+}
+
+const BROWSE_PAGE: usize = 24;
+
+/// `/browse`: a paged grid of the images under the image root, newest first.
+pub async fn browse(
+    State(state): State<AppState>,
+    query: Result<Query<BrowseQuery>, axum::extract::rejection::QueryRejection>,
+) -> Html<String> {
+    let page = query.ok().and_then(|q| q.page).unwrap_or(1).max(1);
+    let root = state.image_root.clone();
+    let files = tokio::task::spawn_blocking(move || list_images(&root))
+        .await
+        .unwrap_or_default();
+    let total = files.len();
+    let pages = total.div_ceil(BROWSE_PAGE).max(1);
+    let mut body = format!(
+        "<h1>Browse</h1><p class=\"lead\">{total} images under the image root, newest first.</p>"
+    );
+    if total == 0 {
+        body.push_str("<div class=\"panel empty\">Nothing here yet. <a href=\"/upload\">Upload images</a> to caption and index them.</div>");
+        return layout("Browse", "/browse", &body);
+    }
+    body.push_str("<div class=\"grid\">");
+    for rel in files
+        .iter()
+        .skip((page - 1) * BROWSE_PAGE)
+        .take(BROWSE_PAGE)
+    {
+        let url = format!("/images/{}", encode_path(rel));
+        body.push_str(&format!(
+            "<div class=\"card\"><a href=\"{u}\"><img loading=\"lazy\" src=\"{u}\" alt=\"{p}\"></a><div class=\"body\"><div class=\"path\">{p}</div></div></div>",
+            u = esc(&url),
+            p = esc(rel)
+        ));
+    }
+    body.push_str("</div><div class=\"pager\">");
+    if page > 1 {
+        body.push_str(&format!(
+            "<a href=\"/browse?page={}\">← Newer</a>",
+            page - 1
+        ));
+    }
+    body.push_str(&format!(
+        "<span class=\"meta\">page {page} of {pages}</span>"
+    ));
+    if page < pages {
+        body.push_str(&format!(
+            "<a href=\"/browse?page={}\">Older →</a>",
+            page + 1
+        ));
+    }
+    body.push_str("</div>");
+    layout("Browse", "/browse", &body)
+}
+
+/// Image files under `root` (relative paths, `/`-separated), newest first. Symlinks are not
+/// followed.
+fn list_images(root: &Path) -> Vec<String> {
+    let mut found: Vec<(std::time::SystemTime, String)> = walkdir::WalkDir::new(root)
+        .max_depth(6)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            e.path()
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| {
+                    matches!(
+                        x.to_ascii_lowercase().as_str(),
+                        "png" | "jpg" | "jpeg" | "gif" | "bmp" | "webp"
+                    )
+                })
+        })
+        .filter_map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .ok()?
+                .to_str()?
+                .replace('\\', "/");
+            let modified = e.metadata().ok()?.modified().ok()?;
+            Some((modified, rel))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// `/upload`: add images to the index, with a progress bar.
+pub async fn upload(State(state): State<AppState>) -> Html<String> {
+    let body = format!(
+        r#"<h1>Upload</h1>
+<p class="lead">Each image is captioned by <b>{model}</b>, stored on the server under a name of its own, and indexed.</p>
+<label class="drop" id="drop"><input type="file" id="file" accept="image/*" multiple hidden>
+<strong>Drop images here</strong> or pick files<small>up to {limit} per upload</small></label>
+<div class="panel" id="progress" hidden style="margin-top:18px"><progress id="bar" max="100" value="0"></progress><div class="meta" id="status"></div></div>
+<div class="error" id="err" hidden></div>
+<div class="grid" id="results" style="margin-top:22px"></div>
+<script>{RESULTS_JS}
+const drop=document.getElementById('drop'),file=document.getElementById('file'),err=document.getElementById('err');
+function send(files){{
+  showError(err,'');if(!files.length)return;
+  const fd=new FormData();for(const f of files)fd.append('image',f);
+  const bar=document.getElementById('bar'),status=document.getElementById('status');
+  document.getElementById('progress').hidden=false;bar.value=0;status.textContent='Uploading '+files.length+' image(s)…';
+  const x=new XMLHttpRequest();x.open('POST','/api/images');
+  x.upload.onprogress=e=>{{if(e.lengthComputable){{bar.value=100*e.loaded/e.total;if(e.loaded===e.total)status.textContent='Captioning and indexing…'}}}};
+  x.onload=()=>{{let j={{}};try{{j=JSON.parse(x.responseText)}}catch(e){{}}
+    if(x.status!==200){{status.textContent='';showError(err,j.detail||('HTTP '+x.status));return}}
+    bar.value=100;status.textContent='Added '+j.added.length+' image(s).';
+    const el=document.getElementById('results');j.added.forEach(a=>el.prepend(card(a)));
+  }};
+  x.onerror=()=>showError(err,'The upload failed: is the server running?');
+  x.send(fd);
+}}
+drop.addEventListener('dragover',e=>{{e.preventDefault();drop.classList.add('over')}});
+drop.addEventListener('dragleave',()=>drop.classList.remove('over'));
+drop.addEventListener('drop',e=>{{e.preventDefault();drop.classList.remove('over');send(e.dataTransfer.files)}});
+file.addEventListener('change',()=>send(file.files));
+</script>"#,
+        model = esc(&state.captioner.info.id),
+        limit = esc(&indicatif::HumanBytes(state.max_body as u64).to_string()),
+    );
+    layout("Upload", "/upload", &body)
+}
+
+/// `/runs`: the training runs under `--runs`, with links to their reports.
+pub async fn runs(State(state): State<AppState>) -> Html<String> {
+    let Some(dir) = state.runs.clone() else {
+        return layout(
+            "Runs",
+            "/runs",
+            "<h1>Training runs</h1><div class=\"panel empty\">Start the server with <code>--runs checkpoints</code> to list training runs here.</div>",
+        );
+    };
+    let rows = tokio::task::spawn_blocking(move || list_runs(&dir))
+        .await
+        .unwrap_or_default();
+    let mut body = String::from(
+        "<h1>Training runs</h1><p class=\"lead\">How the models were trained, with their evaluation reports.</p>",
+    );
+    if rows.is_empty() {
+        body.push_str(
+            "<div class=\"panel empty\">No runs found (a run is a folder with a model.json).</div>",
+        );
+        return layout("Runs", "/runs", &body);
+    }
+    body.push_str("<table><tr><th>Run</th><th>Model</th><th>Epochs logged</th><th>Files</th></tr>");
+    for run in rows {
+        let links: Vec<String> = run
+            .files
+            .iter()
+            .map(|f| {
+                format!(
+                    "<a href=\"/runs/{}\">{}</a>",
+                    esc(&encode_path(&format!("{}/{}", run.dir, f))),
+                    esc(f)
+                )
+            })
+            .collect();
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&run.dir),
+            esc(&run.name),
+            run.epochs
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "–".into()),
+            links.join(" · ")
+        ));
+    }
+    body.push_str("</table>");
+    layout("Runs", "/runs", &body)
+}
+
+struct RunRow {
+    dir: String,
+    name: String,
+    epochs: Option<usize>,
+    /// Reports and logs inside the run, relative to it.
+    files: Vec<String>,
+}
+
+fn list_runs(root: &Path) -> Vec<RunRow> {
+    let mut rows = Vec::new();
+    for entry in walkdir::WalkDir::new(root)
+        .max_depth(3)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && e.file_name() == "model.json")
+    {
+        let Some(run_dir) = entry.path().parent() else {
+            continue;
+        };
+        let Some(rel) = run_dir
+            .strip_prefix(root)
+            .ok()
+            .and_then(|p| p.to_str())
+            .map(|s| s.replace('\\', "/"))
+        else {
+            continue;
+        };
+        if rel.is_empty() {
+            continue;
+        }
+        let name = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        let epochs = std::fs::read_to_string(run_dir.join("metrics.csv"))
+            .ok()
+            .map(|t| t.lines().count().saturating_sub(1));
+        let mut files: Vec<String> = walkdir::WalkDir::new(run_dir)
+            .max_depth(3)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| {
+                let n = e.file_name().to_str()?;
+                matches!(
+                    n,
+                    "index.html" | "metrics.csv" | "config.toml" | "eval.json" | "report.md"
+                )
+                .then(|| {
+                    e.path()
+                        .strip_prefix(run_dir)
+                        .ok()?
+                        .to_str()
+                        .map(|s| s.replace('\\', "/"))
+                })?
+            })
+            .collect();
+        files.sort();
+        rows.push(RunRow {
+            dir: rel,
+            name,
+            epochs,
+            files,
+        });
+    }
+    rows.sort_by(|a, b| a.dir.cmp(&b.dir));
+    rows
+}
