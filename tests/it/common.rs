@@ -150,3 +150,42 @@ pub fn bomb_png(w: u32, h: u32) -> Vec<u8> {
 pub fn s(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
 }
+
+/// Four solid colours and one caption each: a tiny model learns them exactly in a few seconds.
+pub const CAPTIONS: [(&str, [u8; 3], &str); 4] = [
+    ("red.png", [220, 30, 30], "a red square on the left"),
+    ("green.png", [30, 200, 40], "a green circle"),
+    ("blue.png", [30, 40, 220], "two blue triangles at the top"),
+    ("white.png", [240, 240, 240], "nothing but a white wall"),
+];
+
+/// Writes the training config of the tiny model (16×16 images, a 2-block CNN, 150 epochs).
+pub fn write_tiny_config(path: &Path, log_every: usize) {
+    write(
+        path,
+        format!(
+            r#"
+[model]
+embed_size = 16
+hidden_size = 32
+dropout = 0.0
+[model.encoder]
+kind = "small-cnn"
+width = 4
+depth = 2
+grid = 2
+[data]
+word_count_threshold = 1
+image_size = 16
+[optim]
+lr = 0.01
+schedule = "constant"
+[loop]
+epochs = 150
+batch_size = 4
+patience = 0
+log_every = {log_every}
+"#
+        ),
+    );
+}

@@ -8,12 +8,7 @@ use base64::Engine as _;
 
 use crate::common::{png_bytes, run_in, tempdir, write};
 
-const CAPTIONS: [(&str, [u8; 3], &str); 4] = [
-    ("red.png", [220, 30, 30], "a red square on the left"),
-    ("green.png", [30, 200, 40], "a green circle"),
-    ("blue.png", [30, 40, 220], "two blue triangles at the top"),
-    ("white.png", [240, 240, 240], "nothing but a white wall"),
-];
+use crate::common::{CAPTIONS, write_tiny_config};
 
 /// Four solid-colour images with one caption each, copied into train, val and test, plus a test
 /// image that is not a PNG at all (eval skips and lists it). `notest.csv` has no test split.
@@ -33,31 +28,7 @@ fn tiny_dataset(dir: &Path) {
     csv.push_str("test/broken.png,a broken picture,test\n");
     write(&dir.join("data.csv"), csv);
     write(&dir.join("notest.csv"), notest);
-    write(
-        &dir.join("tiny.toml"),
-        r#"
-[model]
-embed_size = 16
-hidden_size = 32
-dropout = 0.0
-[model.encoder]
-kind = "small-cnn"
-width = 4
-depth = 2
-grid = 2
-[data]
-word_count_threshold = 1
-image_size = 16
-[optim]
-lr = 0.01
-schedule = "constant"
-[loop]
-epochs = 150
-batch_size = 4
-patience = 0
-log_every = 5
-"#,
-    );
+    write_tiny_config(&dir.join("tiny.toml"), 5);
 }
 
 fn read_json(path: &Path) -> serde_json::Value {

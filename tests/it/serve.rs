@@ -14,12 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::{bin, bomb_png, png_bytes, run_in, tempdir, write};
 
-const CAPTIONS: [(&str, [u8; 3], &str); 4] = [
-    ("red.png", [220, 30, 30], "a red square on the left"),
-    ("green.png", [30, 200, 40], "a green circle"),
-    ("blue.png", [30, 40, 220], "two blue triangles at the top"),
-    ("white.png", [240, 240, 240], "nothing but a white wall"),
-];
+use crate::common::{CAPTIONS, write_tiny_config};
 
 /// Trains a model that captions four solid colours exactly (a few seconds), into `dir/runs/tiny`.
 fn train_tiny(dir: &Path) {
@@ -35,31 +30,7 @@ fn train_tiny(dir: &Path) {
         ));
     }
     write(&dir.join("data/data.csv"), csv);
-    write(
-        &dir.join("tiny.toml"),
-        r#"
-[model]
-embed_size = 16
-hidden_size = 32
-dropout = 0.0
-[model.encoder]
-kind = "small-cnn"
-width = 4
-depth = 2
-grid = 2
-[data]
-word_count_threshold = 1
-image_size = 16
-[optim]
-lr = 0.01
-schedule = "constant"
-[loop]
-epochs = 150
-batch_size = 4
-patience = 0
-log_every = 50
-"#,
-    );
+    write_tiny_config(&dir.join("tiny.toml"), 50);
     run_in(
         dir,
         &[

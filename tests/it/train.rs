@@ -7,12 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{png_bytes, run_in, tempdir, write};
 
-const CAPTIONS: [(&str, [u8; 3], &str); 4] = [
-    ("red.png", [220, 30, 30], "a red square on the left"),
-    ("green.png", [30, 200, 40], "a green circle"),
-    ("blue.png", [30, 40, 220], "two blue triangles at the top"),
-    ("white.png", [240, 240, 240], "nothing but a white wall"),
-];
+use crate::common::{CAPTIONS, write_tiny_config};
 
 /// A CSV dataset of four solid-colour images with one caption each; val holds copies of them.
 fn tiny_dataset(dir: &Path) {
@@ -25,31 +20,7 @@ fn tiny_dataset(dir: &Path) {
         ));
     }
     write(&dir.join("data.csv"), csv);
-    write(
-        &dir.join("tiny.toml"),
-        r#"
-[model]
-embed_size = 16
-hidden_size = 32
-dropout = 0.0
-[model.encoder]
-kind = "small-cnn"
-width = 4
-depth = 2
-grid = 2
-[data]
-word_count_threshold = 1
-image_size = 16
-[optim]
-lr = 0.01
-schedule = "constant"
-[loop]
-epochs = 150
-batch_size = 4
-patience = 0
-log_every = 5
-"#,
-    );
+    write_tiny_config(&dir.join("tiny.toml"), 5);
 }
 
 #[test]
