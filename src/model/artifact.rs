@@ -7,6 +7,8 @@
 //!   model.bpk     the weights (burnpack), the best checkpoint of a training run
 //! ```
 //! Training runs add `config.toml`, `metrics.csv` and `last/` (resume state) beside them.
+//! Models trained on a frozen backbone add `backbone.json` and `backbone.bpk` (see
+//! [`super::backbone`]).
 
 use std::path::{Path, PathBuf};
 

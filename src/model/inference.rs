@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 
 use super::artifact::{LoadedModel, load_model};
+use super::backbone::Backbone;
 use super::captioner::EncoderConfig;
 use super::decode::{DecodeOptions, decode};
-use super::vgg16::{Vgg16, Vgg16Config};
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
 use crate::error::{Error, Result};
 
@@ -21,8 +21,9 @@ pub struct Generated {
 /// A loaded model ready to caption.
 pub struct CaptionEngine {
     pub loaded: LoadedModel,
-    /// A frozen VGG-16 that turns images into the model's features (imported NeuralTalk models).
-    vgg: Option<Vgg16>,
+    /// A frozen backbone that turns images into the model's features (models trained on a frozen
+    /// backbone, and NeuralTalk models imported with `--vgg16`).
+    backbone: Option<Backbone>,
     pub device: Device,
     pub limits: ImageLimits,
     normalization: Normalization,
@@ -45,20 +46,25 @@ impl CaptionEngine {
                 });
             }
         };
-        let vgg_path = dir.join(super::artifact::VGG16_WEIGHTS);
-        let vgg = match &loaded.info.captioner.encoder {
-            EncoderConfig::Precomputed { backbone, .. }
-                if backbone == "vgg16-fc7" && vgg_path.exists() =>
-            {
-                let vgg =
-                    super::artifact::load_weights(Vgg16Config::new().init(&device), &vgg_path)?;
-                Some(vgg.valid())
-            }
-            _ => None,
+        let backbone = match loaded.model.cnn {
+            Some(_) => None,
+            None => Backbone::of_model_dir(dir, &loaded.info, &device)?.map(|(b, _)| b),
         };
+        if let Some(b) = &backbone
+            && b.feature_dim() != loaded.model.feature_dim()
+        {
+            return Err(Error::Model {
+                path: dir.join(super::backbone::BACKBONE_INFO),
+                message: format!(
+                    "the backbone gives {}-d features but the decoder takes {}",
+                    b.feature_dim(),
+                    loaded.model.feature_dim()
+                ),
+            });
+        }
         Ok(Self {
             loaded,
-            vgg,
+            backbone,
             device,
             limits: ImageLimits::default(),
             normalization,
@@ -77,7 +83,7 @@ impl CaptionEngine {
 
     /// Whether this model captions raw images (it has an image encoder).
     pub fn takes_images(&self) -> bool {
-        self.loaded.model.cnn.is_some() || self.vgg.is_some()
+        self.loaded.model.cnn.is_some() || self.backbone.is_some()
     }
 
     /// Captions feature vectors `[N, F]` (row-major `data`).
@@ -148,11 +154,14 @@ impl CaptionEngine {
         let tensor =
             Tensor::<1>::from_data(TensorData::new(buf, [images.len() * per]), &self.device)
                 .reshape([images.len(), 3, s, s]);
-        let features = self
-            .loaded
-            .model
-            .encode(tensor)
-            .ok_or_else(|| self.no_encoder_error())?;
+        let features = match &self.backbone {
+            Some(backbone) => backbone.forward(tensor),
+            None => self
+                .loaded
+                .model
+                .encode(tensor)
+                .ok_or_else(|| self.no_encoder_error())?,
+        };
         Ok(self.decode_features(features, options))
     }
 

@@ -1,6 +1,7 @@
 //! The captioner: encoders, the fused LSTM cell, the NeuralTalk-arranged decoder, and decoding.
 
 pub mod artifact;
+pub mod backbone;
 pub mod captioner;
 pub mod decode;
 pub mod encoder;
