@@ -373,7 +373,7 @@ word_count_threshold = 1
 lr = 0.01
 schedule = "constant"
 [loop]
-epochs = 100
+epochs = 150
 batch_size = 4
 patience = 0
 "#,
