@@ -354,7 +354,10 @@ mod tests {
     fn key_follows_network_preprocessing_and_weights_only() {
         let base = info();
         let key = base.key();
-        assert!(key.starts_with("capsearch-cnn-") && key.len() == 14 + 16, "{key}");
+        assert!(
+            key.starts_with("capsearch-cnn-") && key.len() == 14 + 16,
+            "{key}"
+        );
         let mut same = base.clone();
         same.name = "other".into();
         same.source = "elsewhere/c".into();
@@ -391,7 +394,11 @@ mod tests {
         assert_eq!(backbone.info.normalization().unwrap(), Normalization::Caffe);
         assert_eq!(backbone.info.weights_sha256, sha256_file(&fixture).unwrap());
         let x = Tensor::<4>::ones([1, 3, 64, 64], &device);
-        let want: Vec<f32> = backbone.forward(x.clone()).into_data().to_vec().unwrap();
+        let want: Vec<f32> = backbone
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         assert_eq!(want.len(), 16);
 
         let dir = tempfile::tempdir().unwrap();
@@ -411,7 +418,7 @@ mod tests {
             .unwrap();
         assert_eq!(weights, dir.path().join(BACKBONE_WEIGHTS));
         assert_eq!(again.info, backbone.info);
-        let got: Vec<f32> = again.forward(x).into_data().to_vec().unwrap();
+        let got: Vec<f32> = again.forward(x).into_data().try_to_vec().unwrap();
         assert_eq!(got, want);
         assert_eq!(
             Backbone::saved_info(dir.path()).unwrap().unwrap().key(),

@@ -476,8 +476,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("vgg16"), "{e}");
-        let e = TrainConfig::from_toml("[model.encoder]\nkind = \"frozen\"\nbackbone = \"resnet\"\nweights = \"x\"\n")
-            .unwrap_err();
+        let e = TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"resnet\"\nweights = \"x\"\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("resnet"), "{e}");
     }
 

@@ -310,9 +310,13 @@ impl FeatureCache {
                             self.dim
                         )));
                     }
-                    let values: Vec<f32> = out.into_data().convert::<f32>().to_vec().map_err(
-                        |e| Error::Invalid(format!("cannot read backbone output: {e:?}")),
-                    )?;
+                    let values: Vec<f32> = out
+                        .into_data()
+                        .convert::<f32>()
+                        .try_to_vec::<f32>()
+                        .map_err(|e| {
+                            Error::Invalid(format!("cannot read backbone output: {e:?}"))
+                        })?;
                     for (hash, feature) in hashes.into_iter().zip(values.chunks_exact(d)) {
                         self.rows.insert(hash.clone(), feature.to_vec());
                         pending.push((hash, feature.to_vec()));
@@ -421,7 +425,12 @@ struct ShardHeader {
 }
 
 /// Writes a shard atomically.
-pub fn write_shard(path: &Path, key: &str, dim: usize, entries: &[(String, Vec<f32>)]) -> Result<()> {
+pub fn write_shard(
+    path: &Path,
+    key: &str,
+    dim: usize,
+    entries: &[(String, Vec<f32>)],
+) -> Result<()> {
     let mut data = Vec::with_capacity(entries.len() * dim * 4);
     for (_, feature) in entries {
         if feature.len() != dim {
@@ -585,6 +594,7 @@ mod tests {
                 &samples,
                 "test",
                 &ExtractOptions {
+                    batch_size: 1,
                     flush_every: 2,
                     ..Default::default()
                 },
@@ -628,7 +638,10 @@ mod tests {
 
         let (_, second) = run(&root, &b, &ds);
         assert_eq!((second.hits, second.computed), (3, 0));
-        assert_eq!(second.values, first.values, "cached features read back exactly");
+        assert_eq!(
+            second.values, first.values,
+            "cached features read back exactly"
+        );
 
         // change one image: only it is computed again, and its feature changes
         write_png(&tmp.path().join("1.png"), [120, 120, 0]);
@@ -637,6 +650,29 @@ mod tests {
         assert_eq!(third.row(0), first.row(0));
         assert_ne!(third.row(1), first.row(1));
         assert_eq!(third.row(2), first.row(2));
+    }
+
+    /// A run killed after its first shard: the next run computes only what is missing.
+    #[test]
+    fn an_interrupted_run_is_resumed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ds = dataset(tmp.path());
+        let device = Device::flex();
+        let b = backbone("aa", &device);
+        let root = default_root(&ds);
+        let mut cache = FeatureCache::open(&root, &b).unwrap();
+        let first_two: Vec<&Sample> = ds.samples.iter().take(2).collect();
+        let opts = ExtractOptions {
+            flush_every: 1,
+            ..Default::default()
+        };
+        let part = cache
+            .features(&b, &ds, &first_two, "test", &opts, &device)
+            .unwrap();
+        assert_eq!(part.computed, 2);
+        drop(cache); // no compaction: as if killed here
+        let (_, all) = run(&root, &b, &ds);
+        assert_eq!((all.hits, all.computed), (2, 1));
     }
 
     #[test]
@@ -673,7 +709,11 @@ mod tests {
         std::fs::write(&shard, &bad).unwrap();
         let (mut cache, f) = run(&root, &b, &ds);
         assert_eq!(cache.rejected.len(), 1);
-        assert!(cache.rejected[0].1.contains("checksum"), "{:?}", cache.rejected);
+        assert!(
+            cache.rejected[0].1.contains("checksum"),
+            "{:?}",
+            cache.rejected
+        );
         assert!(!shard.exists(), "the corrupt shard is deleted");
         assert_eq!((f.hits, f.computed), (0, 3));
         assert_eq!(f.values, first.values);
@@ -688,14 +728,23 @@ mod tests {
         let (cache, f) = run(&root, &b, &ds);
         let reasons: Vec<&str> = cache.rejected.iter().map(|r| r.1.as_str()).collect();
         assert_eq!(reasons.len(), 2, "{reasons:?}");
-        assert!(reasons.iter().any(|r| r.contains("truncated")), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("truncated")),
+            "{reasons:?}"
+        );
         assert!(reasons.iter().any(|r| r.contains("magic")), "{reasons:?}");
         assert_eq!((f.hits, f.computed), (0, 3));
 
         // a shard of another backbone copied in is refused too
         let other = backbone("cc", &device);
         let path = dir.join("foreign.feat");
-        write_shard(&path, &other.info.key(), 2, &[("00".into(), vec![1.0, 2.0])]).unwrap();
+        write_shard(
+            &path,
+            &other.info.key(),
+            2,
+            &[("00".into(), vec![1.0, 2.0])],
+        )
+        .unwrap();
         let err = read_shard(&path, &b.info.key(), 2).unwrap_err();
         assert!(err.contains("written for backbone"), "{err}");
     }

@@ -18,7 +18,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, ResumeState};
-use super::config::{BackboneKind, FrozenEncoder, OptimizerKind, Schedule, TrainConfig, TrainEncoder};
+use super::config::{
+    BackboneKind, FrozenEncoder, OptimizerKind, Schedule, TrainConfig, TrainEncoder,
+};
 use super::dashboard::{
     BestCheckpoint, SampleCaption, TrainingReporter, TrainingStatus, current_rss_bytes,
 };
@@ -148,11 +150,13 @@ impl SplitInputs {
                     }
                     values.extend_from_slice(f.row(i));
                 }
-                Ok(Tensor::<1>::from_data(
-                    TensorData::new(values, [indices.len() * f.dim]),
-                    device,
+                Ok(
+                    Tensor::<1>::from_data(
+                        TensorData::new(values, [indices.len() * f.dim]),
+                        device,
+                    )
+                    .reshape([indices.len(), f.dim]),
                 )
-                .reshape([indices.len(), f.dim]))
             }
         }
     }

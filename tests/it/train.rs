@@ -381,8 +381,12 @@ patience = 0
     let first = train(&["--config", "frozen.toml", "--out", "frozen"]);
     // train and val hold the same four pictures: computed for train, found in the cache for val
     assert!(
-        first.stderr.contains("train: 0 of 4 images cached, 4 to compute")
-            && first.stderr.contains("val: 4 of 4 images cached, 0 to compute")
+        first
+            .stderr
+            .contains("train: 0 of 4 images cached, 4 to compute")
+            && first
+                .stderr
+                .contains("val: 4 of 4 images cached, 0 to compute")
             && first.stderr.contains("computed 4 train features"),
         "{}",
         first.stderr
@@ -422,13 +426,27 @@ patience = 0
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("frozen/model.json")).unwrap())
             .unwrap();
-    assert_eq!(info["captioner"]["encoder"]["kind"], "precomputed", "{info}");
+    assert_eq!(
+        info["captioner"]["encoder"]["kind"], "precomputed",
+        "{info}"
+    );
 
     // a second run reads every feature from the cache and writes nothing there
-    let second = train(&["--config", "frozen.toml", "--out", "frozen2", "--epochs", "2"]);
+    let second = train(&[
+        "--config",
+        "frozen.toml",
+        "--out",
+        "frozen2",
+        "--epochs",
+        "2",
+    ]);
     assert!(
-        second.stderr.contains("train: 4 of 4 images cached, 0 to compute")
-            && second.stderr.contains("val: 4 of 4 images cached, 0 to compute")
+        second
+            .stderr
+            .contains("train: 4 of 4 images cached, 0 to compute")
+            && second
+                .stderr
+                .contains("val: 4 of 4 images cached, 0 to compute")
             && !second.stderr.contains("feature cache: computed"),
         "{}",
         second.stderr
