@@ -471,3 +471,88 @@ patience = 0
         assert_eq!(line["caption"], caption, "{line}");
     }
 }
+
+/// The VGG-16 backbone from torchvision-named weights (the tiny fixture network): the cache is
+/// keyed `vgg16-…`, images are prepared at 224×224 with Caffe's normalisation, and the model
+/// captions images through the stored VGG.
+#[test]
+fn trains_a_decoder_on_a_frozen_vgg16_backbone() {
+    let dir = tempdir();
+    let d = dir.path();
+    tiny_dataset(d);
+    let weights =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vgg16/vgg16_tiny.safetensors");
+    write(
+        &d.join("vgg.toml"),
+        format!(
+            r#"
+[model]
+embed_size = 8
+hidden_size = 16
+[model.encoder]
+kind = "frozen"
+backbone = "vgg16"
+weights = {weights:?}
+width = 2
+hidden = 16
+pool = 2
+cache_dir = "cache"
+[data]
+word_count_threshold = 1
+[loop]
+epochs = 2
+batch_size = 4
+"#,
+            weights = weights.display().to_string()
+        ),
+    );
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "vgg.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "vgg",
+            "--no-tui",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stderr.contains("computed 4 train features"),
+        "{}",
+        out.stderr
+    );
+    let caches: Vec<String> = std::fs::read_dir(d.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        caches.len() == 1 && caches[0].starts_with("vgg16-"),
+        "{caches:?}"
+    );
+    assert!(!d.join("features").exists(), "cache_dir moves the cache");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("vgg/model.json")).unwrap()).unwrap();
+    assert_eq!(info["preprocessing"]["image_size"], 224, "{info}");
+    assert_eq!(info["preprocessing"]["normalization"], "caffe", "{info}");
+    assert_eq!(
+        info["captioner"]["encoder"]["backbone"],
+        "vgg16-fc7-w2-h16-p2"
+    );
+    let out = run_in(
+        d,
+        &[
+            "caption",
+            "--model",
+            "vgg",
+            "--json",
+            "images/red.png",
+            "val/blue.png",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+}
