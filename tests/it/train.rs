@@ -453,6 +453,24 @@ patience = 0
     );
     assert_eq!(listing(cache), files, "the cache is unchanged");
 
+    // --resume continues on the cache; a run refuses to resume on another backbone
+    let resumed = train(&["--out", "frozen2", "--resume", "--epochs", "3"]);
+    assert!(
+        resumed.stdout.contains("3 epochs")
+            && resumed.stderr.contains("train: 4 of 4 images cached"),
+        "{resumed:#?}"
+    );
+    let config = std::fs::read_to_string(d.join("frozen2/config.toml")).unwrap();
+    assert!(config.contains("weights = \"cnn\""), "{config}");
+    // the frozen model's own backbone is the same CNN, but read from another file: a new key
+    write(
+        &d.join("frozen2/config.toml"),
+        config.replace("weights = \"cnn\"", "weights = \"frozen\""),
+    );
+    let mut args = vec!["train", "--dataset", "data.csv", "--no-tui"];
+    args.extend(["--out", "frozen2", "--resume", "--epochs", "4"]);
+    run_in(d, &args).fails_with(&["trained on backbone", "choose another --out"]);
+
     // the model captions images: the stored backbone computes their features
     let mut args = vec!["caption", "--model", "frozen", "--json"];
     let images: Vec<String> = CAPTIONS
