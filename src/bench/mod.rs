@@ -40,6 +40,17 @@ pub struct BenchOptions {
     pub search_docs: u64,
     /// Skip the baseline scripts.
     pub no_baselines: bool,
+    /// Device for the training and captioning benchmarks (`None`: burn's flex CPU backend).
+    pub device: Option<burn::prelude::Device>,
+}
+
+impl BenchOptions {
+    /// The device the model benchmarks run on.
+    pub fn device(&self) -> burn::prelude::Device {
+        self.device
+            .clone()
+            .unwrap_or_else(burn::prelude::Device::flex)
+    }
 }
 
 /// The machine the figures come from.

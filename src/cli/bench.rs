@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use super::device::DeviceArg;
 use crate::bench::{BenchKind, BenchOptions, render_markdown, run_benchmarks};
 
 /// Measure training, captioning and search throughput against PyTorch and NeuralTalk's numpy
@@ -37,6 +38,10 @@ pub struct BenchArgs {
     /// Do not run the baseline scripts.
     #[arg(long)]
     pub no_baselines: bool,
+    /// Device for the training and captioning benchmarks (`cuda` needs a build with
+    /// `--features cuda`; see bench/gpu-check.sh).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -46,6 +51,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         python: args.python,
         search_docs: args.search_docs,
         no_baselines: args.no_baselines,
+        device: match args.device {
+            DeviceArg::Cpu => None,
+            other => Some(other.device()?),
+        },
     };
     let command = format!(
         "capsearch {}",

@@ -184,6 +184,15 @@ impl Backbone {
         self.info.feature_dim()
     }
 
+    /// The backbone with its weights held in `precision`.
+    pub fn with_precision(self, precision: super::precision::Precision) -> Self {
+        let net = match self.net {
+            BackboneNet::Vgg16(v) => BackboneNet::Vgg16(precision.apply(v)),
+            BackboneNet::SmallCnn(c) => BackboneNet::SmallCnn(precision.apply(c)),
+        };
+        Self { net, ..self }
+    }
+
     /// VGG-16 (shape `config`; [`Vgg16Config::new`] is the real network) with torchvision weights
     /// (`.pth` or safetensors), fed as NeuralTalk fed it: squashed to 224×224, Caffe's normalisation.
     pub fn vgg16(config: Vgg16Config, weights: &Path, device: &Device) -> Result<Self> {

@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::model::artifact::{self, ModelInfo, Preprocessing};
 use crate::model::backbone::Backbone;
 use crate::model::decode::{DecodeOptions, decode};
+use crate::model::fast_decode::FastDecoder;
 use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
 
 /// Normalisation used for models trained here.
@@ -179,9 +180,26 @@ pub fn decode_split(
     };
     let indices: Vec<usize> = (0..n).collect();
     let mut generated = Vec::with_capacity(n);
+    // the CPU fast path gives the same captions as burn's path, faster
+    let fast = if *device == Device::flex() {
+        Some(FastDecoder::new(model)?)
+    } else {
+        None
+    };
     for chunk in indices.chunks(batch_size.max(1)) {
         let features = images.features(model, chunk, device)?;
-        for caption in decode(model, features, DecodeOptions::default()) {
+        let captions = match &fast {
+            Some(fast) => {
+                let data = features
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| Error::Invalid(format!("cannot read image features: {e:?}")))?;
+                fast.decode(&data, DecodeOptions::default())?
+            }
+            None => decode(model, features, DecodeOptions::default()),
+        };
+        for caption in captions {
             generated.push(tokenize(&vocab.decode(&caption.ids)));
         }
     }
