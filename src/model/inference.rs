@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
-use super::artifact::{LoadedModel, load_model};
+use super::artifact::{LoadedModel, load_model_as};
 use super::captioner::EncoderConfig;
 use super::decode::{DecodeOptions, decode};
 use super::fast_decode::FastDecoder;
@@ -47,8 +47,7 @@ impl CaptionEngine {
                 "--precision f16 is supported on the CPU device only; use f32 on a GPU".into(),
             ));
         }
-        let mut loaded = load_model(dir, &device)?;
-        loaded.model = precision.apply(loaded.model);
+        let loaded = load_model_as(dir, &device, precision)?;
         let normalization = match loaded.info.preprocessing.normalization.as_str() {
             "imagenet" => Normalization::Imagenet,
             "caffe" => Normalization::Caffe,
@@ -67,9 +66,12 @@ impl CaptionEngine {
             EncoderConfig::Precomputed { backbone, .. }
                 if backbone == "vgg16-fc7" && vgg_path.exists() =>
             {
-                let vgg =
-                    super::artifact::load_weights(Vgg16Config::new().init(&device), &vgg_path)?;
-                Some(precision.apply(vgg.valid()))
+                let vgg = super::artifact::load_weights_as(
+                    Vgg16Config::new().init(&device),
+                    &vgg_path,
+                    precision,
+                )?;
+                Some(vgg.valid())
             }
             _ => None,
         };
