@@ -22,9 +22,10 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::artifact::{self, ModelInfo, Preprocessing, load_model, load_weights, save_weights};
+use super::artifact::{self, ModelInfo, Preprocessing, load_model, load_weights_as, save_weights};
 use super::captioner::EncoderConfig;
 use super::encoder::{SmallCnn, SmallCnnConfig};
+use super::precision::Precision;
 use super::vgg16::{INPUT_SIZE, NEURALTALK_NORMALIZATION, Vgg16, Vgg16Config};
 use crate::data::image::Normalization;
 use crate::error::{Error, Result};
@@ -184,15 +185,6 @@ impl Backbone {
         self.info.feature_dim()
     }
 
-    /// The backbone with its weights held in `precision`.
-    pub fn with_precision(self, precision: super::precision::Precision) -> Self {
-        let net = match self.net {
-            BackboneNet::Vgg16(v) => BackboneNet::Vgg16(precision.apply(v)),
-            BackboneNet::SmallCnn(c) => BackboneNet::SmallCnn(precision.apply(c)),
-        };
-        Self { net, ..self }
-    }
-
     /// VGG-16 (shape `config`; [`Vgg16Config::new`] is the real network) with torchvision weights
     /// (`.pth` or safetensors), fed as NeuralTalk fed it: squashed to 224×224, Caffe's normalisation.
     pub fn vgg16(config: Vgg16Config, weights: &Path, device: &Device) -> Result<Self> {
@@ -241,7 +233,7 @@ impl Backbone {
                 };
                 Self::from_parts(info, BackboneNet::SmallCnn(cnn))
             }
-            _ => match Self::of_model_dir(dir, &loaded.info, device)? {
+            _ => match Self::of_model_dir(dir, &loaded.info, device, Precision::F32)? {
                 Some((mut backbone, weights)) => {
                     backbone.info.source = source;
                     backbone.info.weights_sha256 = sha256_file(&weights)?;
@@ -255,13 +247,14 @@ impl Backbone {
         }
     }
 
-    /// The frozen backbone stored in a model directory, with the weights file it was read from:
-    /// `backbone.json` + `backbone.bpk`, or an imported NeuralTalk model's `vgg16.bpk`. `None`
-    /// when the directory has neither.
+    /// The frozen backbone stored in a model directory, with its weights held in `precision`, and
+    /// the weights file it was read from: `backbone.json` + `backbone.bpk`, or an imported
+    /// NeuralTalk model's `vgg16.bpk`. `None` when the directory has neither.
     pub fn of_model_dir(
         dir: &Path,
         info: &ModelInfo,
         device: &Device,
+        precision: Precision,
     ) -> Result<Option<(Self, std::path::PathBuf)>> {
         let info_path = dir.join(BACKBONE_INFO);
         if info_path.exists() {
@@ -276,10 +269,10 @@ impl Backbone {
             let weights = dir.join(BACKBONE_WEIGHTS);
             let net = match &backbone.network {
                 BackboneNetwork::Vgg16(c) => {
-                    BackboneNet::Vgg16(load_weights(c.init(device), &weights)?)
+                    BackboneNet::Vgg16(load_weights_as(c.init(device), &weights, precision)?)
                 }
                 BackboneNetwork::SmallCnn(c) => {
-                    BackboneNet::SmallCnn(load_weights(c.init(device), &weights)?)
+                    BackboneNet::SmallCnn(load_weights_as(c.init(device), &weights, precision)?)
                 }
             };
             return Ok(Some((Self::from_parts(backbone, net)?, weights)));
@@ -290,7 +283,7 @@ impl Backbone {
                 if backbone == VGG16_FC7 && vgg_path.exists() =>
             {
                 let config = Vgg16Config::new();
-                let vgg = load_weights(config.init(device), &vgg_path)?;
+                let vgg = load_weights_as(config.init(device), &vgg_path, precision)?;
                 let backbone = BackboneInfo {
                     name: VGG16_FC7.into(),
                     network: BackboneNetwork::Vgg16(config),
@@ -422,9 +415,10 @@ mod tests {
             epoch: None,
             val_bleu4: None,
         };
-        let (again, weights) = Backbone::of_model_dir(dir.path(), &model_info, &device)
-            .unwrap()
-            .unwrap();
+        let (again, weights) =
+            Backbone::of_model_dir(dir.path(), &model_info, &device, Precision::F32)
+                .unwrap()
+                .unwrap();
         assert_eq!(weights, dir.path().join(BACKBONE_WEIGHTS));
         assert_eq!(again.info, backbone.info);
         let got: Vec<f32> = again.forward(x).into_data().try_to_vec().unwrap();

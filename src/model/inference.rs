@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
-use super::artifact::{LoadedModel, load_model};
+use super::artifact::{LoadedModel, load_model_as};
 use super::backbone::Backbone;
 use super::captioner::EncoderConfig;
 use super::decode::{DecodeOptions, decode};
@@ -47,8 +47,7 @@ impl CaptionEngine {
                 "--precision f16 is supported on the CPU device only; use f32 on a GPU".into(),
             ));
         }
-        let mut loaded = load_model(dir, &device)?;
-        loaded.model = precision.apply(loaded.model);
+        let loaded = load_model_as(dir, &device, precision)?;
         let normalization = match loaded.info.preprocessing.normalization.as_str() {
             "imagenet" => Normalization::Imagenet,
             "caffe" => Normalization::Caffe,
@@ -64,8 +63,7 @@ impl CaptionEngine {
         };
         let backbone = match loaded.model.cnn {
             Some(_) => None,
-            None => Backbone::of_model_dir(dir, &loaded.info, &device)?
-                .map(|(b, _)| b.with_precision(precision)),
+            None => Backbone::of_model_dir(dir, &loaded.info, &device, precision)?.map(|(b, _)| b),
         };
         if let Some(b) = &backbone
             && b.feature_dim() != loaded.model.feature_dim()

@@ -39,12 +39,9 @@ impl Precision {
         }
     }
 
-    /// Casts a module's float parameters to this precision.
+    /// Casts a module's float parameters to this precision (parameters already in it are kept).
     pub fn apply<M: Module>(self, module: M) -> M {
-        match self {
-            Precision::F32 => module,
-            Precision::F16 => module.map(&mut CastParams(self.dtype())),
-        }
+        module.map(&mut CastParams(self.dtype()))
     }
 
     /// Casts an input tensor to this precision.
@@ -100,5 +97,41 @@ mod tests {
         let diff = (got - want.clone()).abs().max().into_scalar::<f32>();
         let scale = want.abs().max().into_scalar::<f32>();
         assert!(diff <= 1e-2 * scale.max(1.0), "diff {diff}, scale {scale}");
+    }
+
+    /// f16 loading writes the half copy once, then loads it (in f16); a newer f32 file replaces it.
+    #[test]
+    fn half_copy_is_written_then_used() {
+        use crate::model::artifact::{half_copy_path, load_weights_as, save_weights};
+        let device = Device::flex();
+        let config = SmallCnnConfig::new()
+            .with_width(2)
+            .with_depth(1)
+            .with_grid(1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bpk");
+        save_weights(config.init(&device), &path).unwrap();
+        let half = half_copy_path(&path);
+        assert!(!half.exists());
+        let dtype = |m: &crate::model::encoder::SmallCnn| m.blocks[0].conv.weight.val().dtype();
+        let first = load_weights_as(config.init(&device), &path, Precision::F16).unwrap();
+        assert_eq!(dtype(&first), DType::F16);
+        assert!(half.exists(), "the half-precision copy is written");
+        let second = load_weights_as(config.init(&device), &path, Precision::F16).unwrap();
+        assert_eq!(dtype(&second), DType::F16);
+        let full = load_weights_as(config.init(&device), &path, Precision::F32).unwrap();
+        assert_eq!(dtype(&full), DType::F32);
+        // retrain: a newer f32 file makes the copy stale, and it is rewritten from the new weights
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let retrained = config.init(&device);
+        let want = retrained.blocks[0].conv.weight.val().cast(FloatDType::F16);
+        save_weights(retrained, &path).unwrap();
+        let third = load_weights_as(config.init(&device), &path, Precision::F16).unwrap();
+        let diff = (third.blocks[0].conv.weight.val() - want)
+            .abs()
+            .max()
+            .cast(FloatDType::F32)
+            .into_scalar::<f32>();
+        assert_eq!(diff, 0.0);
     }
 }
