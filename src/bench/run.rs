@@ -29,6 +29,7 @@ use crate::model::vgg16::Vgg16Config;
 use crate::model::{CaptionerConfig, EncoderConfig};
 use crate::search::bench::{bench_search as search_figures, shapes_caption};
 use crate::search::embedded::EmbeddedBackend;
+use crate::train::config::TrainConfig;
 
 /// Which benchmark `capsearch bench` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -162,17 +163,26 @@ impl TrainSizes {
                 sweep_runs: 2,
             }
         } else {
+            // the default experiment, as configs/shapes.toml sets it
+            let config = TrainConfig::from_toml(DEFAULT_CONFIG).ok();
+            let cnn = match config.as_ref().map(|c| &c.model.encoder) {
+                Some(EncoderConfig::SmallCnn(c)) => c.clone(),
+                _ => SmallCnnConfig::new(),
+            };
+            let get = |f: fn(&TrainConfig) -> usize, default: usize| {
+                config.as_ref().map(f).unwrap_or(default)
+            };
             TrainSizes {
-                image: 64,
-                cnn: SmallCnnConfig::new()
-                    .with_width(16)
-                    .with_depth(4)
-                    .with_grid(4),
-                embed: 128,
-                hidden: 256,
-                batch: 32,
-                captions_per_image: 5,
-                max_len: 16,
+                image: get(|c| c.data.image_size, 64),
+                cnn,
+                embed: get(|c| c.model.embed_size, 128),
+                hidden: get(|c| c.model.hidden_size, 256),
+                batch: get(|c| c.run.batch_size, 32),
+                captions_per_image: match get(|c| c.run.captions_per_image, 5) {
+                    0 => 5, // all of a shapes image's 5 captions
+                    n => n.min(5),
+                },
+                max_len: get(|c| c.data.max_caption_len, 16),
                 sweep: vec![8, 16, 32, 64],
                 warmup: 2,
                 runs: 8,
@@ -181,6 +191,9 @@ impl TrainSizes {
         }
     }
 }
+
+/// `configs/shapes.toml`, the default experiment the training benchmark measures.
+const DEFAULT_CONFIG: &str = include_str!("../../configs/shapes.toml");
 
 /// A synthetic batch: random pixels, and captions drawn from the `shapes` grammar.
 struct TrainBatch {
