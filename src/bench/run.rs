@@ -29,7 +29,7 @@ use crate::model::vgg16::Vgg16Config;
 use crate::model::{CaptionerConfig, EncoderConfig};
 use crate::search::bench::{bench_search as search_figures, shapes_caption};
 use crate::search::embedded::EmbeddedBackend;
-use crate::train::config::TrainConfig;
+use crate::train::config::{TrainConfig, TrainEncoder};
 
 /// Which benchmark `capsearch bench` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -166,7 +166,7 @@ impl TrainSizes {
             // the default experiment, as configs/shapes.toml sets it
             let config = TrainConfig::from_toml(DEFAULT_CONFIG).ok();
             let cnn = match config.as_ref().map(|c| &c.model.encoder) {
-                Some(EncoderConfig::SmallCnn(c)) => c.clone(),
+                Some(TrainEncoder::SmallCnn(c)) => c.clone(),
                 _ => SmallCnnConfig::new(),
             };
             let get = |f: fn(&TrainConfig) -> usize, default: usize| {
