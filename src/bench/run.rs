@@ -1,4 +1,4 @@
-//! The benchmarks themselves: training, captioning, search.
+//! The benchmarks themselves: training, captioning, search (and `serve`, in [`super::serve`]).
 
 use std::path::Path;
 use std::time::Instant;
@@ -38,6 +38,9 @@ pub enum BenchKind {
     Caption,
     /// Embedded search: indexing docs/s, query latency, index size.
     Search,
+    /// `capsearch serve` under load: requests/s, p50/p99 latency, errors and the server's peak RSS
+    /// on `POST /api/search` (images) and `GET /api/query`.
+    Serve,
     /// All of the above.
     All,
 }
@@ -60,6 +63,9 @@ pub fn run_benchmarks(kind: BenchKind, opts: &BenchOptions, command: &str) -> Re
     }
     if matches!(kind, BenchKind::Search | BenchKind::All) {
         tables.push(bench_search(opts)?);
+    }
+    if matches!(kind, BenchKind::Serve | BenchKind::All) {
+        tables.push(super::serve::bench_serve(opts)?);
     }
     machine.load_after = load_average();
     let report = BenchReport {
@@ -185,7 +191,7 @@ struct TrainBatch {
     mask: Tensor<2>,
 }
 
-fn shapes_vocab_and_captions(n: usize, max_len: usize) -> (Vocabulary, Vec<Vec<usize>>) {
+pub(super) fn shapes_vocab_and_captions(n: usize, max_len: usize) -> (Vocabulary, Vec<Vec<usize>>) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let tokens: Vec<Vec<String>> = (0..n)
         .map(|_| tokenize(&shapes::random_caption(&mut rng)))
@@ -453,6 +459,7 @@ fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
             ),
         ],
         rows,
+        counts: vec![],
         peak_rss_bytes: peak_rss_bytes(),
         plots: vec![plot.into()],
         notes,
@@ -680,6 +687,7 @@ fn bench_caption(opts: &BenchOptions) -> Result<Table> {
             ),
         ],
         rows,
+        counts: vec![],
         peak_rss_bytes: peak_rss_bytes(),
         plots: vec![plot.into()],
         notes,
@@ -727,6 +735,7 @@ fn bench_search(opts: &BenchOptions) -> Result<Table> {
             format!("mean hits per query: {:.1}", f.mean_hits),
         ],
         rows,
+        counts: vec![],
         peak_rss_bytes: peak_rss_bytes(),
         plots: vec![],
         notes: vec!["No baseline: Elasticsearch needs a server (see `search::bench` for its measuring test).".into()],
