@@ -213,7 +213,9 @@ fn start_server(model: &Path, work: &Path) -> Result<Started> {
         .map_err(|e| Error::io(&exe, e))?;
     let Some(stdout) = child.stdout.take() else {
         let _ = child.kill();
-        return Err(Error::Invalid("the server's output was not captured".into()));
+        return Err(Error::Invalid(
+            "the server's output was not captured".into(),
+        ));
     };
     let mut started = Started {
         child,
@@ -281,26 +283,27 @@ pub fn bench_serve(opts: &BenchOptions) -> Result<Table> {
     let started = match &s.url {
         Some(_) => None,
         None => {
-            let model = match &s.model {
-                Some(m) => {
-                    setup.push(format!("model: {}", m.display()));
-                    m.clone()
-                }
-                None if Path::new("checkpoints/shapes/model.json").is_file() => {
-                    setup.push("model: checkpoints/shapes".into());
-                    PathBuf::from("checkpoints/shapes")
-                }
-                None => {
-                    let dir = work.path().join("model");
-                    untrained_model(&dir, opts.quick)?;
-                    setup.push(format!(
+            let model =
+                match &s.model {
+                    Some(m) => {
+                        setup.push(format!("model: {}", m.display()));
+                        m.clone()
+                    }
+                    None if Path::new("checkpoints/shapes/model.json").is_file() => {
+                        setup.push("model: checkpoints/shapes".into());
+                        PathBuf::from("checkpoints/shapes")
+                    }
+                    None => {
+                        let dir = work.path().join("model");
+                        untrained_model(&dir, opts.quick)?;
+                        setup.push(format!(
                         "model: untrained, {} shapes sizes (no --model and no checkpoints/shapes): \
                          captions are noise, the cost per image is the architecture's",
                         if opts.quick { "tiny (--quick)" } else { "configs/shapes.toml" }
                     ));
-                    dir
-                }
-            };
+                        dir
+                    }
+                };
             tracing::info!("bench serve: indexing {docs} synthetic captions");
             let backend = EmbeddedBackend::new(work.path().join("index"));
             let documents = (0..docs).map(|i| {
@@ -325,7 +328,9 @@ pub fn bench_serve(opts: &BenchOptions) -> Result<Table> {
     };
     let url = match (&s.url, &started) {
         (Some(url), _) => {
-            setup.push(format!("server: {url} (already running; its peak RSS is not measured)"));
+            setup.push(format!(
+                "server: {url} (already running; its peak RSS is not measured)"
+            ));
             url.trim_end_matches('/').to_string()
         }
         (None, Some(st)) => st.url.clone(),
@@ -350,9 +355,10 @@ pub fn bench_serve(opts: &BenchOptions) -> Result<Table> {
         })
     };
     let query: MakeRequest = Arc::new(move |client: &reqwest::Client, i: usize| {
-        client
-            .get(&query_url)
-            .query(&[("q", shapes_caption(1_000_000 + i as u64)), ("size", "10".into())])
+        client.get(&query_url).query(&[
+            ("q", shapes_caption(1_000_000 + i as u64)),
+            ("size", "10".into()),
+        ])
     });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -368,9 +374,10 @@ pub fn bench_serve(opts: &BenchOptions) -> Result<Table> {
         // Warm-up: a few requests of each kind, one at a time; they must succeed.
         for i in 0..3 {
             for (what, make) in [("POST /api/search", &search), ("GET /api/query", &query)] {
-                let resp = make(&client, i).send().await.map_err(|e| {
-                    Error::Invalid(format!("{what} at {url} failed: {e}"))
-                })?;
+                let resp = make(&client, i)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Invalid(format!("{what} at {url} failed: {e}")))?;
                 let status = resp.status();
                 if !status.is_success() {
                     let body = resp.text().await.unwrap_or_default();

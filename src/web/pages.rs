@@ -9,8 +9,8 @@ use axum::response::Html;
 use serde::Deserialize;
 
 use super::{AppState, encode_path};
-use crate::search::{Hit, SearchBackend};
 use crate::eval::report::html_escape as esc;
+use crate::search::{Hit, SearchBackend};
 
 const CSS: &str = r#"
 :root{--bg:#f6f7f9;--card:#fff;--ink:#1d2330;--muted:#667085;--line:#e4e7ec;--accent:#3659e3;--accent-soft:#eef2ff}
@@ -266,10 +266,7 @@ pub async fn browse(
         "<span class=\"meta\">page {page} of {pages}</span>"
     ));
     if page < pages {
-        body.push_str(&format!(
-            "<a href=\"/browse?page={}\">Next →</a>",
-            page + 1
-        ));
+        body.push_str(&format!("<a href=\"/browse?page={}\">Next →</a>", page + 1));
     }
     body.push_str("</div>");
     layout("Browse", "/browse", &body)

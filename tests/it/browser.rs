@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::blocking::multipart;
 use serde_json::{Value, json};
 
@@ -194,8 +195,7 @@ fn search_by_uploading_a_shapes_image_in_chromium() {
                 ]
             }),
         );
-        let client = ClientBuilder::rustls()
-            .expect("a WebDriver client")
+        let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
             .connect(&driver.url)
             .await
@@ -272,10 +272,7 @@ async fn drive(client: Client, base: String, image: PathBuf, out: PathBuf) {
         .unwrap();
     assert_eq!(first, caption, "the best result has the same caption");
     let error = client
-        .execute(
-            "return document.getElementById('err').hidden",
-            vec![],
-        )
+        .execute("return document.getElementById('err').hidden", vec![])
         .await
         .unwrap();
     assert_eq!(error, Value::Bool(true), "the page shows an error");
@@ -301,5 +298,10 @@ async fn drive(client: Client, base: String, image: PathBuf, out: PathBuf) {
     std::fs::write(&shot, client.screenshot().await.unwrap()).unwrap();
     say(&format!("browser test: screenshot {}", shot.display()));
     let img = image::load_from_memory(&std::fs::read(&shot).unwrap()).unwrap();
-    assert!(img.width() >= 1000, "screenshot {}×{}", img.width(), img.height());
+    assert!(
+        img.width() >= 1000,
+        "screenshot {}×{}",
+        img.width(),
+        img.height()
+    );
 }

@@ -206,7 +206,13 @@ fn serves_the_api_pages_and_files_safely() {
     );
     run_in(
         &d.join("root"),
-        &["index", "--dataset", "named.csv", "--index-path", "../index"],
+        &[
+            "index",
+            "--dataset",
+            "named.csv",
+            "--index-path",
+            "../index",
+        ],
     )
     .ok();
 
