@@ -44,6 +44,17 @@ pub struct BenchOptions {
     pub no_baselines: bool,
     /// Settings of `bench serve`.
     pub serve: serve::ServeBenchOptions,
+    /// Device for the training and captioning benchmarks (`None`: burn's flex CPU backend).
+    pub device: Option<burn::prelude::Device>,
+}
+
+impl BenchOptions {
+    /// The device the model benchmarks run on.
+    pub fn device(&self) -> burn::prelude::Device {
+        self.device
+            .clone()
+            .unwrap_or_else(burn::prelude::Device::flex)
+    }
 }
 
 /// The machine the figures come from.

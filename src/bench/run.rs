@@ -24,10 +24,12 @@ use crate::error::{Error, Result};
 use crate::model::artifact::save_weights;
 use crate::model::decode::{DecodeOptions, decode};
 use crate::model::encoder::SmallCnnConfig;
+use crate::model::fast_decode::FastDecoder;
 use crate::model::vgg16::Vgg16Config;
 use crate::model::{CaptionerConfig, EncoderConfig};
 use crate::search::bench::{bench_search as search_figures, shapes_caption};
 use crate::search::embedded::EmbeddedBackend;
+use crate::train::config::{TrainConfig, TrainEncoder};
 
 /// Which benchmark `capsearch bench` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,6 +49,8 @@ pub enum BenchKind {
 
 const NUMPY: &str = "numpy NeuralTalk";
 const TORCH: &str = "PyTorch (CPU)";
+/// Decoding through the model's burn ops: what ran before the CPU fast path, and what a GPU runs.
+const BURN_PATH: &str = "burn ops, no fast path";
 
 /// Runs the chosen benchmarks, writes `bench.md`, `bench.json` and the plots into `opts.out`, and
 /// returns the report.
@@ -54,6 +58,9 @@ pub fn run_benchmarks(kind: BenchKind, opts: &BenchOptions, command: &str) -> Re
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let started = Instant::now();
     let mut machine = Machine::detect();
+    if opts.device.is_some() {
+        machine.backend = format!("burn {:?}", opts.device());
+    }
     let mut tables = Vec::new();
     if matches!(kind, BenchKind::Train | BenchKind::All) {
         tables.push(bench_train(opts, machine.cores)?);
@@ -162,17 +169,26 @@ impl TrainSizes {
                 sweep_runs: 2,
             }
         } else {
+            // the default experiment, as configs/shapes.toml sets it
+            let config = TrainConfig::from_toml(DEFAULT_CONFIG).ok();
+            let cnn = match config.as_ref().map(|c| &c.model.encoder) {
+                Some(TrainEncoder::SmallCnn(c)) => c.clone(),
+                _ => SmallCnnConfig::new(),
+            };
+            let get = |f: fn(&TrainConfig) -> usize, default: usize| {
+                config.as_ref().map(f).unwrap_or(default)
+            };
             TrainSizes {
-                image: 64,
-                cnn: SmallCnnConfig::new()
-                    .with_width(16)
-                    .with_depth(4)
-                    .with_grid(4),
-                embed: 128,
-                hidden: 256,
-                batch: 32,
-                captions_per_image: 5,
-                max_len: 16,
+                image: get(|c| c.data.image_size, 64),
+                cnn,
+                embed: get(|c| c.model.embed_size, 128),
+                hidden: get(|c| c.model.hidden_size, 256),
+                batch: get(|c| c.run.batch_size, 32),
+                captions_per_image: match get(|c| c.run.captions_per_image, 5) {
+                    0 => 5, // all of a shapes image's 5 captions
+                    n => n.min(5),
+                },
+                max_len: get(|c| c.data.max_caption_len, 16),
                 sweep: vec![8, 16, 32, 64],
                 warmup: 2,
                 runs: 8,
@@ -181,6 +197,9 @@ impl TrainSizes {
         }
     }
 }
+
+/// `configs/shapes.toml`, the default experiment the training benchmark measures.
+const DEFAULT_CONFIG: &str = include_str!("../../configs/shapes.toml");
 
 /// A synthetic batch: random pixels, and captions drawn from the `shapes` grammar.
 struct TrainBatch {
@@ -236,6 +255,7 @@ fn train_batch(
 
 /// Training images/s at one batch size: forward, backward and an Adam step per run.
 fn train_throughput(
+    device: &Device,
     config: &CaptionerConfig,
     sizes: &TrainSizes,
     batch: usize,
@@ -243,7 +263,7 @@ fn train_throughput(
     warmup: usize,
     runs: usize,
 ) -> Result<Vec<f64>> {
-    let device = Device::flex().autodiff();
+    let device = device.clone().autodiff();
     device.seed(1);
     let mut model = Some(config.init(&device));
     let mut optim = AdamConfig::new()
@@ -283,6 +303,7 @@ fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
         .with_dropout(0.2);
     tracing::info!("bench train: batch {}", sizes.batch);
     let main = train_throughput(
+        &opts.device(),
         &config,
         &sizes,
         sizes.batch,
@@ -292,7 +313,7 @@ fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
     )?;
 
     // greedy captioning with the same model: CNN + decoder, one batch
-    let device = Device::flex();
+    let device = opts.device();
     let model = config.init(&device);
     let images = Tensor::<4>::random(
         [sizes.batch, 3, sizes.image, sizes.image],
@@ -314,7 +335,15 @@ fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
     let mut sweep = Vec::new();
     for &b in &sizes.sweep {
         tracing::info!("bench train: sweep batch {b}");
-        let ips = train_throughput(&config, &sizes, b, &pool, 1, sizes.sweep_runs)?;
+        let ips = train_throughput(
+            &opts.device(),
+            &config,
+            &sizes,
+            b,
+            &pool,
+            1,
+            sizes.sweep_runs,
+        )?;
         let row = Row::from_samples(&format!("training, batch {b}"), "img/s", true, &ips);
         sweep.push(row);
     }
@@ -532,29 +561,43 @@ fn bench_caption(opts: &BenchOptions) -> Result<Table> {
     .with_hidden_size(s.hidden)
     .with_dropout(0.0);
     let model = config.init(&device);
-    let features =
-        |b: usize| Tensor::<2>::random([b, s.feature], Distribution::Uniform(0.0, 1.0), &device);
-    let decode_ms = |beam: usize, warmup: usize, runs: usize| -> Result<Vec<f64>> {
+    let fast = FastDecoder::new(&model)?;
+    let features = |b: usize| -> Vec<f32> {
+        let t = Tensor::<2>::random([b, s.feature], Distribution::Uniform(0.0, 1.0), &device);
+        t.into_data().try_into_vec::<f32>().unwrap_or_default()
+    };
+    let one = features(1);
+    let one_tensor =
+        || Tensor::<2>::from_data(TensorData::new(one.clone(), [1, s.feature]), &device);
+    // `burn`: the model's own ops (the path before the fast path, and the one a GPU runs).
+    let decode_ms = |beam: usize, warmup: usize, runs: usize, burn: bool| -> Result<Vec<f64>> {
         let opts = DecodeOptions {
             beam_size: beam,
             max_steps: 20,
         };
         let secs = time_runs(warmup, runs, || {
-            decode(&model, features(1), opts);
+            if burn {
+                decode(&model, one_tensor(), opts);
+            } else {
+                fast.decode(&one, opts)?;
+            }
             Ok(())
         })?;
         Ok(secs.iter().map(|t| t * 1e3).collect())
     };
     tracing::info!("bench caption: greedy");
-    let greedy = decode_ms(1, 2, s.greedy_runs)?;
+    let greedy = decode_ms(1, 2, s.greedy_runs, false)?;
+    let greedy_burn = decode_ms(1, 2, s.greedy_runs, true)?;
     tracing::info!("bench caption: beam 5");
-    let beam = decode_ms(5, 1, s.beam_runs)?;
+    let beam = decode_ms(5, 1, s.beam_runs, false)?;
+    let beam_burn = decode_ms(5, 1, s.beam_runs, true)?;
     let mut batch_rows = Vec::new();
+    let mut burn_series = Vec::new();
     for &b in &s.batches {
         tracing::info!("bench caption: batch {b}");
         let f = features(b);
         let secs = time_runs(1, s.batch_runs, || {
-            decode(&model, f.clone(), DecodeOptions::default());
+            fast.decode(&f, DecodeOptions::default())?;
             Ok(())
         })?;
         let ips: Vec<f64> = secs.iter().map(|t| b as f64 / t).collect();
@@ -567,6 +610,14 @@ fn bench_caption(opts: &BenchOptions) -> Result<Table> {
                 &ips,
             ),
         ));
+        let ft = Tensor::<2>::from_data(TensorData::new(f.clone(), [b, s.feature]), &device);
+        let secs = time_runs(1, s.batch_runs, || {
+            decode(&model, ft.clone(), DecodeOptions::default());
+            Ok(())
+        })?;
+        let mut ips: Vec<f64> = secs.iter().map(|t| b as f64 / t).collect();
+        ips.sort_by(f64::total_cmp);
+        burn_series.push((b as f64, super::median(&ips)));
     }
 
     let numpy = run_baseline(
@@ -598,8 +649,23 @@ fn bench_caption(opts: &BenchOptions) -> Result<Table> {
             NUMPY,
             &np_beam,
         ),
+        Row::from_samples(
+            &format!("greedy latency per image, {BURN_PATH}"),
+            "ms",
+            false,
+            &greedy_burn,
+        ),
+        Row::from_samples(
+            &format!("beam-5 latency per image, {BURN_PATH}"),
+            "ms",
+            false,
+            &beam_burn,
+        ),
     ];
-    let mut series = vec![("capsearch".to_string(), Vec::new())];
+    let mut series = vec![
+        ("capsearch (fast path)".to_string(), Vec::new()),
+        (format!("capsearch, {BURN_PATH}"), burn_series),
+    ];
     for (b, row) in batch_rows {
         series[0].1.push((b as f64, row.median));
         rows.push(with_baseline(row, NUMPY, &np_ips));
@@ -660,6 +726,7 @@ fn bench_caption(opts: &BenchOptions) -> Result<Table> {
     )?;
     let mut notes = vec![
         "Random weights and features: captions run the full 20 steps, as they do in the numpy baseline. Latency excludes the CNN (precomputed features).".to_string(),
+        format!("capsearch rows without a suffix are the CPU fast path (src/model/fast_decode.rs), which `caption`, `eval`, `search` and `serve` use; the rows marked \"{BURN_PATH}\" decode the same model through burn's tensor ops (the path before the fast path, and the one a GPU runs)."),
     ];
     if let Some(v) = numpy
         .as_ref()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use super::device::DeviceArg;
 use crate::bench::serve::ServeBenchOptions;
 use crate::bench::{BenchKind, BenchOptions, render_markdown, run_benchmarks};
 
@@ -53,6 +54,10 @@ pub struct BenchArgs {
     /// serve: seconds of load on each endpoint [default: 10, 2 with --quick].
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
+    /// Device for the training and captioning benchmarks (`cuda` needs a build with
+    /// `--features cuda`; see bench/gpu-check.sh).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -67,6 +72,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             url: args.url,
             clients: args.clients.map(|n| n as usize),
             seconds: args.duration,
+        },
+        device: match args.device {
+            DeviceArg::Cpu => None,
+            other => Some(other.device()?),
         },
     };
     let command = format!(

@@ -34,6 +34,9 @@ pub struct IndexArgs {
     /// Compute device for --model.
     #[arg(long, value_enum, default_value_t)]
     pub device: crate::cli::device::DeviceArg,
+    /// Precision of the weights in memory for --model (`f16`: half the memory; CPU only).
+    #[arg(long, value_enum, default_value_t)]
+    pub precision: crate::model::precision::Precision,
 
     /// Read --dataset as this format instead of detecting it.
     #[arg(long, value_enum, requires = "dataset")]
@@ -166,7 +169,7 @@ fn index_images(
     use crate::search::{DocKind, Document};
 
     anyhow::ensure!(dir.is_dir(), "--images {}: not a folder", dir.display());
-    let engine = CaptionEngine::load(model, args.device.device()?)?;
+    let engine = CaptionEngine::load_with(model, args.device.device()?, args.precision)?;
     let model_id = engine.model_id().to_string();
     let all = crate::cli::caption::expand_images(&[dir.to_path_buf()])?;
     anyhow::ensure!(!all.is_empty(), "no images found in {}", dir.display());

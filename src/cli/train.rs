@@ -16,6 +16,17 @@ use crate::train::fit::{TrainRequest, train};
 /// The run directory (--out) receives config.toml, vocab.json, model.json, model.bpk (the best
 /// model by validation BLEU-4), metrics.csv, and last/ (the resumable checkpoint). Press q in the
 /// dashboard to stop: a checkpoint is saved first, and --resume continues from it.
+///
+/// The encoder is the config's [model.encoder]. `kind = "small-cnn"` (width, depth, grid) trains a
+/// small CNN together with the decoder. `kind = "frozen"` keeps a pretrained backbone fixed and
+/// trains only the decoder: `backbone = "vgg16"` with `weights = "vgg16.pth"` (torchvision's
+/// .pth or safetensors; images squashed to 224x224, Caffe normalisation, fc7 features), or
+/// `backbone = "capsearch"` with `weights = "checkpoints/NAME"` (the CNN of a model trained
+/// earlier, images prepared as for it). Each image's feature is computed once and cached in
+/// features/<backbone key>/ next to the dataset file (`cache_dir` to put it elsewhere); the key
+/// changes with the backbone's weights, shape or preprocessing, and an image whose content
+/// changes is computed again. The run directory then also holds backbone.json and backbone.bpk,
+/// so caption, eval, index and serve take images. See configs/shapes-frozen.toml.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Experiment config (TOML).

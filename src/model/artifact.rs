@@ -7,6 +7,8 @@
 //!   model.bpk     the weights (burnpack), the best checkpoint of a training run
 //! ```
 //! Training runs add `config.toml`, `metrics.csv` and `last/` (resume state) beside them.
+//! Models trained on a frozen backbone add `backbone.json` and `backbone.bpk` (see
+//! [`super::backbone`]).
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,7 @@ use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
 use super::captioner::{Captioner, CaptionerConfig};
+use super::precision::Precision;
 use crate::data::text::Vocabulary;
 use crate::error::{Error, Result};
 
@@ -119,6 +122,41 @@ pub fn load_weights<M: Module>(module: M, path: &Path) -> Result<M> {
     )
 }
 
+/// Path of the half-precision copy of a weights file: `model.bpk` → `model.f16.bpk`.
+pub fn half_copy_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension("f16.bpk")
+}
+
+/// Loads weights saved by [`save_weights`] into `module`, held in `precision`.
+///
+/// For `f16`, the half-precision copy beside the file ([`half_copy_path`]) is loaded when it is
+/// newer than the file, so the `f32` weights are never all in memory at once. Otherwise the
+/// `f32` weights are loaded and cast, and the copy is written for the next load (when the folder
+/// is writable; a read-only model folder only costs the higher peak).
+pub fn load_weights_as<M: Module>(module: M, path: &Path, precision: Precision) -> Result<M> {
+    if precision == Precision::F32 {
+        return Ok(precision.apply(load_weights(module, path)?));
+    }
+    let half = half_copy_path(path);
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = matches!((modified(&half), modified(path)), (Some(h), Some(f)) if h >= f);
+    if fresh {
+        match load_weights(module.clone(), &half) {
+            Ok(m) => return Ok(precision.apply(m)),
+            Err(e) => tracing::warn!("ignoring the half-precision copy: {e}"),
+        }
+    }
+    let cast = precision.apply(load_weights(module, path)?);
+    match save_weights(cast.clone(), &half) {
+        Ok(()) => tracing::info!(
+            "wrote a half-precision copy of the weights: {}",
+            half.display()
+        ),
+        Err(e) => tracing::warn!("could not write a half-precision copy of the weights: {e}"),
+    }
+    Ok(cast)
+}
+
 /// Writes a complete model directory: `model.json`, `vocab.json` and `model.bpk`.
 pub fn save_model(
     dir: &Path,
@@ -134,6 +172,11 @@ pub fn save_model(
 
 /// Loads a model directory onto `device`.
 pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    load_model_as(dir, device, Precision::F32)
+}
+
+/// [`load_model`] with the weights held in `precision` (see [`load_weights_as`]).
+pub fn load_model_as(dir: &Path, device: &Device, precision: Precision) -> Result<LoadedModel> {
     if !dir.is_dir() {
         return Err(Error::Model {
             path: dir.to_path_buf(),
@@ -152,7 +195,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
             ),
         });
     }
-    let model = load_weights(info.captioner.init(device), &dir.join(WEIGHTS))?;
+    let model = load_weights_as(info.captioner.init(device), &dir.join(WEIGHTS), precision)?;
     Ok(LoadedModel {
         dir: dir.to_path_buf(),
         info,

@@ -189,6 +189,73 @@ mod tests {
     use crate::model::decode::{DecodeOptions, decode};
     use burn::optim::{AdamConfig, GradientsParams};
 
+    /// The model on `device` agrees with the CPU: same loss, same loss after one Adam step from the
+    /// same weights, same greedy captions. Run on the CPU here; `cuda_agrees_with_cpu` runs it
+    /// on the GPU (bench/gpu-check.sh).
+    fn check_device_agrees_with_cpu(device: Device) {
+        let cpu = Device::flex();
+        cpu.seed(5);
+        let config = CaptionerConfig::new(
+            EncoderConfig::Precomputed {
+                dim: 6,
+                backbone: "test".into(),
+            },
+            9,
+        )
+        .with_embed_size(8)
+        .with_hidden_size(12)
+        .with_dropout(0.0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.bpk");
+        crate::model::artifact::save_weights(config.init(&cpu), &path).unwrap();
+        let features = [
+            [0.5f32, -1.0, 0.25, 2.0, 0.0, 1.0],
+            [1.0, 1.0, -0.5, 0.0, 0.5, -2.0],
+        ];
+        let run = |dev: Device| {
+            let ad = dev.clone().autodiff();
+            let model = crate::model::artifact::load_weights(config.init(&ad), &path).unwrap();
+            let f = Tensor::<2>::from_floats(features, &ad);
+            let inputs = Tensor::<2, Int>::from_ints([[0, 2, 3], [0, 4, 0]], &ad);
+            let targets = Tensor::<2, Int>::from_ints([[2, 3, 0], [4, 0, 0]], &ad);
+            let mask = Tensor::<2>::from_floats([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]], &ad);
+            let loss = model.loss(f.clone(), inputs.clone(), targets.clone(), mask.clone());
+            let before = loss.clone().into_scalar::<f32>();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let model = AdamConfig::new().init().step(0.01, model, grads);
+            let after = model.loss(f, inputs, targets, mask).into_scalar::<f32>();
+            let ids: Vec<Vec<usize>> = decode(
+                &model.valid(),
+                Tensor::<2>::from_floats(features, &dev),
+                DecodeOptions::default(),
+            )
+            .into_iter()
+            .map(|c| c.ids)
+            .collect();
+            (before, after, ids)
+        };
+        let (want_before, want_after, want_ids) = run(cpu);
+        let (before, after, ids) = run(device);
+        assert!(
+            (before - want_before).abs() < 1e-3,
+            "{before} vs {want_before}"
+        );
+        assert!((after - want_after).abs() < 1e-3, "{after} vs {want_after}");
+        assert!(after < before);
+        assert_eq!(ids, want_ids);
+    }
+
+    #[test]
+    fn device_check_passes_on_the_cpu() {
+        check_device_agrees_with_cpu(Device::flex());
+    }
+
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_agrees_with_cpu() {
+        check_device_agrees_with_cpu(Device::cuda(0));
+    }
+
     /// Two feature vectors, two captions: the model learns them and greedy decoding gives them back.
     #[test]
     fn overfits_two_captions_and_decodes_them() {

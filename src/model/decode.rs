@@ -7,7 +7,8 @@
 //!   Greedy decoding is beam search with one beam.
 //! - A caption's log-probability includes the END word's when the caption ended.
 //!
-//! The LSTM steps of every unfinished beam of every image run as one batch.
+//! The LSTM steps of every unfinished beam of every image run as one batch. The beam bookkeeping
+//! is shared by burn's path ([`decode`]) and the CPU fast path ([`super::fast_decode`]).
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -60,19 +61,71 @@ impl Beam {
     }
 }
 
-/// Decodes a batch of feature vectors `[B, F]` into one caption each.
+/// One decoding step for a batch of beams: what differs between the burn path and the fast path.
+///
+/// Beam bookkeeping ([`beam_search`]) is shared, so both paths have NeuralTalk's semantics by
+/// construction; a stepper only runs the LSTM and scores words.
+pub trait Stepper {
+    /// Advances the beams whose current state is in rows `rows` (rows of the state after the
+    /// previous call, or image rows after the image step), each fed its previous word `prev`.
+    /// The new state has one row per entry of `rows`, in that order. Returns `log(1e-20 +
+    /// softmax(scores))`, `rows.len() × V` row-major, or `None` if the backend failed.
+    fn step(&mut self, rows: &[usize], prev: &[usize]) -> Option<Vec<f32>>;
+}
+
+/// The burn path: the model's own layers, on any device.
+struct BurnStepper<'a> {
+    model: &'a Captioner,
+    state: LstmState,
+}
+
+impl Stepper for BurnStepper<'_> {
+    fn step(&mut self, rows: &[usize], prev: &[usize]) -> Option<Vec<f32>> {
+        let device = self.state.h.device();
+        let rows: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let prev: Vec<i64> = prev.iter().map(|&w| w as i64).collect();
+        let rows = Tensor::<1, Int>::from_ints(rows.as_slice(), &device);
+        let prev = Tensor::<1, Int>::from_ints(prev.as_slice(), &device);
+        let x = self.model.ws.val().select(0, prev);
+        let selected = LstmState {
+            h: self.state.h.clone().select(0, rows.clone()),
+            c: self.state.c.clone().select(0, rows),
+        };
+        let next = self.model.lstm.step(x, Some(selected));
+        let probs = softmax(self.model.scores(next.h.clone()), 1);
+        let logp = (probs + 1e-20)
+            .log()
+            .into_data()
+            .try_into_vec::<f32>()
+            .ok()?;
+        self.state = next;
+        Some(logp)
+    }
+}
+
+/// Decodes a batch of feature vectors `[B, F]` into one caption each, with burn's ops.
+///
+/// For inference on the CPU, [`super::fast_decode::FastDecoder`] gives the same captions faster.
 pub fn decode(model: &Captioner, features: Tensor<2>, options: DecodeOptions) -> Vec<Caption> {
-    let beam_size = options.beam_size.max(1);
     let [batch, _] = features.dims();
     if batch == 0 {
         return Vec::new();
     }
-    let device = features.device();
-    let vocab = model.vocab_size();
-
     // t = 0: the image, from the zero state; its output is discarded.
-    let first = model.lstm.step(model.project(features), None);
-    let mut state = first;
+    let state = model.lstm.step(model.project(features), None);
+    let mut stepper = BurnStepper { model, state };
+    beam_search(&mut stepper, batch, model.vocab_size(), options)
+}
+
+/// NeuralTalk's beam search over `batch` images whose image step has been run (state row `i` is
+/// image `i`). Greedy decoding is `beam_size = 1`.
+pub fn beam_search(
+    stepper: &mut dyn Stepper,
+    batch: usize,
+    vocab: usize,
+    options: DecodeOptions,
+) -> Vec<Caption> {
+    let beam_size = options.beam_size.max(1);
     let mut beams: Vec<Vec<Beam>> = (0..batch)
         .map(|i| {
             vec![Beam {
@@ -98,32 +151,15 @@ pub fn decode(model: &Captioner, features: Tensor<2>, options: DecodeOptions) ->
         if active.is_empty() {
             break;
         }
-        let rows: Vec<i64> = active
+        let rows: Vec<usize> = active.iter().map(|&(i, k)| beams[i][k].row).collect();
+        let prev: Vec<usize> = active
             .iter()
-            .map(|&(i, k)| beams[i][k].row as i64)
+            .map(|&(i, k)| beams[i][k].words.last().copied().unwrap_or(BOUNDARY))
             .collect();
-        let prev: Vec<i64> = active
-            .iter()
-            .map(|&(i, k)| beams[i][k].words.last().copied().unwrap_or(BOUNDARY) as i64)
-            .collect();
-        let rows = Tensor::<1, Int>::from_ints(rows.as_slice(), &device);
-        let prev = Tensor::<1, Int>::from_ints(prev.as_slice(), &device);
-        let x = model.ws.val().select(0, prev);
-        let selected = LstmState {
-            h: state.h.select(0, rows.clone()),
-            c: state.c.select(0, rows),
+        let logp = match stepper.step(&rows, &prev) {
+            Some(l) if l.len() == active.len() * vocab => l,
+            _ => break,
         };
-        let next = model.lstm.step(x, Some(selected));
-        let probs = softmax(model.scores(next.h.clone()), 1);
-        let logp: Vec<f32> = (probs + 1e-20)
-            .log()
-            .into_data()
-            .try_into_vec::<f32>()
-            .unwrap_or_default();
-        if logp.len() != active.len() * vocab {
-            break;
-        }
-        state = next;
 
         // expand each image's beams
         let mut expansions: Vec<Vec<Beam>> = vec![Vec::new(); batch];

@@ -4,10 +4,12 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
-use super::artifact::{LoadedModel, load_model};
+use super::artifact::{LoadedModel, load_model_as};
+use super::backbone::Backbone;
 use super::captioner::EncoderConfig;
 use super::decode::{DecodeOptions, decode};
-use super::vgg16::{Vgg16, Vgg16Config};
+use super::fast_decode::FastDecoder;
+use super::precision::Precision;
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
 use crate::error::{Error, Result};
 
@@ -22,8 +24,12 @@ pub struct Generated {
 pub struct CaptionEngine {
     pub loaded: LoadedModel,
     /// A frozen VGG-16 that turns images into the model's features (imported NeuralTalk models).
-    vgg: Option<Vgg16>,
+    backbone: Option<Backbone>,
+    /// The decoder's CPU fast path (on the CPU device; `None` on a GPU, where burn's path runs).
+    fast: Option<FastDecoder>,
     pub device: Device,
+    /// Precision of the weights in memory (`f16`: the lower-memory option).
+    pub precision: Precision,
     pub limits: ImageLimits,
     normalization: Normalization,
 }
@@ -31,7 +37,17 @@ pub struct CaptionEngine {
 impl CaptionEngine {
     /// Loads `checkpoints/NAME` onto `device`.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let loaded = load_model(dir, &device)?;
+        Self::load_with(dir, device, Precision::F32)
+    }
+
+    /// Loads `checkpoints/NAME` onto `device`, holding the weights in `precision`.
+    pub fn load_with(dir: &Path, device: Device, precision: Precision) -> Result<Self> {
+        if precision == Precision::F16 && device != Device::flex() {
+            return Err(Error::Invalid(
+                "--precision f16 is supported on the CPU device only; use f32 on a GPU".into(),
+            ));
+        }
+        let loaded = load_model_as(dir, &device, precision)?;
         let normalization = match loaded.info.preprocessing.normalization.as_str() {
             "imagenet" => Normalization::Imagenet,
             "caffe" => Normalization::Caffe,
@@ -45,20 +61,32 @@ impl CaptionEngine {
                 });
             }
         };
-        let vgg_path = dir.join(super::artifact::VGG16_WEIGHTS);
-        let vgg = match &loaded.info.captioner.encoder {
-            EncoderConfig::Precomputed { backbone, .. }
-                if backbone == "vgg16-fc7" && vgg_path.exists() =>
-            {
-                let vgg =
-                    super::artifact::load_weights(Vgg16Config::new().init(&device), &vgg_path)?;
-                Some(vgg.valid())
-            }
-            _ => None,
+        let backbone = match loaded.model.cnn {
+            Some(_) => None,
+            None => Backbone::of_model_dir(dir, &loaded.info, &device, precision)?.map(|(b, _)| b),
+        };
+        if let Some(b) = &backbone
+            && b.feature_dim() != loaded.model.feature_dim()
+        {
+            return Err(Error::Model {
+                path: dir.join(super::backbone::BACKBONE_INFO),
+                message: format!(
+                    "the backbone gives {}-d features but the decoder takes {}",
+                    b.feature_dim(),
+                    loaded.model.feature_dim()
+                ),
+            });
+        }
+        let fast = if device == Device::flex() {
+            Some(FastDecoder::new(&loaded.model)?)
+        } else {
+            None
         };
         Ok(Self {
             loaded,
-            vgg,
+            backbone,
+            fast,
+            precision,
             device,
             limits: ImageLimits::default(),
             normalization,
@@ -77,7 +105,7 @@ impl CaptionEngine {
 
     /// Whether this model captions raw images (it has an image encoder).
     pub fn takes_images(&self) -> bool {
-        self.loaded.model.cnn.is_some() || self.vgg.is_some()
+        self.loaded.model.cnn.is_some() || self.backbone.is_some()
     }
 
     /// Captions feature vectors `[N, F]` (row-major `data`).
@@ -97,13 +125,41 @@ impl CaptionEngine {
                 data.len() / rows.max(1)
             )));
         }
-        let features = Tensor::<1>::from_data(TensorData::new(data, [rows * f]), &self.device)
-            .reshape([rows, f]);
-        Ok(self.decode_features(features, options))
+        let captions = match &self.fast {
+            Some(fast) => fast.decode(&data, options)?,
+            None => decode(
+                &self.loaded.model,
+                self.precision.input(
+                    Tensor::<1>::from_data(TensorData::new(data, [rows * f]), &self.device)
+                        .reshape([rows, f]),
+                ),
+                options,
+            ),
+        };
+        Ok(self.generated(captions))
     }
 
-    fn decode_features(&self, features: Tensor<2>, options: DecodeOptions) -> Vec<Generated> {
-        decode(&self.loaded.model, features, options)
+    fn decode_features(
+        &self,
+        features: Tensor<2>,
+        options: DecodeOptions,
+    ) -> Result<Vec<Generated>> {
+        let captions = match &self.fast {
+            Some(fast) => {
+                let data = features
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| Error::Invalid(format!("cannot read image features: {e:?}")))?;
+                fast.decode(&data, options)?
+            }
+            None => decode(&self.loaded.model, self.precision.input(features), options),
+        };
+        Ok(self.generated(captions))
+    }
+
+    fn generated(&self, captions: Vec<super::decode::Caption>) -> Vec<Generated> {
+        captions
             .into_iter()
             .map(|c| Generated {
                 caption: self.loaded.vocab.decode(&c.ids),
@@ -145,15 +201,17 @@ impl CaptionEngine {
             }
             crate::data::image::normalize_into(px, self.normalization, slot);
         }
-        let tensor =
+        let tensor = self.precision.input(
             Tensor::<1>::from_data(TensorData::new(buf, [images.len() * per]), &self.device)
-                .reshape([images.len(), 3, s, s]);
-        let features = self
-            .loaded
-            .model
-            .encode(tensor)
-            .ok_or_else(|| self.no_encoder_error())?;
-        Ok(self.decode_features(features, options))
+                .reshape([images.len(), 3, s, s]),
+        );
+        let features = match (&self.loaded.model.cnn, &self.backbone) {
+            (Some(_), _) => self.loaded.model.encode(tensor),
+            (None, Some(backbone)) => Some(backbone.forward(tensor)),
+            (None, None) => None,
+        }
+        .ok_or_else(|| self.no_encoder_error())?;
+        self.decode_features(features, options)
     }
 
     fn no_encoder_error(&self) -> Error {

@@ -1,11 +1,14 @@
 //! The captioner: encoders, the fused LSTM cell, the NeuralTalk-arranged decoder, and decoding.
 
 pub mod artifact;
+pub mod backbone;
 pub mod captioner;
 pub mod decode;
 pub mod encoder;
+pub mod fast_decode;
 pub mod inference;
 pub mod lstm;
+pub mod precision;
 pub mod vgg16;
 
 pub use captioner::{Captioner, CaptionerConfig, EncoderConfig};

@@ -1,20 +1,83 @@
 //! Training configuration, read from TOML (`configs/*.toml`) and saved next to every run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::EncoderConfig;
 use crate::model::encoder::SmallCnnConfig;
+
+/// The image encoder a run trains with (`[model.encoder]`, chosen by `kind`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TrainEncoder {
+    /// `kind = "small-cnn"`: a small CNN trained together with the decoder (`width`, `depth`, `grid`).
+    SmallCnn(SmallCnnConfig),
+    /// `kind = "frozen"`: a pretrained backbone that is not trained. Each image's feature is
+    /// computed once and cached next to the dataset; only the decoder is trained, on the cache.
+    Frozen(FrozenEncoder),
+}
+
+/// Which pretrained network a frozen encoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackboneKind {
+    /// VGG-16 fc7 (4096 values), torchvision's weights; images squashed to 224×224 with Caffe's
+    /// normalisation, as NeuralTalk's features were made.
+    Vgg16,
+    /// The CNN of a model trained earlier with capsearch (transfer learning); images prepared as
+    /// that model prepares them.
+    Capsearch,
+}
+
+/// `[model.encoder]` with `kind = "frozen"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrozenEncoder {
+    /// `"vgg16"` or `"capsearch"`.
+    pub backbone: BackboneKind,
+    /// vgg16: the weights file (torchvision `vgg16-*.pth`, or safetensors with torchvision's
+    /// names). capsearch: a model directory (`checkpoints/NAME`). Relative to the working directory.
+    pub weights: PathBuf,
+    /// vgg16 only: channels of the first block (default 64, the real network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<usize>,
+    /// vgg16 only: size of fc6/fc7, the feature length (default 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<usize>,
+    /// vgg16 only: side of the pooled map before fc6 (default 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<usize>,
+    /// Folder of feature caches (default: `features/` next to the dataset file); each backbone
+    /// gets its own subfolder named by a hash of its network, preprocessing and weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl FrozenEncoder {
+    /// VGG-16's shape from the optional fields.
+    pub fn vgg16_config(&self) -> crate::model::vgg16::Vgg16Config {
+        let mut c = crate::model::vgg16::Vgg16Config::new();
+        if let Some(v) = self.width {
+            c.width = v;
+        }
+        if let Some(v) = self.hidden {
+            c.hidden = v;
+        }
+        if let Some(v) = self.pool {
+            c.pool = v;
+        }
+        c
+    }
+}
 
 /// The model part of a training config (the vocabulary size comes from the data).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     #[serde(default = "default_encoder")]
-    pub encoder: EncoderConfig,
+    pub encoder: TrainEncoder,
     #[serde(default = "d256")]
     pub embed_size: usize,
     #[serde(default = "d256")]
@@ -35,7 +98,8 @@ pub struct DataSection {
     /// Captions are cut to this many words (END excluded).
     #[serde(default = "d_max_len")]
     pub max_caption_len: usize,
-    /// Images are squashed to this side length.
+    /// Images are squashed to this side length (small CNN only: a frozen backbone prepares images
+    /// as it was trained to).
     #[serde(default = "d_image_size")]
     pub image_size: usize,
 }
@@ -129,8 +193,8 @@ pub struct TrainConfig {
     pub run: LoopSection,
 }
 
-fn default_encoder() -> EncoderConfig {
-    EncoderConfig::SmallCnn(SmallCnnConfig::new())
+fn default_encoder() -> TrainEncoder {
+    TrainEncoder::SmallCnn(SmallCnnConfig::new())
 }
 fn d256() -> usize {
     256
@@ -259,15 +323,35 @@ impl TrainConfig {
         if self.data.max_caption_len == 0 {
             return bad("data.max_caption_len", "must be at least 1");
         }
-        if let EncoderConfig::SmallCnn(c) = &self.model.encoder {
-            if c.depth == 0 || c.width == 0 || c.grid == 0 {
-                return bad("model.encoder", "width, depth and grid must be at least 1");
+        match &self.model.encoder {
+            TrainEncoder::SmallCnn(c) => {
+                if c.depth == 0 || c.width == 0 || c.grid == 0 {
+                    return bad("model.encoder", "width, depth and grid must be at least 1");
+                }
+                if self.data.image_size >> c.depth < c.grid {
+                    return bad(
+                        "data.image_size",
+                        "too small for the encoder: image_size / 2^depth must be at least grid",
+                    );
+                }
             }
-            if self.data.image_size >> c.depth < c.grid {
-                return bad(
-                    "data.image_size",
-                    "too small for the encoder: image_size / 2^depth must be at least grid",
-                );
+            TrainEncoder::Frozen(f) => {
+                let shape = [f.width, f.hidden, f.pool];
+                if f.backbone == BackboneKind::Capsearch && shape.iter().any(Option::is_some) {
+                    return bad(
+                        "model.encoder",
+                        "width, hidden and pool are for backbone = \"vgg16\"; a capsearch backbone has the shape of its model",
+                    );
+                }
+                if shape.contains(&Some(0)) {
+                    return bad("model.encoder", "width, hidden and pool must be at least 1");
+                }
+                if f.weights.as_os_str().is_empty() {
+                    return bad(
+                        "model.encoder.weights",
+                        "name the backbone's weights (vgg16: a .pth or safetensors file; capsearch: a model directory)",
+                    );
+                }
             }
         }
         if self.model.tanh_c_version > 1 {
@@ -370,6 +454,33 @@ mod tests {
         );
         let err = TrainConfig::from_toml("[loop]\nbatch_size = 0\n").unwrap_err();
         assert!(err.to_string().contains("loop.batch_size"), "{err}");
+    }
+
+    #[test]
+    fn frozen_encoder_parses_and_is_checked() {
+        let c = TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"vgg16\"\nweights = \"w.pth\"\nwidth = 2\n",
+        )
+        .unwrap();
+        let TrainEncoder::Frozen(f) = &c.model.encoder else {
+            panic!("{c:?}")
+        };
+        assert_eq!(f.backbone, BackboneKind::Vgg16);
+        assert_eq!(f.vgg16_config().width, 2);
+        assert_eq!(f.vgg16_config().hidden, 4096);
+        // round trip through the run directory's config.toml
+        let text = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
+        let e = TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"capsearch\"\nweights = \"run\"\nhidden = 3\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("vgg16"), "{e}");
+        let e = TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"resnet\"\nweights = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("resnet"), "{e}");
     }
 
     #[test]

@@ -18,18 +18,23 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, ResumeState};
-use super::config::{OptimizerKind, Schedule, TrainConfig};
+use super::config::{
+    BackboneKind, FrozenEncoder, OptimizerKind, Schedule, TrainConfig, TrainEncoder,
+};
 use super::dashboard::{
     BestCheckpoint, SampleCaption, TrainingReporter, TrainingStatus, current_rss_bytes,
 };
+use super::feature_cache::{self, ExtractOptions, FeatureCache, SplitFeatures};
 use crate::data::batch::{ImageStore, StoreOptions, arrange_tokens};
 use crate::data::image::{Normalization, ResizeMode};
 use crate::data::text::{Vocabulary, tokenize};
-use crate::data::{Dataset, Split};
+use crate::data::{Dataset, Sample, Split};
 use crate::error::{Error, Result};
 use crate::model::artifact::{self, ModelInfo, Preprocessing};
+use crate::model::backbone::Backbone;
 use crate::model::decode::{DecodeOptions, decode};
-use crate::model::{Captioner, CaptionerConfig};
+use crate::model::fast_decode::FastDecoder;
+use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
 
 /// Normalisation used for models trained here.
 pub const TRAIN_NORMALIZATION: Normalization = Normalization::Imagenet;
@@ -93,12 +98,77 @@ fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
 /// Generated token lists and, for each, the reference token lists.
 pub type DecodedSplit = (Vec<Vec<String>>, Vec<Vec<Vec<String>>>);
 
-/// Greedy-decodes up to `limit` images of a store (0: all) and returns (generated token lists,
-/// reference token lists), in store order.
+/// What a split feeds the model: decoded images for a CNN trained with the decoder, or the
+/// cached features of a frozen backbone.
+#[derive(Debug, Clone)]
+pub enum SplitInputs {
+    Images(ImageStore),
+    Features(SplitFeatures),
+}
+
+impl SplitInputs {
+    /// Number of usable images.
+    pub fn len(&self) -> usize {
+        match self {
+            SplitInputs::Images(s) => s.len(),
+            SplitInputs::Features(f) => f.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sample of image `i`.
+    pub fn sample(&self, i: usize) -> &Sample {
+        match self {
+            SplitInputs::Images(s) => &s.images()[i].sample,
+            SplitInputs::Features(f) => &f.samples[i],
+        }
+    }
+
+    /// Features `[B, F]` of the images at `indices`: through the model's CNN, or from the cache.
+    pub fn features(
+        &self,
+        model: &Captioner,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        match self {
+            SplitInputs::Images(store) => model
+                .encode(store.tensor(indices, TRAIN_NORMALIZATION, device)?)
+                .ok_or_else(|| {
+                    Error::Invalid("training on images needs a model with an image encoder".into())
+                }),
+            SplitInputs::Features(f) => {
+                let mut values = Vec::with_capacity(indices.len() * f.dim);
+                for &i in indices {
+                    if i >= f.len() {
+                        return Err(Error::Invalid(format!(
+                            "feature index {i} out of range ({} images)",
+                            f.len()
+                        )));
+                    }
+                    values.extend_from_slice(f.row(i));
+                }
+                Ok(
+                    Tensor::<1>::from_data(
+                        TensorData::new(values, [indices.len() * f.dim]),
+                        device,
+                    )
+                    .reshape([indices.len(), f.dim]),
+                )
+            }
+        }
+    }
+}
+
+/// Greedy-decodes up to `limit` images of a split (0: all) and returns (generated token lists,
+/// reference token lists), in split order.
 pub fn decode_split(
     model: &Captioner,
     vocab: &Vocabulary,
-    images: &ImageStore,
+    images: &SplitInputs,
     limit: usize,
     batch_size: usize,
     device: &Device,
@@ -110,32 +180,56 @@ pub fn decode_split(
     };
     let indices: Vec<usize> = (0..n).collect();
     let mut generated = Vec::with_capacity(n);
+    // the CPU fast path gives the same captions as burn's path, faster
+    let fast = if *device == Device::flex() {
+        Some(FastDecoder::new(model)?)
+    } else {
+        None
+    };
     for chunk in indices.chunks(batch_size.max(1)) {
-        let Some(features) = model.encode(images.tensor(chunk, TRAIN_NORMALIZATION, device)?)
-        else {
-            break;
+        let features = images.features(model, chunk, device)?;
+        let captions = match &fast {
+            Some(fast) => {
+                let data = features
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| Error::Invalid(format!("cannot read image features: {e:?}")))?;
+                fast.decode(&data, DecodeOptions::default())?
+            }
+            None => decode(model, features, DecodeOptions::default()),
         };
-        for caption in decode(model, features, DecodeOptions::default()) {
+        for caption in captions {
             generated.push(tokenize(&vocab.decode(&caption.ids)));
         }
     }
-    let references = images.images()[..n]
-        .iter()
-        .map(|s| s.sample.captions.iter().map(|c| tokenize(c)).collect())
+    let references = (0..n)
+        .map(|i| {
+            images
+                .sample(i)
+                .captions
+                .iter()
+                .map(|c| tokenize(c))
+                .collect()
+        })
         .collect();
     Ok((generated, references))
 }
 
 struct Prepared {
     vocab: Vocabulary,
-    train_images: ImageStore,
-    val_images: ImageStore,
+    train_images: SplitInputs,
+    val_images: SplitInputs,
     /// Encoded captions of each stored train image.
     train: Vec<Vec<Vec<usize>>>,
     val: Vec<Vec<Vec<usize>>>,
 }
 
-fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
+fn prepare(
+    req: &TrainRequest,
+    vocab: Option<Vocabulary>,
+    frozen: Option<(&FrozenEncoder, &Backbone)>,
+) -> Result<Prepared> {
     let ds = &req.dataset;
     let no_split = |split: &str, hint: &str| Error::Dataset {
         path: ds.source.clone(),
@@ -161,15 +255,45 @@ fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
             true,
         )
     });
-    let opts = StoreOptions::new(req.config.data.image_size as u32, ResizeMode::Squash);
-    tracing::info!(
-        train = ds.count(Split::Train),
-        val = ds.count(Split::Val),
-        vocabulary = vocab.len(),
-        "decoding images once into memory"
-    );
-    let train_images = ImageStore::build(ds, ds.split(Split::Train), &opts)?;
-    let val_images = ImageStore::build(ds, ds.split(Split::Val), &opts)?;
+    let (train_images, val_images) = match frozen {
+        None => {
+            let opts = StoreOptions::new(req.config.data.image_size as u32, ResizeMode::Squash);
+            tracing::info!(
+                train = ds.count(Split::Train),
+                val = ds.count(Split::Val),
+                vocabulary = vocab.len(),
+                "decoding images once into memory"
+            );
+            (
+                SplitInputs::Images(ImageStore::build(ds, ds.split(Split::Train), &opts)?),
+                SplitInputs::Images(ImageStore::build(ds, ds.split(Split::Val), &opts)?),
+            )
+        }
+        Some((encoder, backbone)) => {
+            let root = encoder
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| feature_cache::default_root(ds));
+            tracing::info!(
+                train = ds.count(Split::Train),
+                val = ds.count(Split::Val),
+                vocabulary = vocab.len(),
+                backbone = backbone.info.name,
+                "frozen backbone: training the decoder on cached features"
+            );
+            let mut cache = FeatureCache::open(&root, backbone)?;
+            let opts = ExtractOptions {
+                batch_size: req.config.run.batch_size,
+                ..Default::default()
+            };
+            let train: Vec<&Sample> = ds.split(Split::Train).collect();
+            let val: Vec<&Sample> = ds.split(Split::Val).collect();
+            let train = cache.features(backbone, ds, &train, "train", &opts, &req.device)?;
+            let val = cache.features(backbone, ds, &val, "val", &opts, &req.device)?;
+            cache.compact()?;
+            (SplitInputs::Features(train), SplitInputs::Features(val))
+        }
+    };
     if train_images.is_empty() || val_images.is_empty() {
         return Err(no_split(
             if train_images.is_empty() {
@@ -181,6 +305,11 @@ fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
         ));
     }
     let max_len = req.config.data.max_caption_len;
+    tracing::debug!(
+        train = train_images.len(),
+        val = val_images.len(),
+        "images ready"
+    );
     Ok(Prepared {
         train: encode_captions(&train_images, &vocab, max_len),
         val: encode_captions(&val_images, &vocab, max_len),
@@ -190,13 +319,16 @@ fn prepare(req: &TrainRequest, vocab: Option<Vocabulary>) -> Result<Prepared> {
     })
 }
 
-/// Every caption of every stored image as ids (truncated to `max_len` words).
-fn encode_captions(store: &ImageStore, vocab: &Vocabulary, max_len: usize) -> Vec<Vec<Vec<usize>>> {
-    store
-        .images()
-        .iter()
-        .map(|s| {
-            s.sample
+/// Every caption of every usable image as ids (truncated to `max_len` words).
+fn encode_captions(
+    inputs: &SplitInputs,
+    vocab: &Vocabulary,
+    max_len: usize,
+) -> Vec<Vec<Vec<usize>>> {
+    (0..inputs.len())
+        .map(|i| {
+            inputs
+                .sample(i)
                 .captions
                 .iter()
                 .map(|c| {
@@ -231,10 +363,11 @@ fn pick_captions(
 }
 
 /// Loss of a batch of images with their captions (`pick` chooses which). The CNN runs once per
-/// image; its feature is repeated for each caption. Returns the loss and the number of target tokens.
+/// image (or the cached feature is read); the feature is repeated for each caption. Returns the
+/// loss and the number of target tokens.
 fn batch_loss(
     model: &Captioner,
-    store: &ImageStore,
+    store: &SplitInputs,
     captions: &[Vec<Vec<usize>>],
     images: &[usize],
     pick: impl Fn(usize, usize) -> Vec<usize>,
@@ -251,9 +384,7 @@ fn batch_loss(
     let (inputs, targets, mask, steps) = arrange_tokens(&caps);
     let n = caps.len();
     let tokens = caps.iter().map(|c| c.len() + 1).sum();
-    let features = model
-        .encode(store.tensor(images, TRAIN_NORMALIZATION, device)?)
-        .ok_or_else(|| Error::Invalid("training needs a model with an image encoder".into()))?;
+    let features = store.features(model, images, device)?;
     let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device);
     let features = features.select(0, rows);
     let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [n, steps]), device);
@@ -320,10 +451,31 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         Some(_) => Some(Vocabulary::load(&out.join(artifact::VOCAB))?),
         None => None,
     };
-    let data = prepare(&req, saved_vocab)?;
+    let (frozen, encoder) = match &config.model.encoder {
+        TrainEncoder::SmallCnn(c) => (None, EncoderConfig::SmallCnn(c.clone())),
+        TrainEncoder::Frozen(f) => {
+            let backbone = load_backbone(f, &req.device)?;
+            let encoder = backbone.info.encoder_config();
+            (Some((f, backbone)), encoder)
+        }
+    };
+    if let Some((_, backbone)) = &frozen
+        && let Some(saved) = Backbone::saved_info(out)?
+        && saved.key() != backbone.info.key()
+    {
+        return Err(Error::Invalid(format!(
+            "{} was trained on backbone {} ({}), but the config's backbone is now {} ({}): its weights, shape or preprocessing changed; choose another --out",
+            out.display(),
+            saved.name,
+            saved.key(),
+            backbone.info.name,
+            backbone.info.key()
+        )));
+    }
+    let data = prepare(&req, saved_vocab, frozen.as_ref().map(|(f, b)| (*f, b)))?;
     let vocab = &data.vocab;
 
-    let captioner_config = CaptionerConfig::new(config.model.encoder.clone(), vocab.len())
+    let captioner_config = CaptionerConfig::new(encoder, vocab.len())
         .with_embed_size(config.model.embed_size)
         .with_hidden_size(config.model.hidden_size)
         .with_dropout(config.model.dropout)
@@ -335,9 +487,12 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     let mut info = ModelInfo {
         name: run_name.clone(),
         captioner: captioner_config.clone(),
-        preprocessing: Preprocessing {
-            image_size: config.data.image_size,
-            normalization: "imagenet".into(),
+        preprocessing: match &frozen {
+            Some((_, backbone)) => backbone.info.preprocessing.clone(),
+            None => Preprocessing {
+                image_size: config.data.image_size,
+                normalization: "imagenet".into(),
+            },
         },
         produced_by: "capsearch train".into(),
         capsearch_version: env!("CARGO_PKG_VERSION").into(),
@@ -347,6 +502,14 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     };
     config.save(&out.join("config.toml"))?;
     vocab.save(&out.join(artifact::VOCAB))?;
+    if let Some((_, backbone)) = &frozen {
+        // the model directory captions images: it carries the backbone beside the decoder
+        if Backbone::saved_info(out)?.is_none()
+            || !out.join(crate::model::backbone::BACKBONE_WEIGHTS).exists()
+        {
+            backbone.save(out)?;
+        }
+    }
 
     let device = req.device.clone();
     let ad_device = device.clone().autodiff();
@@ -390,7 +553,6 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         });
     }
     let sample_count = data.val_images.len().min(4);
-    let _ = &data.train_images;
     let mut images_seen = 0usize;
     let mut stopped_because = String::from("finished all epochs");
     let mut throughput = 0.0;
@@ -521,7 +683,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         let bleu4 = 100.0 * crate::eval::bleu::coco_bleu(&generated, &references).corpus[3];
         status.samples = (0..sample_count.min(generated.len()))
             .map(|i| SampleCaption {
-                image: data.val_images.images()[i].sample.path.clone(),
+                image: data.val_images.sample(i).path.clone(),
                 generated: generated[i].join(" "),
                 reference: references[i]
                     .first()
@@ -620,6 +782,14 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         elapsed,
         images_per_sec: images_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
     })
+}
+
+/// Loads a frozen encoder's backbone from its weights.
+fn load_backbone(encoder: &FrozenEncoder, device: &Device) -> Result<Backbone> {
+    match encoder.backbone {
+        BackboneKind::Vgg16 => Backbone::vgg16(encoder.vgg16_config(), &encoder.weights, device),
+        BackboneKind::Capsearch => Backbone::from_capsearch_model(&encoder.weights, device),
+    }
 }
 
 fn humanize(d: Duration) -> String {

@@ -3,5 +3,6 @@
 pub mod checkpoint;
 pub mod config;
 pub mod dashboard;
+pub mod feature_cache;
 pub mod fit;
 pub mod progress;

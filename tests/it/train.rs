@@ -341,3 +341,236 @@ fn resumes_a_run_killed_with_sigkill() {
     let history = v["history"].as_array().unwrap();
     assert_eq!(history.len() as u64, target);
 }
+
+/// A decoder trained on the frozen CNN of an earlier run: features are cached next to the dataset
+/// once, a second run computes nothing, and the model captions images through the stored backbone.
+#[test]
+fn trains_a_decoder_on_a_frozen_capsearch_backbone_with_a_feature_cache() {
+    let dir = tempdir();
+    let d = dir.path();
+    tiny_dataset(d);
+    let train = |args: &[&str]| {
+        let mut all = vec!["train", "--dataset", "data.csv", "--no-tui"];
+        all.extend_from_slice(args);
+        run_in(d, &all).ok()
+    };
+    // the backbone: a small CNN trained end to end first
+    train(&["--config", "tiny.toml", "--out", "cnn", "--epochs", "40"]);
+    write(
+        &d.join("frozen.toml"),
+        r#"
+[model]
+embed_size = 16
+hidden_size = 32
+dropout = 0.0
+[model.encoder]
+kind = "frozen"
+backbone = "capsearch"
+weights = "cnn"
+[data]
+word_count_threshold = 1
+[optim]
+lr = 0.01
+schedule = "constant"
+[loop]
+epochs = 150
+batch_size = 4
+patience = 0
+"#,
+    );
+    let first = train(&["--config", "frozen.toml", "--out", "frozen"]);
+    // train and val hold the same four pictures: computed for train, found in the cache for val
+    assert!(
+        first
+            .stderr
+            .contains("train: 0 of 4 images cached, 4 to compute")
+            && first
+                .stderr
+                .contains("val: 4 of 4 images cached, 0 to compute")
+            && first.stderr.contains("computed 4 train features"),
+        "{}",
+        first.stderr
+    );
+    let caches: Vec<_> = std::fs::read_dir(d.join("features"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(caches.len(), 1, "{caches:?}");
+    let cache = &caches[0];
+    assert!(
+        cache
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("capsearch-cnn-")
+    );
+    let listing = |p: &Path| {
+        let mut v: Vec<(String, std::time::SystemTime)> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, e.metadata().unwrap().modified().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let files = listing(cache);
+    let shards = files.iter().filter(|(n, _)| n.ends_with(".feat")).count();
+    assert_eq!(shards, 1, "{files:?}");
+    assert!(files.iter().any(|(n, _)| n == "backbone.json"), "{files:?}");
+    for f in ["backbone.json", "backbone.bpk", "model.bpk", "model.json"] {
+        assert!(d.join("frozen").join(f).exists(), "{f} missing");
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("frozen/model.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        info["captioner"]["encoder"]["kind"], "precomputed",
+        "{info}"
+    );
+
+    // a second run reads every feature from the cache and writes nothing there
+    let second = train(&[
+        "--config",
+        "frozen.toml",
+        "--out",
+        "frozen2",
+        "--epochs",
+        "2",
+    ]);
+    assert!(
+        second
+            .stderr
+            .contains("train: 4 of 4 images cached, 0 to compute")
+            && second
+                .stderr
+                .contains("val: 4 of 4 images cached, 0 to compute")
+            && !second.stderr.contains("feature cache: computed"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(listing(cache), files, "the cache is unchanged");
+
+    // --resume continues on the cache; a run refuses to resume on another backbone
+    let resumed = train(&["--out", "frozen2", "--resume", "--epochs", "3"]);
+    assert!(
+        resumed.stdout.contains("3 epochs")
+            && resumed.stderr.contains("train: 4 of 4 images cached"),
+        "{resumed:#?}"
+    );
+    let config = std::fs::read_to_string(d.join("frozen2/config.toml")).unwrap();
+    assert!(config.contains("weights = \"cnn\""), "{config}");
+    // the frozen model's own backbone is the same CNN, but read from another file: a new key
+    write(
+        &d.join("frozen2/config.toml"),
+        config.replace("weights = \"cnn\"", "weights = \"frozen\""),
+    );
+    let mut args = vec!["train", "--dataset", "data.csv", "--no-tui"];
+    args.extend(["--out", "frozen2", "--resume", "--epochs", "4"]);
+    run_in(d, &args).fails_with(&["trained on backbone", "choose another --out"]);
+
+    // the model captions images: the stored backbone computes their features
+    let mut args = vec!["caption", "--model", "frozen", "--json"];
+    let images: Vec<String> = CAPTIONS
+        .iter()
+        .map(|(n, _, _)| format!("images/{n}"))
+        .collect();
+    args.extend(images.iter().map(String::as_str));
+    let out = run_in(d, &args).ok();
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    for (line, (_, _, caption)) in lines.iter().zip(CAPTIONS) {
+        assert_eq!(line["caption"], caption, "{line}");
+    }
+}
+
+/// The VGG-16 backbone from torchvision-named weights (the tiny fixture network): the cache is
+/// keyed `vgg16-…`, images are prepared at 224×224 with Caffe's normalisation, and the model
+/// captions images through the stored VGG.
+#[test]
+fn trains_a_decoder_on_a_frozen_vgg16_backbone() {
+    let dir = tempdir();
+    let d = dir.path();
+    tiny_dataset(d);
+    let weights =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vgg16/vgg16_tiny.safetensors");
+    write(
+        &d.join("vgg.toml"),
+        format!(
+            r#"
+[model]
+embed_size = 8
+hidden_size = 16
+[model.encoder]
+kind = "frozen"
+backbone = "vgg16"
+weights = {weights:?}
+width = 2
+hidden = 16
+pool = 2
+cache_dir = "cache"
+[data]
+word_count_threshold = 1
+[loop]
+epochs = 2
+batch_size = 4
+"#,
+            weights = weights.display().to_string()
+        ),
+    );
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "vgg.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "vgg",
+            "--no-tui",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stderr.contains("computed 4 train features"),
+        "{}",
+        out.stderr
+    );
+    let caches: Vec<String> = std::fs::read_dir(d.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        caches.len() == 1 && caches[0].starts_with("vgg16-"),
+        "{caches:?}"
+    );
+    assert!(!d.join("features").exists(), "cache_dir moves the cache");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("vgg/model.json")).unwrap()).unwrap();
+    assert_eq!(info["preprocessing"]["image_size"], 224, "{info}");
+    assert_eq!(info["preprocessing"]["normalization"], "caffe", "{info}");
+    assert_eq!(
+        info["captioner"]["encoder"]["backbone"],
+        "vgg16-fc7-w2-h16-p2"
+    );
+    let out = run_in(
+        d,
+        &[
+            "caption",
+            "--model",
+            "vgg",
+            "--json",
+            "images/red.png",
+            "val/blue.png",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole GPU check for capsearch, in one script (about 10 minutes on a CUDA machine):
+#   1. build capsearch with `--features cuda` (release),
+#   2. run the tests of the CUDA path (the model on the GPU agrees with the CPU: loss, gradients
+#      step, greedy captions; then a short real training run and captioning through the binary),
+#   3. run `capsearch bench train` and `bench caption` on the GPU, next to the CPU figures.
+#
+# Usage: bash bench/gpu-check.sh [OUT_DIR]      (default: reports/gpu)
+#
+# Needs: an NVIDIA GPU with its driver and CUDA toolkit, and network access for the first build:
+# burn's CUDA path pulls `tracel-llvm-bundler`, whose build script downloads LLVM. On a machine
+# without network the build stops there (seen on the CPU development machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-reports/gpu}
+mkdir -p "$OUT"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/capsearch/target-cuda}
+BIN=$CARGO_TARGET_DIR/release/capsearch
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "build with --features cuda"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+time cargo build --release --features cuda --bin capsearch
+
+step "tests of the CUDA path"
+cargo test --release --features cuda --lib cuda_ -- --nocapture 2>&1 | tee "$OUT/tests.txt"
+
+step "train and caption on the GPU through the binary"
+DATA=$OUT/shapes
+"$BIN" dataset shapes --out "$DATA" --images 400 --seed 3
+"$BIN" train --config configs/shapes.toml --dataset "$DATA/dataset_shapes.json" \
+  --out "$OUT/run" --device cuda --epochs 2 --no-tui 2>&1 | tail -5 | tee "$OUT/train.txt"
+"$BIN" caption --model "$OUT/run" --device cuda "$DATA/images" --json | head -3
+
+step "benchmarks, GPU then CPU"
+"$BIN" bench train --device cuda --no-baselines --out "$OUT/cuda" | tee "$OUT/bench-cuda.md"
+"$BIN" bench caption --device cuda --no-baselines --out "$OUT/cuda" | tee -a "$OUT/bench-cuda.md"
+"$BIN" bench train --no-baselines --out "$OUT/cpu" | tee "$OUT/bench-cpu.md"
+step "done: figures in $OUT"

@@ -1,0 +1,431 @@
+//! Frozen backbones: pretrained image encoders whose output a decoder is trained on, and which
+//! turn images into that output again at inference.
+//!
+//! Two networks serve as backbones, both reused as they are: VGG-16 up to fc7
+//! ([`super::vgg16`], torchvision's weights) and the CNN of an earlier capsearch model
+//! ([`super::encoder::SmallCnn`], transfer learning). A model trained on a frozen backbone keeps
+//! the decoder in `model.bpk` (its encoder is [`EncoderConfig::Precomputed`]) and the backbone
+//! beside it:
+//!
+//! ```text
+//! backbone.json   BackboneInfo: network and shape, preprocessing, hash of the weights it came from
+//! backbone.bpk    the backbone's weights
+//! ```
+//!
+//! Models imported from NeuralTalk with `--vgg16` predate this and keep a full-size VGG-16 in
+//! `vgg16.bpk`; [`Backbone::of_model_dir`] reads both layouts.
+
+use std::io::Read;
+use std::path::Path;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::artifact::{self, ModelInfo, Preprocessing, load_model, load_weights_as, save_weights};
+use super::captioner::EncoderConfig;
+use super::encoder::{SmallCnn, SmallCnnConfig};
+use super::precision::Precision;
+use super::vgg16::{INPUT_SIZE, NEURALTALK_NORMALIZATION, Vgg16, Vgg16Config};
+use crate::data::image::Normalization;
+use crate::error::{Error, Result};
+
+/// `backbone.json` in a model directory.
+pub const BACKBONE_INFO: &str = "backbone.json";
+/// `backbone.bpk` in a model directory.
+pub const BACKBONE_WEIGHTS: &str = "backbone.bpk";
+/// The name NeuralTalk imports give the real VGG-16's fc7 features.
+pub const VGG16_FC7: &str = "vgg16-fc7";
+
+/// Which network a backbone is, with its shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "network", rename_all = "kebab-case")]
+pub enum BackboneNetwork {
+    /// VGG-16 up to fc7 after ReLU.
+    Vgg16(Vgg16Config),
+    /// capsearch's small CNN, taken from a trained model.
+    SmallCnn(SmallCnnConfig),
+}
+
+impl BackboneNetwork {
+    /// Length of the feature vector.
+    pub fn feature_dim(&self) -> usize {
+        match self {
+            BackboneNetwork::Vgg16(c) => c.feature_dim(),
+            BackboneNetwork::SmallCnn(c) => c.feature_dim(),
+        }
+    }
+
+    fn short(&self) -> &'static str {
+        match self {
+            BackboneNetwork::Vgg16(_) => "vgg16",
+            BackboneNetwork::SmallCnn(_) => "capsearch-cnn",
+        }
+    }
+}
+
+/// What a frozen backbone is (`backbone.json`): enough to rebuild it and to key its features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackboneInfo {
+    /// The features' name, recorded as the decoder's `backbone` in model.json: `vgg16-fc7` for the
+    /// real VGG-16, otherwise the network with its source.
+    pub name: String,
+    pub network: BackboneNetwork,
+    /// How images are prepared for it (always squashed to a square, as at inference).
+    pub preprocessing: Preprocessing,
+    /// Where the weights were read from (a weights file or a model directory), for people.
+    pub source: String,
+    /// SHA-256 (hex) of the weights file they were read from.
+    pub weights_sha256: String,
+}
+
+impl BackboneInfo {
+    /// Length of the feature vector.
+    pub fn feature_dim(&self) -> usize {
+        self.network.feature_dim()
+    }
+
+    /// The feature-cache key, e.g. `vgg16-3fa2c1d07b9e4f21`: the network's kind, then 16 hex
+    /// digits of a SHA-256 over the network's shape, the preprocessing and the weights' hash. Any
+    /// change to those gives a new key (and so a fresh cache); `name` and `source` are left out,
+    /// so moving or renaming a weights file keeps the cache.
+    pub fn key(&self) -> String {
+        let keyed = serde_json::json!({
+            "format": 1,
+            "network": self.network,
+            "image_size": self.preprocessing.image_size,
+            "normalization": self.preprocessing.normalization,
+            "resize": "squash",
+            "weights_sha256": self.weights_sha256,
+        });
+        let digest = Sha256::digest(keyed.to_string().as_bytes());
+        format!("{}-{}", self.network.short(), &hex::encode(digest)[..16])
+    }
+
+    /// The preprocessing's normalisation preset.
+    pub fn normalization(&self) -> Result<Normalization> {
+        parse_normalization(&self.preprocessing.normalization).ok_or_else(|| {
+            Error::Invalid(format!(
+                "backbone {}: unknown normalization {:?} (expected imagenet, caffe or unit)",
+                self.name, self.preprocessing.normalization
+            ))
+        })
+    }
+
+    /// The decoder's encoder config for features of this backbone.
+    pub fn encoder_config(&self) -> EncoderConfig {
+        EncoderConfig::Precomputed {
+            dim: self.feature_dim(),
+            backbone: self.name.clone(),
+        }
+    }
+}
+
+/// A normalisation preset by its name in model.json.
+pub fn parse_normalization(name: &str) -> Option<Normalization> {
+    match name {
+        "imagenet" => Some(Normalization::Imagenet),
+        "caffe" => Some(Normalization::Caffe),
+        "unit" => Some(Normalization::Unit),
+        _ => None,
+    }
+}
+
+/// SHA-256 (hex) of a file's bytes, read in blocks.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The network of a loaded backbone.
+#[derive(Debug, Clone)]
+pub enum BackboneNet {
+    Vgg16(Vgg16),
+    SmallCnn(SmallCnn),
+}
+
+/// A frozen backbone, loaded (inference mode: batch norm uses its running statistics).
+#[derive(Debug, Clone)]
+pub struct Backbone {
+    pub info: BackboneInfo,
+    net: BackboneNet,
+}
+
+impl Backbone {
+    /// Pairs a network with its description; they must be the same kind of network.
+    pub fn from_parts(info: BackboneInfo, net: BackboneNet) -> Result<Self> {
+        match (&info.network, &net) {
+            (BackboneNetwork::Vgg16(_), BackboneNet::Vgg16(_))
+            | (BackboneNetwork::SmallCnn(_), BackboneNet::SmallCnn(_)) => Ok(Self { info, net }),
+            _ => Err(Error::Invalid(format!(
+                "backbone {}: network and description differ",
+                info.name
+            ))),
+        }
+    }
+
+    /// Preprocessed images `[B, 3, S, S]` → features `[B, F]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match &self.net {
+            BackboneNet::Vgg16(v) => v.forward(images),
+            BackboneNet::SmallCnn(c) => c.forward(images),
+        }
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        self.info.feature_dim()
+    }
+
+    /// VGG-16 (shape `config`; [`Vgg16Config::new`] is the real network) with torchvision weights
+    /// (`.pth` or safetensors), fed as NeuralTalk fed it: squashed to 224×224, Caffe's normalisation.
+    pub fn vgg16(config: Vgg16Config, weights: &Path, device: &Device) -> Result<Self> {
+        let mut vgg = config.init(device);
+        let report = vgg.load_weights(weights)?;
+        tracing::info!(
+            "VGG-16 backbone: {} tensors loaded from {} ({} file)",
+            report.loaded,
+            weights.display(),
+            report.format
+        );
+        let name = if config == Vgg16Config::new() {
+            VGG16_FC7.to_string()
+        } else {
+            format!(
+                "vgg16-fc7-w{}-h{}-p{}",
+                config.width, config.hidden, config.pool
+            )
+        };
+        let info = BackboneInfo {
+            name,
+            network: BackboneNetwork::Vgg16(config),
+            preprocessing: Preprocessing {
+                image_size: INPUT_SIZE as usize,
+                normalization: normalization_name(NEURALTALK_NORMALIZATION).into(),
+            },
+            source: weights.display().to_string(),
+            weights_sha256: sha256_file(weights)?,
+        };
+        Self::from_parts(info, BackboneNet::Vgg16(vgg))
+    }
+
+    /// The image encoder of a capsearch model directory, frozen: its CNN when it trained one,
+    /// otherwise its own frozen backbone. The images are prepared as that model prepares them.
+    pub fn from_capsearch_model(dir: &Path, device: &Device) -> Result<Self> {
+        let loaded = load_model(dir, device)?;
+        let source = dir.display().to_string();
+        match (loaded.model.cnn, &loaded.info.captioner.encoder) {
+            (Some(cnn), EncoderConfig::SmallCnn(config)) => {
+                let info = BackboneInfo {
+                    name: format!("capsearch-cnn:{}", loaded.info.name),
+                    network: BackboneNetwork::SmallCnn(config.clone()),
+                    preprocessing: loaded.info.preprocessing.clone(),
+                    source,
+                    weights_sha256: sha256_file(&dir.join(artifact::WEIGHTS))?,
+                };
+                Self::from_parts(info, BackboneNet::SmallCnn(cnn))
+            }
+            _ => match Self::of_model_dir(dir, &loaded.info, device, Precision::F32)? {
+                Some((mut backbone, weights)) => {
+                    backbone.info.source = source;
+                    backbone.info.weights_sha256 = sha256_file(&weights)?;
+                    Ok(backbone)
+                }
+                None => Err(Error::Model {
+                    path: dir.to_path_buf(),
+                    message: "this model has no image encoder to reuse as a backbone (it takes precomputed features)".into(),
+                }),
+            },
+        }
+    }
+
+    /// The frozen backbone stored in a model directory, with its weights held in `precision`, and
+    /// the weights file it was read from: `backbone.json` + `backbone.bpk`, or an imported
+    /// NeuralTalk model's `vgg16.bpk`. `None` when the directory has neither.
+    pub fn of_model_dir(
+        dir: &Path,
+        info: &ModelInfo,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Option<(Self, std::path::PathBuf)>> {
+        let info_path = dir.join(BACKBONE_INFO);
+        if info_path.exists() {
+            let text = std::fs::read_to_string(&info_path).map_err(|e| Error::io(&info_path, e))?;
+            let backbone: BackboneInfo = serde_json::from_str(&text).map_err(|e| {
+                Error::parse(
+                    &info_path,
+                    Some(format!("line {}, column {}", e.line(), e.column())),
+                    e.to_string(),
+                )
+            })?;
+            let weights = dir.join(BACKBONE_WEIGHTS);
+            let net = match &backbone.network {
+                BackboneNetwork::Vgg16(c) => {
+                    BackboneNet::Vgg16(load_weights_as(c.init(device), &weights, precision)?)
+                }
+                BackboneNetwork::SmallCnn(c) => {
+                    BackboneNet::SmallCnn(load_weights_as(c.init(device), &weights, precision)?)
+                }
+            };
+            return Ok(Some((Self::from_parts(backbone, net)?, weights)));
+        }
+        let vgg_path = dir.join(artifact::VGG16_WEIGHTS);
+        match &info.captioner.encoder {
+            EncoderConfig::Precomputed { backbone, .. }
+                if backbone == VGG16_FC7 && vgg_path.exists() =>
+            {
+                let config = Vgg16Config::new();
+                let vgg = load_weights_as(config.init(device), &vgg_path, precision)?;
+                let backbone = BackboneInfo {
+                    name: VGG16_FC7.into(),
+                    network: BackboneNetwork::Vgg16(config),
+                    preprocessing: info.preprocessing.clone(),
+                    source: vgg_path.display().to_string(),
+                    // not hashed here: reading half a gigabyte at every load is not worth it, and
+                    // captioning does not need the hash
+                    weights_sha256: String::new(),
+                };
+                Ok(Some((
+                    Self::from_parts(backbone, BackboneNet::Vgg16(vgg))?,
+                    vgg_path,
+                )))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes `backbone.json` and `backbone.bpk` into a model directory (each atomically).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        match &self.net {
+            BackboneNet::Vgg16(v) => save_weights(v.clone(), &dir.join(BACKBONE_WEIGHTS))?,
+            BackboneNet::SmallCnn(c) => save_weights(c.clone(), &dir.join(BACKBONE_WEIGHTS))?,
+        }
+        let json =
+            serde_json::to_string_pretty(&self.info).map_err(|e| Error::Invalid(e.to_string()))?;
+        crate::util::write_atomic(&dir.join(BACKBONE_INFO), json.as_bytes())
+    }
+
+    /// The `backbone.json` of a model directory, when it has one.
+    pub fn saved_info(dir: &Path) -> Result<Option<BackboneInfo>> {
+        let path = dir.join(BACKBONE_INFO);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::parse(&path, None, e.to_string()))
+    }
+}
+
+/// The name model.json uses for a normalisation preset.
+pub fn normalization_name(n: Normalization) -> &'static str {
+    match n {
+        Normalization::Imagenet => "imagenet",
+        Normalization::Caffe => "caffe",
+        Normalization::Unit => "unit",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> BackboneInfo {
+        BackboneInfo {
+            name: "capsearch-cnn:x".into(),
+            network: BackboneNetwork::SmallCnn(SmallCnnConfig::new().with_width(2).with_depth(1)),
+            preprocessing: Preprocessing {
+                image_size: 16,
+                normalization: "imagenet".into(),
+            },
+            source: "a/b".into(),
+            weights_sha256: "00".into(),
+        }
+    }
+
+    #[test]
+    fn key_follows_network_preprocessing_and_weights_only() {
+        let base = info();
+        let key = base.key();
+        assert!(
+            key.starts_with("capsearch-cnn-") && key.len() == 14 + 16,
+            "{key}"
+        );
+        let mut same = base.clone();
+        same.name = "other".into();
+        same.source = "elsewhere/c".into();
+        assert_eq!(same.key(), key, "name and source do not key the cache");
+        let mut c = base.clone();
+        c.weights_sha256 = "01".into();
+        assert_ne!(c.key(), key, "other weights");
+        let mut c = base.clone();
+        c.preprocessing.image_size = 32;
+        assert_ne!(c.key(), key, "other image size");
+        let mut c = base.clone();
+        c.preprocessing.normalization = "caffe".into();
+        assert_ne!(c.key(), key, "other normalisation");
+        let mut c = base.clone();
+        c.network = BackboneNetwork::SmallCnn(SmallCnnConfig::new().with_width(4).with_depth(1));
+        assert_ne!(c.key(), key, "other shape");
+        let mut c = base;
+        c.network = BackboneNetwork::Vgg16(Vgg16Config::new());
+        assert!(c.key().starts_with("vgg16-"));
+    }
+
+    #[test]
+    fn vgg16_fixture_loads_saves_and_reloads() {
+        let device = Device::flex();
+        let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/vgg16/vgg16_tiny.safetensors");
+        let config = Vgg16Config::new()
+            .with_width(2)
+            .with_hidden(16)
+            .with_pool(2);
+        let backbone = Backbone::vgg16(config, &fixture, &device).unwrap();
+        assert_eq!(backbone.info.name, "vgg16-fc7-w2-h16-p2");
+        assert_eq!(backbone.info.preprocessing.image_size, 224);
+        assert_eq!(backbone.info.normalization().unwrap(), Normalization::Caffe);
+        assert_eq!(backbone.info.weights_sha256, sha256_file(&fixture).unwrap());
+        let x = Tensor::<4>::ones([1, 3, 64, 64], &device);
+        let want: Vec<f32> = backbone
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert_eq!(want.len(), 16);
+
+        let dir = tempfile::tempdir().unwrap();
+        backbone.save(dir.path()).unwrap();
+        let model_info: ModelInfo = ModelInfo {
+            name: "m".into(),
+            captioner: crate::model::CaptionerConfig::new(backbone.info.encoder_config(), 3),
+            preprocessing: backbone.info.preprocessing.clone(),
+            produced_by: "test".into(),
+            capsearch_version: "0".into(),
+            dataset: None,
+            epoch: None,
+            val_bleu4: None,
+        };
+        let (again, weights) =
+            Backbone::of_model_dir(dir.path(), &model_info, &device, Precision::F32)
+                .unwrap()
+                .unwrap();
+        assert_eq!(weights, dir.path().join(BACKBONE_WEIGHTS));
+        assert_eq!(again.info, backbone.info);
+        let got: Vec<f32> = again.forward(x).into_data().try_to_vec().unwrap();
+        assert_eq!(got, want);
+        assert_eq!(
+            Backbone::saved_info(dir.path()).unwrap().unwrap().key(),
+            backbone.info.key()
+        );
+    }
+}

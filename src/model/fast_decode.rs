@@ -1,0 +1,376 @@
+//! The CPU fast path for decoding: the decoder's weights copied once into plain `f32` buffers, and
+//! every step run with the `gemm` crate (the same kernels burn's `flex` backend uses) on buffers
+//! that are reused from step to step.
+//!
+//! Why: a decoding step is a handful of small products (`[n, 1 + D + H] · WLSTM`, `[n, H] · Wd`).
+//! Through burn each op pays for dispatch, shape checks, fresh allocations and a copy out of the
+//! tensor to rank the words; with NeuralTalk's sizes that overhead was most of the step. Here a
+//! step is two accumulating products into a preallocated gates buffer, the gate nonlinearities in
+//! one pass, one product for the scores and a log-softmax in place.
+//!
+//! Semantics are the burn path's by construction: the beam bookkeeping is
+//! [`super::decode::beam_search`], shared with [`super::decode::decode`]; only the step differs,
+//! and the tests check that both give the same captions and log-probabilities.
+
+use burn::prelude::*;
+
+use super::captioner::Captioner;
+use super::decode::{Caption, DecodeOptions, Stepper, beam_search};
+use crate::error::{Error, Result};
+
+/// Products at least this large (m·n·k multiply-adds) use every rayon thread; smaller ones run
+/// on the calling thread, where splitting costs more than it saves.
+const PARALLEL_MIN_WORK: usize = 1 << 20;
+
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, all row-major.
+fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize, acc: bool) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let parallelism = if m * n * k >= PARALLEL_MIN_WORK {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assert above keeps every index the strides reach inside the three slices:
+    // dst row i col j at i*n + j < m*n, lhs at i*k + l < m*k, rhs at l*n + j < k*n.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            acc,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The decoder's weights as plain buffers, ready to decode on the CPU.
+#[derive(Debug, Clone)]
+pub struct FastDecoder {
+    f: usize,
+    d: usize,
+    h: usize,
+    v: usize,
+    tanh_c: bool,
+    /// `[F, D]`
+    we: Vec<f32>,
+    /// `[D]`
+    be: Vec<f32>,
+    /// `[V, D]`
+    ws: Vec<f32>,
+    /// `[4H]`: row 0 of WLSTM
+    bias: Vec<f32>,
+    /// `[D, 4H]`: the input rows of WLSTM
+    wx: Vec<f32>,
+    /// `[H, 4H]`: the hidden rows of WLSTM
+    wh: Vec<f32>,
+    /// `[H, V]`
+    wd: Vec<f32>,
+    /// `[V]`
+    bd: Vec<f32>,
+}
+
+fn floats<const D: usize>(t: Tensor<D>, name: &str) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Invalid(format!("cannot read the decoder weight {name}: {e:?}")))
+}
+
+impl FastDecoder {
+    /// Copies the decoder's weights out of a model (the CNN, if any, stays with the model).
+    pub fn new(model: &Captioner) -> Result<Self> {
+        let [f, d] = model.we.dims();
+        let [v, _] = model.ws.dims();
+        let h = model.lstm.hidden_size;
+        let wlstm = floats(model.lstm.wlstm.val(), "lstm.wlstm")?;
+        let row = 4 * h;
+        if wlstm.len() != (1 + d + h) * row || model.lstm.input_size != d {
+            return Err(Error::Invalid(format!(
+                "lstm.wlstm has {} values, expected (1 + {d} + {h}) × {row}",
+                wlstm.len()
+            )));
+        }
+        Ok(Self {
+            f,
+            d,
+            h,
+            v,
+            tanh_c: model.lstm.tanh_c,
+            we: floats(model.we.val(), "we")?,
+            be: floats(model.be.val(), "be")?,
+            ws: floats(model.ws.val(), "ws")?,
+            bias: wlstm[..row].to_vec(),
+            wx: wlstm[row..(1 + d) * row].to_vec(),
+            wh: wlstm[(1 + d) * row..].to_vec(),
+            wd: floats(model.wd.val(), "wd")?,
+            bd: floats(model.bd.val(), "bd")?,
+        })
+    }
+
+    /// Feature length F.
+    pub fn feature_dim(&self) -> usize {
+        self.f
+    }
+
+    /// Bytes held by the weights.
+    pub fn weight_bytes(&self) -> usize {
+        4 * [
+            &self.we, &self.be, &self.ws, &self.bias, &self.wx, &self.wh, &self.wd, &self.bd,
+        ]
+        .iter()
+        .map(|w| w.len())
+        .sum::<usize>()
+    }
+
+    /// Decodes `rows` feature vectors (`features` is `rows × F`, row-major) into one caption each,
+    /// with the same semantics as [`super::decode::decode`].
+    pub fn decode(&self, features: &[f32], options: DecodeOptions) -> Result<Vec<Caption>> {
+        if !features.len().is_multiple_of(self.f.max(1)) {
+            return Err(Error::Invalid(format!(
+                "features have {} values, not a multiple of the model's feature length {}",
+                features.len(),
+                self.f
+            )));
+        }
+        let batch = features.len() / self.f.max(1);
+        if batch == 0 {
+            return Ok(Vec::new());
+        }
+        let mut stepper = FastStepper::new(self, batch);
+        stepper.start(features);
+        Ok(beam_search(&mut stepper, batch, self.v, options))
+    }
+}
+
+/// The state of one decoding run, with buffers reused across steps.
+struct FastStepper<'a> {
+    w: &'a FastDecoder,
+    /// `[rows, H]` hidden and cell state of the current rows.
+    h: Vec<f32>,
+    c: Vec<f32>,
+    // scratch, grown as needed
+    x: Vec<f32>,
+    h_prev: Vec<f32>,
+    c_prev: Vec<f32>,
+    gates: Vec<f32>,
+}
+
+impl<'a> FastStepper<'a> {
+    fn new(w: &'a FastDecoder, batch: usize) -> Self {
+        Self {
+            w,
+            h: Vec::with_capacity(batch * w.h),
+            c: Vec::with_capacity(batch * w.h),
+            x: Vec::new(),
+            h_prev: Vec::new(),
+            c_prev: Vec::new(),
+            gates: Vec::new(),
+        }
+    }
+
+    /// t = 0: the projected image from the zero state.
+    fn start(&mut self, features: &[f32]) {
+        let w = self.w;
+        let n = features.len() / w.f;
+        self.x.resize(n * w.d, 0.0);
+        for row in self.x.chunks_exact_mut(w.d) {
+            row.copy_from_slice(&w.be);
+        }
+        matmul(&mut self.x, features, &w.we, n, w.f, w.d, true);
+        // h_prev = 0: gates = bias + x · Wx; c_prev = 0
+        self.gates_from_x(n);
+        self.cell(n, false);
+    }
+
+    /// `gates = bias + x · Wx` for `n` rows of `x`.
+    fn gates_from_x(&mut self, n: usize) {
+        let w = self.w;
+        let row = 4 * w.h;
+        self.gates.resize(n * row, 0.0);
+        for g in self.gates.chunks_exact_mut(row) {
+            g.copy_from_slice(&w.bias);
+        }
+        matmul(&mut self.gates, &self.x, &w.wx, n, w.d, row, true);
+    }
+
+    /// Gates → new `h`, `c` (`with_prev`: add `f * c_prev`).
+    fn cell(&mut self, n: usize, with_prev: bool) {
+        let hs = self.w.h;
+        self.h.resize(n * hs, 0.0);
+        self.c.resize(n * hs, 0.0);
+        for r in 0..n {
+            let g = &self.gates[r * 4 * hs..(r + 1) * 4 * hs];
+            let (i, rest) = g.split_at(hs);
+            let (f, rest) = rest.split_at(hs);
+            let (o, gg) = rest.split_at(hs);
+            let c = &mut self.c[r * hs..(r + 1) * hs];
+            let h = &mut self.h[r * hs..(r + 1) * hs];
+            for j in 0..hs {
+                let mut cj = sigmoid(i[j]) * gg[j].tanh();
+                if with_prev {
+                    cj += sigmoid(f[j]) * self.c_prev[r * hs + j];
+                }
+                c[j] = cj;
+                h[j] = sigmoid(o[j]) * if self.w.tanh_c { cj.tanh() } else { cj };
+            }
+        }
+    }
+}
+
+impl Stepper for FastStepper<'_> {
+    fn step(&mut self, rows: &[usize], prev: &[usize]) -> Option<Vec<f32>> {
+        let w = self.w;
+        let (n, d, hs, v) = (rows.len(), w.d, w.h, w.v);
+        // gather inputs and the selected rows' state
+        self.x.resize(n * d, 0.0);
+        self.h_prev.resize(n * hs, 0.0);
+        self.c_prev.resize(n * hs, 0.0);
+        for (a, (&r, &word)) in rows.iter().zip(prev).enumerate() {
+            let emb = w.ws.get(word * d..(word + 1) * d)?;
+            self.x[a * d..(a + 1) * d].copy_from_slice(emb);
+            self.h_prev[a * hs..(a + 1) * hs].copy_from_slice(self.h.get(r * hs..(r + 1) * hs)?);
+            self.c_prev[a * hs..(a + 1) * hs].copy_from_slice(self.c.get(r * hs..(r + 1) * hs)?);
+        }
+        self.gates_from_x(n);
+        matmul(&mut self.gates, &self.h_prev, &w.wh, n, hs, 4 * hs, true);
+        self.cell(n, true);
+
+        // scores and log(1e-20 + softmax), row by row
+        let mut logp = vec![0.0f32; n * v];
+        for row in logp.chunks_exact_mut(v) {
+            row.copy_from_slice(&w.bd);
+        }
+        matmul(&mut logp, &self.h, &w.wd, n, hs, v, true);
+        for row in logp.chunks_exact_mut(v) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for y in row.iter_mut() {
+                *y = (*y - max).exp();
+                sum += *y;
+            }
+            for y in row.iter_mut() {
+                *y = (*y / sum + 1e-20).ln();
+            }
+        }
+        Some(logp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::captioner::{CaptionerConfig, EncoderConfig};
+    use crate::model::decode::decode;
+    use burn::tensor::Distribution;
+
+    fn model(tanh_c: u8) -> Captioner {
+        let device = Device::flex();
+        device.seed(11);
+        CaptionerConfig::new(
+            EncoderConfig::Precomputed {
+                dim: 24,
+                backbone: "test".into(),
+            },
+            40,
+        )
+        .with_embed_size(16)
+        .with_hidden_size(20)
+        .with_tanh_c_version(tanh_c)
+        .init(&device)
+    }
+
+    #[test]
+    fn matmul_matches_naive_and_accumulates() {
+        let (m, k, n) = (3, 5, 4);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 - 2.0).collect();
+        let mut want = vec![1.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for l in 0..k {
+                    want[i * n + j] += a[i * k + l] * b[l * n + j];
+                }
+            }
+        }
+        let mut got = vec![1.0f32; m * n];
+        matmul(&mut got, &a, &b, m, k, n, true);
+        assert_eq!(got, want);
+        let mut fresh = vec![f32::NAN; m * n];
+        matmul(&mut fresh, &a, &b, m, k, n, false);
+        let want0: Vec<f32> = want.iter().map(|x| x - 1.0).collect();
+        assert_eq!(fresh, want0);
+    }
+
+    /// The fast path gives the burn path's captions and log-probabilities, greedy and beam,
+    /// for both cell versions.
+    #[test]
+    fn same_captions_as_the_burn_path() {
+        for tanh_c in [1, 0] {
+            let model = model(tanh_c);
+            let device = Device::flex();
+            let features = Tensor::<2>::random([5, 24], Distribution::Normal(0.0, 2.0), &device);
+            let flat = features.clone().into_data().try_into_vec::<f32>().unwrap();
+            let fast = FastDecoder::new(&model).unwrap();
+            for beam_size in [1, 3] {
+                let options = DecodeOptions {
+                    beam_size,
+                    max_steps: 20,
+                };
+                let want = decode(&model, features.clone(), options);
+                let got = fast.decode(&flat, options).unwrap();
+                assert_eq!(got.len(), want.len());
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.ids, w.ids, "tanh_c {tanh_c}, beam {beam_size}");
+                    assert!(
+                        (g.logprob - w.logprob).abs() < 1e-3,
+                        "{} vs {}",
+                        g.logprob,
+                        w.logprob
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_features_of_the_wrong_length() {
+        let fast = FastDecoder::new(&model(1)).unwrap();
+        assert_eq!(fast.feature_dim(), 24);
+        let err = fast
+            .decode(&[0.0; 25], DecodeOptions::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("feature length 24"), "{err}");
+        assert!(
+            fast.decode(&[], DecodeOptions::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
