@@ -1,4 +1,5 @@
-//! `capsearch bench`: training, captioning and search measured side by side with their baselines.
+//! `capsearch bench`: training, captioning and search measured side by side with their baselines,
+//! and the web server under load ([`serve`]).
 //!
 //! Every benchmark warms up, then repeats its measurement and reports the median with a spread
 //! (min–max, or the percentiles named in the row). Where a baseline applies (NeuralTalk's numpy
@@ -12,6 +13,7 @@
 pub mod baseline;
 pub mod plot;
 pub mod run;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -40,6 +42,8 @@ pub struct BenchOptions {
     pub search_docs: u64,
     /// Skip the baseline scripts.
     pub no_baselines: bool,
+    /// Settings of `bench serve`.
+    pub serve: serve::ServeBenchOptions,
     /// Device for the training and captioning benchmarks (`None`: burn's flex CPU backend).
     pub device: Option<burn::prelude::Device>,
 }
@@ -189,6 +193,13 @@ fn skipped_cell(name: &str, why: &str) -> BaselineCell {
     }
 }
 
+/// A count that goes with a table (e.g. errors under load); zero is a valid value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Count {
+    pub name: String,
+    pub value: u64,
+}
+
 /// One benchmark's table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Table {
@@ -198,7 +209,11 @@ pub struct Table {
     /// Sizes and settings the figures were measured with.
     pub setup: Vec<String>,
     pub rows: Vec<Row>,
-    /// Peak resident memory of the process during this benchmark (`VmHWM`, reset before it).
+    /// Counts measured with the rows (requests answered, errors), when the benchmark has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<Count>,
+    /// Peak resident memory during this benchmark (`VmHWM`, reset before it): of this process,
+    /// or of the server it started for `serve`.
     pub peak_rss_bytes: Option<u64>,
     /// PNG plots written next to `bench.md` (file names).
     pub plots: Vec<String>,
@@ -284,6 +299,9 @@ pub fn render_markdown(report: &BenchReport) -> String {
         let _ = writeln!(md, "## {} — {}\n", t.name, t.title);
         for s in &t.setup {
             let _ = writeln!(md, "- {s}");
+        }
+        for c in &t.counts {
+            let _ = writeln!(md, "- {}: {}", c.name, c.value);
         }
         if let Some(rss) = t.peak_rss_bytes {
             let _ = writeln!(
@@ -407,6 +425,10 @@ mod tests {
                 title: "t".into(),
                 setup: vec![],
                 rows: vec![Row::from_samples("a", "img/s", true, &[1.0, 2.0])],
+                counts: vec![Count {
+                    name: "errors".into(),
+                    value: 0,
+                }],
                 peak_rss_bytes: Some(1 << 20),
                 plots: vec!["p.png".into()],
                 notes: vec![],
@@ -417,5 +439,6 @@ mod tests {
         assert!(md.contains("## train — t"));
         assert!(md.contains("| a | 1.50 img/s | 1.00–2.00 (min–max) | 2 |"));
         assert!(md.contains("![p.png](p.png)"));
+        assert!(md.contains("- errors: 0"));
     }
 }

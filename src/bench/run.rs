@@ -1,4 +1,4 @@
-//! The benchmarks themselves: training, captioning, search.
+//! The benchmarks themselves: training, captioning, search (and `serve`, in [`super::serve`]).
 
 use std::path::Path;
 use std::time::Instant;
@@ -40,6 +40,9 @@ pub enum BenchKind {
     Caption,
     /// Embedded search: indexing docs/s, query latency, index size.
     Search,
+    /// `capsearch serve` under load: requests/s, p50/p99 latency, errors and the server's peak RSS
+    /// on `POST /api/search` (images) and `GET /api/query`.
+    Serve,
     /// All of the above.
     All,
 }
@@ -67,6 +70,9 @@ pub fn run_benchmarks(kind: BenchKind, opts: &BenchOptions, command: &str) -> Re
     }
     if matches!(kind, BenchKind::Search | BenchKind::All) {
         tables.push(bench_search(opts)?);
+    }
+    if matches!(kind, BenchKind::Serve | BenchKind::All) {
+        tables.push(super::serve::bench_serve(opts)?);
     }
     machine.load_after = load_average();
     let report = BenchReport {
@@ -204,7 +210,7 @@ struct TrainBatch {
     mask: Tensor<2>,
 }
 
-fn shapes_vocab_and_captions(n: usize, max_len: usize) -> (Vocabulary, Vec<Vec<usize>>) {
+pub(super) fn shapes_vocab_and_captions(n: usize, max_len: usize) -> (Vocabulary, Vec<Vec<usize>>) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let tokens: Vec<Vec<String>> = (0..n)
         .map(|_| tokenize(&shapes::random_caption(&mut rng)))
@@ -482,6 +488,7 @@ fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
             ),
         ],
         rows,
+        counts: vec![],
         peak_rss_bytes: peak_rss_bytes(),
         plots: vec![plot.into()],
         notes,
@@ -747,6 +754,7 @@ fn bench_caption(opts: &BenchOptions) -> Result<Table> {
             ),
         ],
         rows,
+        counts: vec![],
         peak_rss_bytes: peak_rss_bytes(),
         plots: vec![plot.into()],
         notes,
@@ -794,6 +802,7 @@ fn bench_search(opts: &BenchOptions) -> Result<Table> {
             format!("mean hits per query: {:.1}", f.mean_hits),
         ],
         rows,
+        counts: vec![],
         peak_rss_bytes: peak_rss_bytes(),
         plots: vec![],
         notes: vec!["No baseline: Elasticsearch needs a server (see `search::bench` for its measuring test).".into()],

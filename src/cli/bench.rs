@@ -1,4 +1,4 @@
-//! `capsearch bench`: measure training, captioning and search, with baselines.
+//! `capsearch bench`: measure training, captioning, search and the web server, with baselines.
 
 use std::path::PathBuf;
 
@@ -6,10 +6,12 @@ use anyhow::Context;
 use clap::Args;
 
 use super::device::DeviceArg;
+use crate::bench::serve::ServeBenchOptions;
 use crate::bench::{BenchKind, BenchOptions, render_markdown, run_benchmarks};
 
 /// Measure training, captioning and search throughput against PyTorch and NeuralTalk's numpy
-/// code (the scripts in bench/). Writes OUT/bench.md, OUT/bench.json and batch-size plots.
+/// code (the scripts in bench/), and `capsearch serve` under load. Writes OUT/bench.md,
+/// OUT/bench.json and batch-size plots.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Which benchmark to run.
@@ -38,6 +40,20 @@ pub struct BenchArgs {
     /// Do not run the baseline scripts.
     #[arg(long)]
     pub no_baselines: bool,
+    /// serve: the model the started server captions with (default: checkpoints/shapes if it
+    /// exists, else an untrained model of the same size).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// serve: load this running server (e.g. http://127.0.0.1:8080) instead of starting one; its
+    /// peak RSS is then not measured.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// serve: concurrent clients [default: 8, 4 with --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub clients: Option<u32>,
+    /// serve: seconds of load on each endpoint [default: 10, 2 with --quick].
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
     /// Device for the training and captioning benchmarks (`cuda` needs a build with
     /// `--features cuda`; see bench/gpu-check.sh).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
@@ -51,6 +67,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         python: args.python,
         search_docs: args.search_docs,
         no_baselines: args.no_baselines,
+        serve: ServeBenchOptions {
+            model: args.model,
+            url: args.url,
+            clients: args.clients.map(|n| n as usize),
+            seconds: args.duration,
+        },
         device: match args.device {
             DeviceArg::Cpu => None,
             other => Some(other.device()?),

@@ -45,7 +45,7 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Reverse image search: caption an image, then find indexed images with similar captions.
     Search(search::SearchArgs),
-    /// Measure training, captioning and search against PyTorch and NeuralTalk (not `serve` yet).
+    /// Measure training, captioning and search against PyTorch and NeuralTalk, and `serve` under load.
     Bench(bench::BenchArgs),
 }
 

@@ -10,7 +10,7 @@
 //!   exponential backoff. The index is refreshed before a write returns, so a query right after
 //!   sees it.
 //! - Only documented Elasticsearch 8 REST APIs are used: index create/get-mapping/refresh/delete/
-//!   stats, `_bulk`, `_search` (match, bool, term, terms, terms aggregation), `_count` and
+//!   stats, `_bulk`, `_search` (match, match_all sorted by path, bool, term, terms, terms aggregation), `_count` and
 //!   `_cluster/health`.
 //!
 //! The client is async; [`ElasticBackend`] owns a one-thread tokio runtime, runs each call as a
@@ -97,6 +97,9 @@ impl Default for ElasticConfig {
         }
     }
 }
+
+/// Elasticsearch's default `index.max_result_window`: `from + size` of a search may not exceed it.
+pub const MAX_RESULT_WINDOW: usize = 10_000;
 
 /// The index mapping capsearch creates (and expects of an existing index).
 pub fn mapping() -> Value {
@@ -681,6 +684,48 @@ impl Inner {
             .collect())
     }
 
+    async fn list(&self, size: usize, offset: usize) -> Result<Vec<Hit>> {
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        if offset.saturating_add(size) > MAX_RESULT_WINDOW {
+            return Err(Error::Search(format!(
+                "Elasticsearch pages through at most the first {MAX_RESULT_WINDOW} documents \
+                 (its index.max_result_window): offset {offset} + size {size} is beyond that"
+            )));
+        }
+        let body = json!({
+            "query": {"match_all": {}},
+            "sort": [{"path": "asc"}],
+            "from": offset,
+            "size": size,
+            "_source": ["path", "caption"],
+            "track_total_hits": false
+        });
+        let answer = self.search("listing documents", body).await?;
+        let hits = answer
+            .pointer("/hits/hits")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(hits
+            .iter()
+            .map(|h| {
+                let source = &h["_source"];
+                let caption = match &source["caption"] {
+                    Value::Array(values) => values.iter().find_map(Value::as_str),
+                    Value::String(s) => Some(s.as_str()),
+                    _ => None,
+                };
+                Hit {
+                    path: source["path"].as_str().unwrap_or_default().to_string(),
+                    caption: caption.unwrap_or_default().to_string(),
+                    score: 0.0,
+                }
+            })
+            .collect())
+    }
+
     async fn count(&self) -> Result<u64> {
         let index = self.index();
         let indices = [index];
@@ -957,6 +1002,10 @@ impl SearchBackend for ElasticBackend {
 
     fn count(&self) -> Result<u64> {
         self.run(|inner| async move { inner.count().await })
+    }
+
+    fn list(&self, size: usize, offset: usize) -> Result<Vec<Hit>> {
+        self.run(move |inner| async move { inner.list(size, offset).await })
     }
 
     fn indexed_paths(

@@ -26,8 +26,8 @@ use tantivy::schema::{
     Value,
 };
 use tantivy::{
-    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal,
-    SegmentReader, TantivyDocument, TantivyError, Term,
+    DocAddress, DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Score,
+    SegmentOrdinal, SegmentReader, TERMINATED, TantivyDocument, TantivyError, Term,
 };
 
 use super::analysis::{ANALYZER_NAME, analyze, best_caption, english_analyzer};
@@ -574,6 +574,67 @@ impl SearchBackend for EmbeddedBackend {
         Ok(self.fresh_reader()?.reader.searcher().num_docs())
     }
 
+    fn list(&self, size: usize, offset: usize) -> Result<Vec<Hit>> {
+        let opened = self.fresh_reader()?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let f = opened.fields;
+        let searcher = opened.reader.searcher();
+        // The path field's term dictionaries are sorted: walk them for the live documents'
+        // paths (terms of deleted documents linger until a merge), then read only the page.
+        let mut live: Vec<(Vec<u8>, DocAddress)> = Vec::new();
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+            let inverted = segment
+                .inverted_index(f.path)
+                .map_err(|e| self.err("cannot read the paths", e))?;
+            let mut stream = inverted
+                .terms()
+                .stream()
+                .map_err(|e| self.err("cannot read the paths", e))?;
+            while stream.advance() {
+                let mut postings = inverted
+                    .read_postings_from_terminfo(stream.value(), IndexRecordOption::Basic)
+                    .map_err(|e| self.err("cannot read the paths", e))?;
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    if !segment.is_deleted(doc) {
+                        live.push((
+                            stream.key().to_vec(),
+                            DocAddress::new(ordinal as SegmentOrdinal, doc),
+                        ));
+                        break;
+                    }
+                    doc = postings.advance();
+                }
+            }
+        }
+        live.sort_unstable();
+        live.dedup_by(|a, b| a.0 == b.0);
+        let mut hits = Vec::with_capacity(size.min(live.len()));
+        for (_, address) in live.into_iter().skip(offset).take(size) {
+            let doc: TantivyDocument = searcher
+                .doc(address)
+                .map_err(|e| self.err("cannot read a document", e))?;
+            let path = doc
+                .get_first(f.path)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let caption = doc
+                .get_first(f.caption)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            hits.push(Hit {
+                path,
+                caption,
+                score: 0.0,
+            });
+        }
+        Ok(hits)
+    }
+
     fn indexed_paths(
         &self,
         paths: &[String],
@@ -908,6 +969,40 @@ mod tests {
             let all = backend.query(q, 30, 0).unwrap();
             assert_eq!(page, all[20..30].to_vec());
         }
+    }
+
+    #[test]
+    fn list_pages_through_live_documents_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EmbeddedBackend::new(dir.path().join("idx"));
+        // Two commits (two segments), a replaced document and a deleted one.
+        backend.index(&docs(30)).unwrap();
+        backend
+            .index(&[Document::from_model("img/0003.png", "a green star", "m")])
+            .unwrap();
+        backend.delete(&["img/0007.png".to_string()]).unwrap();
+        assert_eq!(backend.count().unwrap(), 29);
+        let mut all = Vec::new();
+        for page in 0..4 {
+            let hits = backend.list(8, page * 8).unwrap();
+            assert!(hits.len() <= 8);
+            all.extend(hits);
+        }
+        let paths: Vec<&str> = all.iter().map(|h| h.path.as_str()).collect();
+        let mut expected: Vec<String> = (0..30)
+            .filter(|&i| i != 7)
+            .map(|i| format!("img/{i:04}.png"))
+            .collect();
+        expected.sort();
+        assert_eq!(paths, expected);
+        let replaced = all.iter().find(|h| h.path == "img/0003.png").unwrap();
+        assert_eq!(replaced.caption, "a green star");
+        assert_eq!(all[0].caption, "a red circle number 0");
+        assert!(backend.list(8, 100).unwrap().is_empty());
+        assert!(backend.list(0, 0).unwrap().is_empty());
+        let missing = EmbeddedBackend::new(dir.path().join("none"));
+        let err = missing.list(5, 0).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
     }
 
     #[test]

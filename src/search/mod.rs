@@ -212,6 +212,12 @@ pub trait SearchBackend: Send + Sync {
     /// Number of documents in the index.
     fn count(&self) -> Result<u64>;
 
+    /// Every document, `size` at a time, skipping the first `offset`, in a stable order: by path
+    /// (bytewise). Each [`Hit`] carries the document's first caption and a score of 0. The total
+    /// is [`count`](SearchBackend::count). Elasticsearch pages only through its first 10,000
+    /// documents this way (`offset + size` ≤ 10,000) and says so beyond that.
+    fn list(&self, size: usize, offset: usize) -> Result<Vec<Hit>>;
+
     /// Which of `paths` are indexed with a document of this kind and source (used to skip images
     /// already captioned by the same model). An index that does not exist yet holds none.
     fn indexed_paths(

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{AppState, encode_path};
 use crate::eval::report::html_escape as esc;
+use crate::search::{Hit, SearchBackend};
 
 const CSS: &str = r#"
 :root{--bg:#f6f7f9;--card:#fff;--ink:#1d2330;--muted:#667085;--line:#e4e7ec;--accent:#3659e3;--accent-soft:#eef2ff}
@@ -45,6 +46,7 @@ button:disabled{opacity:.5}
 .card .path{font-size:12px;color:var(--muted);word-break:break-all}
 .score{display:inline-block;background:var(--accent-soft);color:var(--accent);border-radius:999px;padding:1px 8px;font-size:12px;font-weight:600}
 .empty{color:var(--muted);padding:30px;text-align:center}
+.noimg{aspect-ratio:1;display:flex;align-items:center;justify-content:center;background:#eef0f4;color:var(--muted);font-size:12px;padding:12px;text-align:center}
 .error{background:#fff1f0;border:1px solid #ffccc7;color:#a8071a;border-radius:10px;padding:10px 14px;margin-top:16px}
 .pager{display:flex;gap:12px;align-items:center;margin-top:22px}
 .pager a{color:var(--accent);text-decoration:none;font-weight:600}
@@ -194,42 +196,69 @@ pub struct BrowseQuery {
 
 const BROWSE_PAGE: usize = 24;
 
-/// `/browse`: a paged grid of the images under the image root, newest first.
+/// `/browse`: a paged grid of everything indexed, by path.
 pub async fn browse(
     State(state): State<AppState>,
     query: Result<Query<BrowseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Html<String> {
-    let page = query.ok().and_then(|q| q.page).unwrap_or(1).max(1);
-    let root = state.image_root.clone();
-    let files = tokio::task::spawn_blocking(move || list_images(&root))
+    let page = query
+        .ok()
+        .and_then(|q| q.page)
+        .unwrap_or(1)
+        .clamp(1, 1_000_000);
+    let offset = (page - 1) * BROWSE_PAGE;
+    let backend = state.backend.clone();
+    let listed = tokio::task::spawn_blocking(move || list_page(backend.as_ref(), offset))
         .await
-        .unwrap_or_default();
-    let total = files.len();
+        .unwrap_or_else(|e| Err(format!("the listing task failed: {e}")));
+    let mut body = String::from("<h1>Browse</h1>");
+    let (total, hits) = match listed {
+        Ok(found) => found,
+        Err(e) => {
+            body.push_str(&format!(
+                "<p class=\"lead\">Everything in the index, by path.</p><div class=\"error\">The index cannot be listed: {}</div>",
+                esc(&e)
+            ));
+            return layout("Browse", "/browse", &body);
+        }
+    };
+    let total = total as usize;
     let pages = total.div_ceil(BROWSE_PAGE).max(1);
-    let mut body = format!(
-        "<h1>Browse</h1><p class=\"lead\">{total} images under the image root, newest first.</p>"
-    );
+    let model = esc(&state.captioner.info.id);
+    body.push_str(&format!(
+        "<p class=\"lead\">{total} {} in the index, by path. Search captions them with <b>{model}</b>.</p>",
+        if total == 1 { "image" } else { "images" }
+    ));
     if total == 0 {
-        body.push_str("<div class=\"panel empty\">Nothing here yet. <a href=\"/upload\">Upload images</a> to caption and index them.</div>");
+        body.push_str("<div class=\"panel empty\">Nothing is indexed yet. <a href=\"/upload\">Upload images</a> to caption and index them, or run <code>capsearch index</code>.</div>");
+        return layout("Browse", "/browse", &body);
+    }
+    if hits.is_empty() {
+        body.push_str(&format!(
+            "<div class=\"panel empty\">There is no page {page}. <a href=\"/browse\">Back to the first page</a>.</div>"
+        ));
         return layout("Browse", "/browse", &body);
     }
     body.push_str("<div class=\"grid\">");
-    for rel in files
-        .iter()
-        .skip((page - 1) * BROWSE_PAGE)
-        .take(BROWSE_PAGE)
-    {
-        let url = format!("/images/{}", encode_path(rel));
+    for hit in &hits {
+        let image = match super::image_url(&state.image_root, &hit.path) {
+            Some(url) => format!(
+                "<a href=\"{u}\"><img loading=\"lazy\" src=\"{u}\" alt=\"{c}\"></a>",
+                u = esc(&url),
+                c = esc(&hit.caption)
+            ),
+            None => "<div class=\"noimg\">not under the image root</div>".to_string(),
+        };
         body.push_str(&format!(
-            "<div class=\"card\"><a href=\"{u}\"><img loading=\"lazy\" src=\"{u}\" alt=\"{p}\"></a><div class=\"body\"><div class=\"path\">{p}</div></div></div>",
-            u = esc(&url),
-            p = esc(rel)
+            "<div class=\"card\">{image}<div class=\"body\"><p class=\"cap\">{}</p><div class=\"path\">{}</div></div></div>",
+            esc(&hit.caption),
+            esc(&hit.path)
         ));
     }
     body.push_str("</div><div class=\"pager\">");
     if page > 1 {
         body.push_str(&format!(
-            "<a href=\"/browse?page={}\">← Newer</a>",
+            "<a href=\"/browse?page={}\">← Previous</a>",
             page - 1
         ));
     }
@@ -237,47 +266,21 @@ pub async fn browse(
         "<span class=\"meta\">page {page} of {pages}</span>"
     ));
     if page < pages {
-        body.push_str(&format!(
-            "<a href=\"/browse?page={}\">Older →</a>",
-            page + 1
-        ));
+        body.push_str(&format!("<a href=\"/browse?page={}\">Next →</a>", page + 1));
     }
     body.push_str("</div>");
     layout("Browse", "/browse", &body)
 }
 
-/// Image files under `root` (relative paths, `/`-separated), newest first. Symlinks are not
-/// followed.
-fn list_images(root: &Path) -> Vec<String> {
-    let mut found: Vec<(std::time::SystemTime, String)> = walkdir::WalkDir::new(root)
-        .max_depth(6)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .filter(|e| {
-            e.path()
-                .extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| {
-                    matches!(
-                        x.to_ascii_lowercase().as_str(),
-                        "png" | "jpg" | "jpeg" | "gif" | "bmp" | "webp"
-                    )
-                })
-        })
-        .filter_map(|e| {
-            let rel = e
-                .path()
-                .strip_prefix(root)
-                .ok()?
-                .to_str()?
-                .replace('\\', "/");
-            let modified = e.metadata().ok()?.modified().ok()?;
-            Some((modified, rel))
-        })
-        .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    found.into_iter().map(|(_, p)| p).collect()
+/// The number of documents and one page of them. A missing index is an empty one.
+fn list_page(backend: &dyn SearchBackend, offset: usize) -> Result<(u64, Vec<Hit>), String> {
+    let listed = backend
+        .count()
+        .and_then(|total| backend.list(BROWSE_PAGE, offset).map(|hits| (total, hits)));
+    listed.or_else(|e| match backend.health() {
+        Ok(h) if !h.index_exists => Ok((0, Vec::new())),
+        _ => Err(e.to_string()),
+    })
 }
 
 /// `/upload`: add images to the index, with a progress bar.

@@ -16,7 +16,7 @@ fn quick_bench_reports_every_table_and_writes_markdown() {
     assert_eq!(v["quick"], true);
     let tables = v["tables"].as_array().unwrap();
     let names: Vec<&str> = tables.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["train", "caption", "search"]);
+    assert_eq!(names, ["train", "caption", "search", "serve"]);
     let mut baselines = 0;
     for t in tables {
         let rows = t["rows"].as_array().unwrap();
@@ -47,7 +47,13 @@ fn quick_bench_reports_every_table_and_writes_markdown() {
             .any(|r| r["name"].as_str().unwrap().starts_with("beam-5"))
     );
     let md = std::fs::read_to_string(dir.path().join("rep/bench.md")).unwrap();
-    for heading in ["## train", "## caption", "## search", "| figure | median |"] {
+    for heading in [
+        "## train",
+        "## caption",
+        "## search",
+        "## serve",
+        "| figure | median |",
+    ] {
         assert!(md.contains(heading), "bench.md lacks {heading}:\n{md}");
     }
     for png in ["bench_train_batch.png", "bench_caption_batch.png"] {
@@ -80,4 +86,70 @@ fn a_missing_python_is_reported_as_a_skip() {
     let skipped = rows[0]["baseline"]["skipped"].as_str().unwrap();
     assert!(skipped.contains("could not be started"), "{skipped}");
     assert!(dir.path().join("reports/bench.md").exists());
+}
+
+#[test]
+fn serve_bench_loads_a_started_server_and_reports_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::serve::train_tiny(dir.path());
+    let out = common::run_in(
+        dir.path(),
+        &[
+            "bench",
+            "serve",
+            "--quick",
+            "--json",
+            "--model",
+            "runs/tiny",
+            "--clients",
+            "3",
+            "--duration",
+            "1",
+            "--out",
+            "rep",
+        ],
+    )
+    .ok();
+    let v = out.json();
+    let tables = v["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 1, "{v}");
+    let t = &tables[0];
+    assert_eq!(t["name"], "serve");
+    let rows = t["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "search by image (POST /api/search)",
+            "search by image latency",
+            "text query (GET /api/query)",
+            "text query latency",
+        ]
+    );
+    for r in rows {
+        assert!(r["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["runs"].as_u64().unwrap() >= 1, "{r}");
+    }
+    for latency in [&rows[1], &rows[3]] {
+        assert_eq!(latency["unit"], "ms");
+        assert_eq!(latency["spread"], "p50–p99");
+        assert!(latency["high"].as_f64().unwrap() >= latency["median"].as_f64().unwrap());
+    }
+    assert_eq!(rows[0]["unit"], "req/s");
+    // The server's peak RSS: more than a few MiB (it holds a model and an index).
+    assert!(t["peak_rss_bytes"].as_u64().unwrap() > 10 << 20, "{t}");
+    let counts: std::collections::HashMap<&str, u64> = t["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["value"].as_u64().unwrap()))
+        .collect();
+    assert!(counts["POST /api/search: answered 200"] > 0, "{counts:?}");
+    assert!(counts["GET /api/query: answered 200"] > 0, "{counts:?}");
+    assert_eq!(counts["POST /api/search: other errors"], 0, "{counts:?}");
+    assert_eq!(counts["GET /api/query: other errors"], 0, "{counts:?}");
+    assert!(t["setup"].to_string().contains("runs/tiny"), "{t}");
+    let md = std::fs::read_to_string(dir.path().join("rep/bench.md")).unwrap();
+    assert!(md.contains("## serve"), "{md}");
+    assert!(md.contains("POST /api/search: 503 busy"), "{md}");
 }

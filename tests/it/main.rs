@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module tests one area through the real `capsearch` binary.
 
 mod bench;
+mod browser;
 mod common;
 mod dataset;
 mod eval;

@@ -158,7 +158,47 @@ on_both_backends!(
     an_interrupted_run_fails_clearly_and_a_rerun_completes,
     cli_query_stats_and_drop,
     cli_indexes_datasets_once_and_refuses_escaping_paths,
+    lists_every_document_by_path_in_pages,
 );
+
+fn lists_every_document_by_path_in_pages(kind: Kind) {
+    let Some(fx) = fixture(kind, "list") else {
+        return;
+    };
+    let b = &fx.backend;
+    let err = b.list(10, 0).unwrap_err().to_string();
+    assert!(err.contains("does not exist"), "{err}");
+    // Indexed out of order, in two writes; one replaced, one deleted.
+    let mut docs = corpus(25, "red");
+    docs.reverse();
+    b.index(&docs[..12]).unwrap();
+    b.index(&docs[12..]).unwrap();
+    b.index(&[doc("img/0004.png", &["a green star", "a second caption"])])
+        .unwrap();
+    assert_eq!(b.delete(&["img/0010.png".to_string()]).unwrap(), 1);
+    assert_eq!(b.count().unwrap(), 24);
+    let mut listed = Vec::new();
+    for page in 0..5 {
+        let hits = b.list(7, page * 7).unwrap();
+        assert!(hits.len() <= 7, "{hits:?}");
+        assert!(hits.iter().all(|h| h.score == 0.0), "{hits:?}");
+        listed.extend(hits);
+    }
+    let expected: Vec<String> = (0..25)
+        .filter(|&i| i != 10)
+        .map(|i| format!("img/{i:04}.png"))
+        .collect();
+    assert_eq!(paths(&listed), expected);
+    assert_eq!(listed[4].caption, "a green star");
+    assert_eq!(listed[0].caption, "a red shape called item0");
+    // The same page twice is the same page.
+    assert_eq!(b.list(5, 10).unwrap(), listed[10..15].to_vec());
+    assert!(b.list(5, 24).unwrap().is_empty());
+    if kind == Kind::Elastic {
+        let err = b.list(10, 9_995).unwrap_err().to_string();
+        assert!(err.contains("10000"), "{err}");
+    }
+}
 
 fn mapping_is_english_text_and_exact_keys(kind: Kind) {
     let Some(fx) = fixture(kind, "mapping") else {

@@ -17,7 +17,7 @@ use crate::common::{bin, bomb_png, png_bytes, run_in, tempdir, write};
 use crate::common::{CAPTIONS, write_tiny_config};
 
 /// Trains a model that captions four solid colours exactly (a few seconds), into `dir/runs/tiny`.
-fn train_tiny(dir: &Path) {
+pub(crate) fn train_tiny(dir: &Path) {
     let mut csv = String::from("image,caption,split\n");
     for (name, color, caption) in CAPTIONS {
         write(
@@ -48,13 +48,13 @@ fn train_tiny(dir: &Path) {
 }
 
 /// A running `capsearch serve`; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(bin())
             .args(["serve", "--model", "runs/tiny", "--addr", "127.0.0.1:0"])
             .args(extra)
@@ -77,7 +77,7 @@ impl Server {
         Server { child, url }
     }
 
-    fn at(&self, path: &str) -> String {
+    pub(crate) fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
 
@@ -191,6 +191,30 @@ fn serves_the_api_pages_and_files_safely() {
     let (status, body) = json_of(client.get(server.at("/api/query?q=red")).send().unwrap());
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"], json!([]));
+    let browse = client
+        .get(server.at("/browse"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(browse.contains("Nothing is indexed yet"), "{browse}");
+
+    // another process indexes a dataset image with a name and caption that need escaping
+    write(
+        &d.join("root/named.csv"),
+        "image,caption,split\n<b>x&y.png,a <i>strange</i> & odd name,train\n",
+    );
+    run_in(
+        &d.join("root"),
+        &[
+            "index",
+            "--dataset",
+            "named.csv",
+            "--index-path",
+            "../index",
+        ],
+    )
+    .ok();
 
     // add the four images in one multipart request, under client names the server ignores
     let mut upload = multipart::Form::new();
@@ -224,7 +248,7 @@ fn serves_the_api_pages_and_files_safely() {
     }
     assert!(!d.join("evil").exists() && !d.join("root/evil").exists());
     let (_, health) = json_of(client.get(server.at("/healthz")).send().unwrap());
-    assert_eq!(health["documents"], 4, "{health}");
+    assert_eq!(health["documents"], 5, "{health}");
 
     // caption: multipart, base64, data: URL
     let red = png_bytes(16, 16, CAPTIONS[0].1);
@@ -457,8 +481,27 @@ fn serves_the_api_pages_and_files_safely() {
         .unwrap()
         .text()
         .unwrap();
+    // /browse lists the index (by path), not the files under the image root
+    assert!(browse.contains("5 images in the index"), "{browse}");
     assert!(browse.contains("&lt;b&gt;x&amp;y.png"), "{browse}");
-    assert!(browse.contains(&stored["red.png"]));
+    assert!(
+        browse.contains("a &lt;i&gt;strange&lt;/i&gt; &amp; odd name"),
+        "{browse}"
+    );
+    assert!(!browse.contains("<i>strange"), "{browse}");
+    for (name, _, caption) in CAPTIONS {
+        assert!(browse.contains(&stored[name]), "{name}: {browse}");
+        assert!(browse.contains(caption), "{caption}: {browse}");
+    }
+    assert!(!browse.contains("notes.txt") && !browse.contains("escape.png"));
+    assert!(browse.contains("page 1 of 1"), "{browse}");
+    let far = client
+        .get(server.at("/browse?page=7"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(far.contains("There is no page 7"), "{far}");
     let runs = client
         .get(server.at("/runs"))
         .send()
