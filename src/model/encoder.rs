@@ -23,11 +23,6 @@ pub struct SmallCnnConfig {
     /// Side of the pooled spatial map that is flattened into the feature vector.
     #[config(default = 4)]
     pub grid: usize,
-    /// Also append each channel's maximum over the whole image. The grid part says where things
-    /// are, but its weights are separate for every cell, so what a thing is (its colour, its
-    /// shape) must be learned once per cell; the global part is shared by all positions.
-    #[config(default = false)]
-    pub global_pool: bool,
 }
 
 impl SmallCnnConfig {
@@ -38,8 +33,7 @@ impl SmallCnnConfig {
 
     /// Length of the feature vector this encoder produces.
     pub fn feature_dim(&self) -> usize {
-        let c = self.channels(self.depth.saturating_sub(1));
-        c * self.grid * self.grid + if self.global_pool { c } else { 0 }
+        self.channels(self.depth.saturating_sub(1)) * self.grid * self.grid
     }
 
     pub fn init(&self, device: &Device) -> SmallCnn {
@@ -60,7 +54,6 @@ impl SmallCnnConfig {
         SmallCnn {
             blocks,
             pool: AdaptiveAvgPool2dConfig::new([self.grid, self.grid]).init(),
-            global_pool: self.global_pool,
         }
     }
 }
@@ -78,7 +71,6 @@ pub struct ConvBlock {
 pub struct SmallCnn {
     pub blocks: Vec<ConvBlock>,
     pub pool: AdaptiveAvgPool2d,
-    pub global_pool: bool,
 }
 
 impl SmallCnn {
@@ -90,17 +82,9 @@ impl SmallCnn {
                 .pool
                 .forward(relu(block.norm.forward(block.conv.forward(x))));
         }
-        let [b, c, h, w] = x.dims();
-        let global = self
-            .global_pool
-            .then(|| x.clone().reshape([b, c, h * w]).max_dim(2).reshape([b, c]));
         let x = self.pool.forward(x);
-        let [_, _, gh, gw] = x.dims();
-        let grid = x.reshape([b, c * gh * gw]);
-        match global {
-            Some(g) => Tensor::cat(vec![grid, g], 1),
-            None => grid,
-        }
+        let [b, c, h, w] = x.dims();
+        x.reshape([b, c * h * w])
     }
 }
 
@@ -119,9 +103,5 @@ mod tests {
         let out = cnn.forward(Tensor::zeros([2, 3, 32, 32], &device));
         assert_eq!(out.dims(), [2, config.feature_dim()]);
         assert_eq!(config.feature_dim(), 16 * 4);
-        let global = config.with_global_pool(true);
-        let out = global.init(&device).forward(Tensor::zeros([2, 3, 32, 32], &device));
-        assert_eq!(out.dims(), [2, global.feature_dim()]);
-        assert_eq!(global.feature_dim(), 16 * 4 + 16);
     }
 }
