@@ -126,13 +126,16 @@ impl Captioner {
     }
 
     /// Images `[B, 3, H, W]` → features `[B, F]`. `None` when the model has no CNN (precomputed features).
+    /// Images are cast to the weights' precision (see [`crate::model::precision`]).
     pub fn encode(&self, images: Tensor<4>) -> Option<Tensor<2>> {
-        self.cnn.as_ref().map(|cnn| cnn.forward(images))
+        let dtype = self.we.val().dtype();
+        self.cnn.as_ref().map(|cnn| cnn.forward(images.cast(dtype)))
     }
 
     /// Features `[B, F]` → the LSTM's first input `[B, D]`.
     pub fn project(&self, features: Tensor<2>) -> Tensor<2> {
-        features.matmul(self.we.val()) + self.be.val().unsqueeze_dim(0)
+        let we = self.we.val();
+        features.cast(we.dtype()).matmul(we) + self.be.val().unsqueeze_dim(0)
     }
 
     /// Word ids `[B, T]` → embeddings `[B, T, D]`.
@@ -178,6 +181,7 @@ impl Captioner {
         let [b, t] = targets.dims();
         let logp = log_softmax(self.forward(features, inputs), 2);
         let picked = logp.gather(2, targets.unsqueeze_dim(2)).reshape([b, t]);
+        let mask = mask.cast(picked.dtype());
         let total = mask.clone().sum();
         (picked * mask).sum().neg() / total.clamp_min(1.0)
     }

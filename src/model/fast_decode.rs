@@ -169,6 +169,26 @@ impl FastDecoder {
     }
 }
 
+/// Decodes `features` `[B, F]` with the fast path when there is one, else with burn's ops.
+pub fn decode_with(
+    fast: Option<&FastDecoder>,
+    model: &Captioner,
+    features: Tensor<2>,
+    options: DecodeOptions,
+) -> Result<Vec<Caption>> {
+    match fast {
+        Some(fast) => {
+            let data = features
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| Error::Invalid(format!("cannot read image features: {e:?}")))?;
+            fast.decode(&data, options)
+        }
+        None => Ok(super::decode::decode(model, features, options)),
+    }
+}
+
 /// The state of one decoding run, with buffers reused across steps.
 struct FastStepper<'a> {
     w: &'a FastDecoder,

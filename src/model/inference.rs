@@ -8,7 +8,7 @@ use super::artifact::{LoadedModel, load_model_as};
 use super::backbone::Backbone;
 use super::captioner::EncoderConfig;
 use super::decode::{DecodeOptions, decode};
-use super::fast_decode::FastDecoder;
+use super::fast_decode::{FastDecoder, decode_with};
 use super::precision::Precision;
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
 use crate::error::{Error, Result};
@@ -144,17 +144,11 @@ impl CaptionEngine {
         features: Tensor<2>,
         options: DecodeOptions,
     ) -> Result<Vec<Generated>> {
-        let captions = match &self.fast {
-            Some(fast) => {
-                let data = features
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| Error::Invalid(format!("cannot read image features: {e:?}")))?;
-                fast.decode(&data, options)?
-            }
-            None => decode(&self.loaded.model, self.precision.input(features), options),
+        let features = match &self.fast {
+            Some(_) => features,
+            None => self.precision.input(features),
         };
+        let captions = decode_with(self.fast.as_ref(), &self.loaded.model, features, options)?;
         Ok(self.generated(captions))
     }
 

@@ -134,4 +134,31 @@ mod tests {
             .into_scalar::<f32>();
         assert_eq!(diff, 0.0);
     }
+
+    /// A captioner in f16 takes f32 images and masks (eval's perplexity and captioning paths).
+    #[test]
+    fn f16_captioner_takes_f32_inputs() {
+        use crate::model::captioner::{CaptionerConfig, EncoderConfig};
+        let device = Device::flex();
+        let cnn = SmallCnnConfig::new()
+            .with_width(2)
+            .with_depth(1)
+            .with_grid(1);
+        let model = Precision::F16.apply(
+            CaptionerConfig::new(EncoderConfig::SmallCnn(cnn), 6)
+                .with_embed_size(4)
+                .with_hidden_size(4)
+                .init(&device),
+        );
+        let images = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        let features = model.encode(images).unwrap();
+        let inputs = Tensor::<2, Int>::from_ints([[0, 2], [0, 3]], &device);
+        let targets = Tensor::<2, Int>::from_ints([[2, 0], [3, 0]], &device);
+        let mask = Tensor::<2>::ones([2, 2], &device);
+        let loss = model
+            .loss(features, inputs, targets, mask)
+            .cast(FloatDType::F32)
+            .into_scalar::<f32>();
+        assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    }
 }

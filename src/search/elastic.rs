@@ -658,28 +658,11 @@ impl Inner {
             "track_total_hits": false
         });
         let answer = self.search("a search", body).await?;
-        let hits = answer
-            .pointer("/hits/hits")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok(hits
-            .iter()
-            .map(|h| {
-                let source = &h["_source"];
-                let captions: Vec<String> = match &source["caption"] {
-                    Value::Array(values) => values
-                        .iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect(),
-                    Value::String(s) => vec![s.clone()],
-                    _ => Vec::new(),
-                };
-                Hit {
-                    path: source["path"].as_str().unwrap_or_default().to_string(),
-                    caption: best_caption(text, &captions),
-                    score: h["_score"].as_f64().unwrap_or(0.0) as f32,
-                }
+        Ok(source_hits(&answer)
+            .map(|(source, captions, score)| Hit {
+                path: source["path"].as_str().unwrap_or_default().to_string(),
+                caption: best_caption(text, &captions),
+                score,
             })
             .collect())
     }
@@ -703,25 +686,11 @@ impl Inner {
             "track_total_hits": false
         });
         let answer = self.search("listing documents", body).await?;
-        let hits = answer
-            .pointer("/hits/hits")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok(hits
-            .iter()
-            .map(|h| {
-                let source = &h["_source"];
-                let caption = match &source["caption"] {
-                    Value::Array(values) => values.iter().find_map(Value::as_str),
-                    Value::String(s) => Some(s.as_str()),
-                    _ => None,
-                };
-                Hit {
-                    path: source["path"].as_str().unwrap_or_default().to_string(),
-                    caption: caption.unwrap_or_default().to_string(),
-                    score: 0.0,
-                }
+        Ok(source_hits(&answer)
+            .map(|(source, captions, _)| Hit {
+                path: source["path"].as_str().unwrap_or_default().to_string(),
+                caption: captions.into_iter().next().unwrap_or_default(),
+                score: 0.0,
             })
             .collect())
     }
@@ -1026,6 +995,28 @@ impl SearchBackend for ElasticBackend {
     fn drop_index(&self) -> Result<bool> {
         self.run(|inner| async move { inner.drop_index().await })
     }
+}
+
+/// The hits of a `_search` answer: each one's `_source`, its captions (one or many) and `_score`.
+fn source_hits(answer: &Value) -> impl Iterator<Item = (&Value, Vec<String>, f32)> {
+    answer
+        .pointer("/hits/hits")
+        .and_then(Value::as_array)
+        .map(|hits| hits.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|h| {
+            let source = &h["_source"];
+            let captions = match &source["caption"] {
+                Value::Array(values) => values
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                Value::String(s) => vec![s.clone()],
+                _ => Vec::new(),
+            };
+            (source, captions, h["_score"].as_f64().unwrap_or(0.0) as f32)
+        })
 }
 
 #[cfg(test)]

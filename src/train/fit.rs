@@ -32,8 +32,8 @@ use crate::data::{Dataset, Sample, Split};
 use crate::error::{Error, Result};
 use crate::model::artifact::{self, ModelInfo, Preprocessing};
 use crate::model::backbone::Backbone;
-use crate::model::decode::{DecodeOptions, decode};
-use crate::model::fast_decode::FastDecoder;
+use crate::model::decode::DecodeOptions;
+use crate::model::fast_decode::{FastDecoder, decode_with};
 use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
 
 /// Normalisation used for models trained here.
@@ -188,17 +188,7 @@ pub fn decode_split(
     };
     for chunk in indices.chunks(batch_size.max(1)) {
         let features = images.features(model, chunk, device)?;
-        let captions = match &fast {
-            Some(fast) => {
-                let data = features
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| Error::Invalid(format!("cannot read image features: {e:?}")))?;
-                fast.decode(&data, DecodeOptions::default())?
-            }
-            None => decode(model, features, DecodeOptions::default()),
-        };
+        let captions = decode_with(fast.as_ref(), model, features, DecodeOptions::default())?;
         for caption in captions {
             generated.push(tokenize(&vocab.decode(&caption.ids)));
         }

@@ -65,6 +65,8 @@ pub struct WorkerOptions {
     /// Largest batch handed to the model in one call.
     pub max_batch: usize,
     pub decode: DecodeOptions,
+    /// Precision of the model's weights in memory.
+    pub precision: crate::model::precision::Precision,
 }
 
 impl Default for WorkerOptions {
@@ -73,6 +75,7 @@ impl Default for WorkerOptions {
             queue: 64,
             max_batch: 16,
             decode: DecodeOptions::default(),
+            precision: crate::model::precision::Precision::F32,
         }
     }
 }
@@ -92,7 +95,7 @@ impl Captioner {
         let handle = std::thread::Builder::new()
             .name("capsearch-caption".into())
             .spawn(move || {
-                let engine = match CaptionEngine::load(&dir, device) {
+                let engine = match CaptionEngine::load_with(&dir, device, options.precision) {
                     Ok(engine) if engine.takes_images() => engine,
                     Ok(_) => {
                         let _ = ready_tx.send(Err(Error::Model {
