@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::artifact::save_weights;
 use crate::model::decode::{DecodeOptions, decode};
 use crate::model::encoder::SmallCnnConfig;
-use crate::model::fast_decode::FastDecoder;
+use crate::model::fast_decode::{FastDecoder, decode_with};
 use crate::model::vgg16::Vgg16Config;
 use crate::model::{CaptionerConfig, EncoderConfig};
 use crate::search::bench::{bench_search as search_figures, shapes_caption};
@@ -315,6 +315,10 @@ fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
     // greedy captioning with the same model: CNN + decoder, one batch
     let device = opts.device();
     let model = config.init(&device);
+    // the decoder path capsearch uses on this device: the fast path on the CPU, burn's ops elsewhere
+    let fast = (device == Device::flex())
+        .then(|| FastDecoder::new(&model))
+        .transpose()?;
     let images = Tensor::<4>::random(
         [sizes.batch, 3, sizes.image, sizes.image],
         Distribution::Normal(0.0, 1.0),
@@ -324,7 +328,7 @@ fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
         let features = model
             .encode(images.clone())
             .ok_or_else(|| Error::Invalid("the shapes model has a CNN".into()))?;
-        decode(&model, features, DecodeOptions::default());
+        decode_with(fast.as_ref(), &model, features, DecodeOptions::default())?;
         Ok(())
     })?;
     let caption_ips: Vec<f64> = caption_secs
