@@ -174,10 +174,28 @@ impl Backbone {
     }
 
     /// Preprocessed images `[B, 3, S, S]` → features `[B, F]`.
+    /// Images are cast to the weights' precision (see [`crate::model::precision`]).
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match &self.net {
-            BackboneNet::Vgg16(v) => v.forward(images),
-            BackboneNet::SmallCnn(c) => c.forward(images),
+            BackboneNet::Vgg16(v) => {
+                let dtype = v
+                    .features
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map(|c| c.weight.val().dtype());
+                v.forward(match dtype {
+                    Some(d) => images.cast(d),
+                    None => images,
+                })
+            }
+            BackboneNet::SmallCnn(c) => {
+                let dtype = c.blocks.first().map(|b| b.conv.weight.val().dtype());
+                c.forward(match dtype {
+                    Some(d) => images.cast(d),
+                    None => images,
+                })
+            }
         }
     }
 

@@ -129,10 +129,8 @@ impl CaptionEngine {
             Some(fast) => fast.decode(&data, options)?,
             None => decode(
                 &self.loaded.model,
-                self.precision.input(
-                    Tensor::<1>::from_data(TensorData::new(data, [rows * f]), &self.device)
-                        .reshape([rows, f]),
-                ),
+                Tensor::<1>::from_data(TensorData::new(data, [rows * f]), &self.device)
+                    .reshape([rows, f]),
                 options,
             ),
         };
@@ -144,10 +142,6 @@ impl CaptionEngine {
         features: Tensor<2>,
         options: DecodeOptions,
     ) -> Result<Vec<Generated>> {
-        let features = match &self.fast {
-            Some(_) => features,
-            None => self.precision.input(features),
-        };
         let captions = decode_with(self.fast.as_ref(), &self.loaded.model, features, options)?;
         Ok(self.generated(captions))
     }
@@ -195,10 +189,9 @@ impl CaptionEngine {
             }
             crate::data::image::normalize_into(px, self.normalization, slot);
         }
-        let tensor = self.precision.input(
+        let tensor =
             Tensor::<1>::from_data(TensorData::new(buf, [images.len() * per]), &self.device)
-                .reshape([images.len(), 3, s, s]),
-        );
+                .reshape([images.len(), 3, s, s]);
         let features = match (&self.loaded.model.cnn, &self.backbone) {
             (Some(_), _) => self.loaded.model.encode(tensor),
             (None, Some(backbone)) => Some(backbone.forward(tensor)),

@@ -1,8 +1,8 @@
 //! Weight precision for inference: the lower-memory option.
 //!
 //! `f16` casts every float parameter of a loaded model (CNN, VGG-16, decoder) to half precision,
-//! which halves the memory the weights hold; images are cast on the way in and features back to
-//! `f32` on the way out. The decoder's CPU fast path still computes in `f32` from the rounded
+//! which halves the memory the weights hold; the model's encoders and projection cast what they
+//! are given to their weights' precision. The decoder's CPU fast path still computes in `f32` from the rounded
 //! weights, so what `f16` costs in caption quality is the rounding of the weights (and, for the
 //! encoder, of its activations). `capsearch eval --precision f16` measures that cost in BLEU.
 
@@ -42,14 +42,6 @@ impl Precision {
     /// Casts a module's float parameters to this precision (parameters already in it are kept).
     pub fn apply<M: Module>(self, module: M) -> M {
         module.map(&mut CastParams(self.dtype()))
-    }
-
-    /// Casts an input tensor to this precision.
-    pub fn input<const D: usize>(self, tensor: Tensor<D>) -> Tensor<D> {
-        match self {
-            Precision::F32 => tensor,
-            Precision::F16 => tensor.cast(self.dtype()),
-        }
     }
 }
 
@@ -92,7 +84,7 @@ mod tests {
         let half = Precision::F16.apply(cnn);
         assert_eq!(half.blocks[0].conv.weight.val().dtype(), DType::F16);
         let got = half
-            .forward(Precision::F16.input(images))
+            .forward(images.cast(FloatDType::F16))
             .cast(FloatDType::F32);
         let diff = (got - want.clone()).abs().max().into_scalar::<f32>();
         let scale = want.abs().max().into_scalar::<f32>();
