@@ -10,6 +10,9 @@ pub enum DeviceArg {
     Cpu,
     /// burn's CUDA backend, GPU 0 (needs a build with `--features cuda`).
     Cuda,
+    /// burn's deprecated `ndarray` CPU backend, for comparison (needs a build with
+    /// `--features ndarray`).
+    Ndarray,
 }
 
 impl DeviceArg {
@@ -21,6 +24,12 @@ impl DeviceArg {
             #[cfg(not(feature = "cuda"))]
             DeviceArg::Cuda => anyhow::bail!(
                 "this capsearch was built without CUDA: rebuild with `cargo build --release --features cuda`"
+            ),
+            #[cfg(feature = "ndarray")]
+            DeviceArg::Ndarray => Ok(Device::ndarray()),
+            #[cfg(not(feature = "ndarray"))]
+            DeviceArg::Ndarray => anyhow::bail!(
+                "this capsearch was built without the ndarray backend: rebuild with `cargo build --release --features ndarray`"
             ),
         }
     }

@@ -150,6 +150,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if let (None, Some(note)) = (run.perplexity, &run.perplexity_note) {
         println!("perplexity {note}");
     }
+    if let Some(b) = &run.baseline {
+        println!("\n{}", b.summary(&run.metrics));
+    }
     if !run.skipped.is_empty() {
         println!(
             "\nSkipped {} unreadable images (listed in eval.md):",

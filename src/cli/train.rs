@@ -27,6 +27,12 @@ use crate::train::fit::{TrainRequest, train};
 /// changes with the backbone's weights, shape or preprocessing, and an image whose content
 /// changes is computed again. The run directory then also holds backbone.json and backbone.bpk,
 /// so caption, eval, index and serve take images. See configs/shapes-frozen.toml.
+///
+/// [model] concept_loss (default 0.5; 0 turns it off) adds an auxiliary loss while training: a
+/// head on the projected image predicts which words the image's captions use. The image reaches
+/// NeuralTalk's LSTM only as its first input, and without this help the decoder learns the
+/// language long before it learns to read colours and kinds from that input. The head is never
+/// used for captioning.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Experiment config (TOML).

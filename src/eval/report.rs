@@ -109,6 +109,42 @@ pub struct EvalRun {
     /// Images of the split that could not be read, and why; they count in no score.
     #[serde(default)]
     pub skipped: Vec<Skipped>,
+    /// The image-blind baseline scored on the same images, when the dataset has training captions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+}
+
+/// A caption that ignores the image, given to every evaluated image and scored like the model's
+/// captions: what "the model learned something" is measured against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The caption (tokenized and lower-cased, as the metrics see it).
+    pub caption: String,
+    /// How it was chosen.
+    pub source: String,
+    /// Its corpus metrics on the evaluated images.
+    pub metrics: Scores,
+}
+
+impl Baseline {
+    /// One sentence comparing the baseline's BLEU-4 and CIDEr-D with the model's.
+    pub fn summary(&self, model: &Scores) -> String {
+        format!(
+            "Image-blind baseline: {} \"{}\", given to every image, scores Bleu_4 {:.4} and CIDEr {:.4}; the model scores {:.4} ({:.2}×) and {:.4} ({:.2}×).",
+            self.source,
+            self.caption,
+            self.metrics.bleu_4,
+            self.metrics.cider,
+            model.bleu_4,
+            ratio(model.bleu_4, self.metrics.bleu_4),
+            model.cider,
+            ratio(model.cider, self.metrics.cider),
+        )
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { f64::INFINITY }
 }
 
 /// An image with its generated caption and references, before scoring.
@@ -486,6 +522,9 @@ pub fn markdown(run: &EvalRun, curves: &[Curve], ranked: usize) -> String {
     if let (None, Some(note)) = (run.perplexity, &run.perplexity_note) {
         let _ = writeln!(s, "\nPerplexity: {}.", md_escape(note));
     }
+    if let Some(b) = &run.baseline {
+        let _ = writeln!(s, "\n{}", md_escape(&b.summary(&run.metrics)));
+    }
     let _ = writeln!(s, "\n{READING_NOTES}\n");
     let _ = writeln!(
         s,
@@ -720,6 +759,13 @@ pub fn html(
             s,
             "<p class=\"note\">Perplexity: {}.</p>",
             html_escape(note)
+        );
+    }
+    if let Some(b) = &run.baseline {
+        let _ = writeln!(
+            s,
+            "<p class=\"note\">{}</p>",
+            html_escape(&b.summary(&run.metrics))
         );
     }
     let notes = html_escape(READING_NOTES).replace('`', "");
@@ -961,6 +1007,7 @@ mod tests {
                 entry: "gone.png".into(),
                 reason: "gone.png: no such file".into(),
             }],
+            baseline: None,
         }
     }
 

@@ -13,8 +13,8 @@ use burn::prelude::*;
 use indicatif::ProgressBar;
 
 use super::report::{
-    CaptionedImage, CheckpointIdentity, DatasetIdentity, DecodeSettings, EvalRun, ImageId,
-    score_images,
+    Baseline, CaptionedImage, CheckpointIdentity, DatasetIdentity, DecodeSettings, EvalRun,
+    ImageId, score_images,
 };
 use super::results::declared_integer_ids;
 use crate::data::batch::{arrange_tokens, images_tensor};
@@ -174,6 +174,21 @@ pub fn evaluate_model(
         });
     }
     let count = captioned.len();
+    let baseline = match most_frequent_train_caption(dataset) {
+        Some(caption) => {
+            let candidates = vec![caption.as_str(); captioned.len()];
+            let references: Vec<Vec<&str>> = captioned
+                .iter()
+                .map(|c| c.references.iter().map(String::as_str).collect())
+                .collect();
+            Some(Baseline {
+                metrics: super::evaluate(&candidates, &references)?.scores,
+                caption,
+                source: "the most frequent training caption".into(),
+            })
+        }
+        None => None,
+    };
     let (metrics, images) = score_images(captioned)?;
     let (perplexity, perplexity_note) = if with_perplexity {
         (
@@ -205,7 +220,26 @@ pub fn evaluate_model(
         },
         images,
         skipped,
+        baseline,
     })
+}
+
+/// The most frequent caption of the train split (compared as tokens, lower-cased), ties going to
+/// the alphabetically first; `None` when the split has no captions.
+pub fn most_frequent_train_caption(dataset: &Dataset) -> Option<String> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for sample in dataset.split(Split::Train) {
+        for caption in &sample.captions {
+            let tokens = tokenize(caption);
+            if !tokens.is_empty() {
+                *counts.entry(tokens.join(" ")).or_default() += 1;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|(a, n), (b, m)| n.cmp(m).then_with(|| b.cmp(a)))
+        .map(|(caption, _)| caption)
 }
 
 /// Summed teacher-forced negative log-likelihood of every reference caption of `images`, and the
@@ -430,6 +464,51 @@ mod tests {
         let v = engine.loaded.vocab.len() as f64;
         assert!(ppl > 0.5 * v && ppl < 2.0 * v, "{ppl} for V = {v}");
         assert!(run.perplexity_note.is_none());
+        // The image-blind baseline: the one training caption, scored on the same four images.
+        let baseline = run.baseline.as_ref().unwrap();
+        assert_eq!(baseline.caption, "a red square");
+        assert_eq!(
+            baseline.metrics,
+            crate::eval::score_all(&["a red square"; 4], &references).unwrap()
+        );
+        assert!(
+            baseline
+                .summary(&run.metrics)
+                .contains("\"a red square\", given to every image")
+        );
+    }
+
+    /// Captions are compared as tokens (case and punctuation aside); ties go to the alphabetically
+    /// first; only the train split counts.
+    #[test]
+    fn most_frequent_train_caption_counts_tokens_of_the_train_split() {
+        let sample = |caps: &[&str], split| Sample {
+            path: "x.png".into(),
+            captions: caps.iter().map(|c| c.to_string()).collect(),
+            split,
+        };
+        let mut dataset = Dataset {
+            source: "d.json".into(),
+            format: Format::Csv,
+            image_root: ".".into(),
+            samples: vec![
+                sample(&["A dog.", "a cat", "b bird"], Split::Train),
+                sample(&["a dog", "b bird"], Split::Train),
+                sample(&["a cat", "a cat", "a cat"], Split::Test),
+            ],
+            skipped: vec![],
+        };
+        assert_eq!(
+            most_frequent_train_caption(&dataset).as_deref(),
+            Some("a dog")
+        );
+        dataset.samples[0].captions[0] = "a fish".into();
+        assert_eq!(
+            most_frequent_train_caption(&dataset).as_deref(),
+            Some("b bird")
+        );
+        dataset.samples.truncate(0);
+        assert_eq!(most_frequent_train_caption(&dataset), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
 use serde::{Deserialize, Serialize};
 
 use super::encoder::{SmallCnn, SmallCnnConfig};
@@ -56,6 +56,10 @@ pub struct CaptionerConfig {
     /// NeuralTalk's `tanhC_version`: 1 for `h = o * tanh(c)`, 0 for `h = o * c`.
     #[config(default = 1)]
     pub tanh_c_version: u8,
+    /// Add a concept head (`Wc`, `bc`): a training-only layer that predicts, from the projected
+    /// image `x0 = f·We + be`, which words the image's captions use. Captioning never reads it.
+    /// Absent (as in model files written before it existed) means no head.
+    pub concept_head: Option<bool>,
 }
 
 impl CaptionerConfig {
@@ -90,8 +94,19 @@ impl CaptionerConfig {
             wd: uniform(h, v, h),
             bd: Param::from_tensor(Tensor::zeros([v], device)),
             dropout: DropoutConfig::new(self.dropout).init(),
+            concept: self.concept_head.unwrap_or(false).then(|| ConceptHead {
+                wc: uniform(d, v, d),
+                bc: Param::from_tensor(Tensor::zeros([v], device)),
+            }),
         }
     }
+}
+
+/// The training-only concept head: projected image `[B, D]` → word logits `[B, V]`.
+#[derive(Module, Debug)]
+pub struct ConceptHead {
+    pub wc: Param<Tensor<2>>,
+    pub bc: Param<Tensor<1>>,
 }
 
 /// CNN (optional) + projection + embeddings + fused LSTM + output layer.
@@ -112,6 +127,8 @@ pub struct Captioner {
     /// `[V]` (NeuralTalk `bd`, stored there as `[1, V]`).
     pub bd: Param<Tensor<1>>,
     pub dropout: Dropout,
+    /// Training-only word predictor on the projected image (see [`CaptionerConfig::concept_head`]).
+    pub concept: Option<ConceptHead>,
 }
 
 impl Captioner {
@@ -184,6 +201,19 @@ impl Captioner {
         let mask = mask.cast(picked.dtype());
         let total = mask.clone().sum();
         (picked * mask).sum().neg() / total.clamp_min(1.0)
+    }
+
+    /// The concept loss: binary cross-entropy between the concept head's word logits for
+    /// features `[B, F]` and `targets` `[B, V]` (the share of each image's captions that use each
+    /// word), summed over words and averaged over images. `None` without a concept head.
+    pub fn concept_loss(&self, features: Tensor<2>, targets: Tensor<2>) -> Option<Tensor<1>> {
+        let head = self.concept.as_ref()?;
+        let [b, _] = targets.dims();
+        let logits = self.project(features).matmul(head.wc.val()) + head.bc.val().unsqueeze_dim(0);
+        let targets = targets.cast(logits.dtype());
+        let nll = targets.clone() * log_sigmoid(logits.clone())
+            + (targets.neg() + 1.0) * log_sigmoid(logits.neg());
+        Some(nll.sum().neg() / b.max(1) as f64)
     }
 }
 
@@ -318,5 +348,78 @@ mod tests {
             assert_eq!(beams[1].ids, [5, 6]);
             assert!(beams[0].logprob <= 0.0 && beams[0].logprob > -1.0);
         }
+    }
+
+    /// The concept loss is binary cross-entropy on `x0 · Wc + bc`, summed over words and averaged
+    /// over images (checked against the formula in plain f64), its gradient reaches the image
+    /// projection `We`, and a model without the head has none.
+    #[test]
+    fn concept_loss_is_binary_cross_entropy_on_the_projected_image() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let config = CaptionerConfig::new(
+            EncoderConfig::Precomputed {
+                dim: 3,
+                backbone: "test".into(),
+            },
+            4,
+        )
+        .with_embed_size(5)
+        .with_hidden_size(6);
+        let features = [[0.5f32, -1.0, 2.0], [1.0, 0.25, -0.5]];
+        let targets = [[0.0f32, 0.6, 1.0, 0.2], [1.0, 0.0, 0.4, 0.0]];
+        let f = || Tensor::<2>::from_floats(features, &device);
+        let t = || Tensor::<2>::from_floats(targets, &device);
+        assert!(config.init(&device).concept_loss(f(), t()).is_none());
+        assert!(
+            config
+                .clone()
+                .with_concept_head(Some(false))
+                .init(&device)
+                .concept
+                .is_none()
+        );
+
+        let model = config.with_concept_head(Some(true)).init(&device);
+        let loss = model.concept_loss(f(), t()).unwrap();
+        let got = loss.clone().into_scalar::<f32>() as f64;
+        let logits = {
+            let head = model.concept.as_ref().unwrap();
+            (model.project(f()).matmul(head.wc.val()) + head.bc.val().unsqueeze_dim(0))
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
+        let mut want = 0.0;
+        for (z, y) in logits.iter().zip(targets.iter().flatten()) {
+            let (z, y) = (*z as f64, *y as f64);
+            want -= y * sigmoid(z).ln() + (1.0 - y) * (1.0 - sigmoid(z)).ln();
+        }
+        want /= 2.0;
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+
+        let grads = loss.backward();
+        let we = model.we.val().grad(&grads).expect("We gets a gradient");
+        let norm: f32 = we.abs().sum().into_scalar();
+        assert!(norm > 0.0);
+    }
+
+    /// Model files written before the concept head existed have no `concept_head` field; they
+    /// still load, as models without the head.
+    #[test]
+    fn configs_without_a_concept_head_field_still_load() {
+        let config = CaptionerConfig::new(
+            EncoderConfig::Precomputed {
+                dim: 3,
+                backbone: "test".into(),
+            },
+            4,
+        );
+        let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
+        json.as_object_mut().unwrap().remove("concept_head");
+        let back: CaptionerConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back.concept_head, None);
+        assert_eq!(back, config);
     }
 }

@@ -86,6 +86,12 @@ pub struct ModelSection {
     pub dropout: f64,
     #[serde(default = "d_one")]
     pub tanh_c_version: u8,
+    /// Weight of the auxiliary concept loss (0 turns it off). A training-only head predicts from
+    /// the projected image which words the image's captions use, so the image projection learns
+    /// colours and kinds directly instead of only through the LSTM's gradient from later words.
+    /// Captioning never uses the head, so decoding stays NeuralTalk's.
+    #[serde(default = "d_concept_loss")]
+    pub concept_loss: f64,
 }
 
 /// The data part: how captions and images become tensors.
@@ -198,6 +204,9 @@ fn default_encoder() -> TrainEncoder {
 }
 fn d256() -> usize {
     256
+}
+fn d_concept_loss() -> f64 {
+    0.5
 }
 fn d_dropout() -> f64 {
     0.2
@@ -316,6 +325,12 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.model.dropout) {
             return bad("model.dropout", "must be in [0, 1)");
+        }
+        if !(self.model.concept_loss >= 0.0 && self.model.concept_loss.is_finite()) {
+            return bad(
+                "model.concept_loss",
+                "must be 0 (off) or a positive weight such as 0.5",
+            );
         }
         if self.model.embed_size == 0 || self.model.hidden_size == 0 {
             return bad("model.embed_size/hidden_size", "must be at least 1");
@@ -454,6 +469,10 @@ mod tests {
         );
         let err = TrainConfig::from_toml("[loop]\nbatch_size = 0\n").unwrap_err();
         assert!(err.to_string().contains("loop.batch_size"), "{err}");
+        let err = TrainConfig::from_toml("[model]\nconcept_loss = -1\n").unwrap_err();
+        assert!(err.to_string().contains("model.concept_loss"), "{err}");
+        let c = TrainConfig::from_toml("[model]\nconcept_loss = 0.5\n").unwrap();
+        assert_eq!(c.model.concept_loss, 0.5);
     }
 
     #[test]

@@ -361,8 +361,9 @@ fn batch_loss(
     captions: &[Vec<Vec<usize>>],
     images: &[usize],
     pick: impl Fn(usize, usize) -> Vec<usize>,
+    concept_weight: f64,
     device: &Device,
-) -> Result<(Tensor<1>, usize)> {
+) -> Result<(Tensor<1>, Option<Tensor<1>>, usize)> {
     let mut rows = Vec::new();
     let mut caps: Vec<&[usize]> = Vec::new();
     for (pos, &i) in images.iter().enumerate() {
@@ -375,14 +376,47 @@ fn batch_loss(
     let n = caps.len();
     let tokens = caps.iter().map(|c| c.len() + 1).sum();
     let features = store.features(model, images, device)?;
+    let concept = match concept_weight {
+        w if w > 0.0 && model.concept.is_some() => {
+            let targets = concept_targets(captions, images, model.vocab_size(), device);
+            model.concept_loss(features.clone(), targets).map(|l| l * w)
+        }
+        _ => None,
+    };
     let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device);
     let features = features.select(0, rows);
     let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [n, steps]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, steps]), device);
     Ok((
         model.loss(features, ints(inputs), ints(targets), mask),
+        concept,
         tokens,
     ))
+}
+
+/// Concept targets `[B, V]` for the images at `images`: for each word, the share of the image's
+/// captions that use it (all of its captions, whichever ones the step trains on).
+fn concept_targets(
+    captions: &[Vec<Vec<usize>>],
+    images: &[usize],
+    vocab_size: usize,
+    device: &Device,
+) -> Tensor<2> {
+    let mut values = vec![0f32; images.len() * vocab_size];
+    for (row, &i) in images.iter().enumerate() {
+        let caps = &captions[i];
+        let share = 1.0 / caps.len().max(1) as f32;
+        for cap in caps {
+            let mut seen: Vec<usize> = cap.iter().copied().filter(|&w| w < vocab_size).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            for w in seen {
+                values[row * vocab_size + w] += share;
+            }
+        }
+    }
+    Tensor::<1>::from_data(TensorData::new(values, [images.len() * vocab_size]), device)
+        .reshape([images.len(), vocab_size])
 }
 
 /// Mean teacher-forced loss per token over the validation captions.
@@ -396,12 +430,13 @@ fn validation_loss(
     let mut tokens = 0usize;
     let indices: Vec<usize> = (0..data.val.len()).collect();
     for chunk in indices.chunks(batch_size) {
-        let (loss, n) = batch_loss(
+        let (loss, _, n) = batch_loss(
             model,
             &data.val_images,
             &data.val,
             chunk,
             |_, count| (0..count).collect(),
+            0.0,
             device,
         )?;
         total += loss.into_scalar::<f32>() as f64 * n as f64;
@@ -469,7 +504,8 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         .with_embed_size(config.model.embed_size)
         .with_hidden_size(config.model.hidden_size)
         .with_dropout(config.model.dropout)
-        .with_tanh_c_version(config.model.tanh_c_version);
+        .with_tanh_c_version(config.model.tanh_c_version)
+        .with_concept_head((config.model.concept_loss > 0.0).then_some(true));
     let run_name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -566,7 +602,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         let mut window = (Instant::now(), 0usize, 0usize, 0.0f64, 0usize);
         for (it, chunk) in order.chunks(bs).enumerate().skip(skip) {
             let lr = learning_rate(config, epoch0, state.global_iteration, total_iters);
-            let (loss, tokens) = batch_loss(
+            let (loss, concept, tokens) = batch_loss(
                 &model,
                 &data.train_images,
                 &data.train,
@@ -580,9 +616,15 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
                         image,
                     )
                 },
+                config.model.concept_loss,
                 &ad_device,
             )?;
+            // the logged loss is the caption loss alone, comparable with validation loss
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            let loss = match concept {
+                Some(c) => loss + c,
+                None => loss,
+            };
             if !loss_value.is_finite() {
                 return Err(Error::Invalid(format!(
                     "training diverged at epoch {epoch}, iteration {}: loss is {loss_value}; lower optim.lr or set optim.grad_clip",
@@ -796,6 +838,21 @@ fn humanize(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each word's target is the share of the image's captions that use it, counted once per
+    /// caption however often the caption repeats it.
+    #[test]
+    fn concept_targets_are_the_share_of_captions_using_each_word() {
+        let captions = vec![
+            vec![vec![1, 2, 2], vec![2, 3], vec![1, 4], vec![4, 4]],
+            vec![vec![3]],
+        ];
+        let t = concept_targets(&captions, &[1, 0], 5, &Device::flex());
+        assert_eq!(t.dims(), [2, 5]);
+        let v = t.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(&v[..5], &[0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(&v[5..], &[0.0, 0.5, 0.5, 0.25, 0.5]);
+    }
 
     #[test]
     fn caption_rotation_covers_every_caption_and_is_deterministic() {

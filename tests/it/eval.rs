@@ -125,6 +125,18 @@ fn evaluates_a_model_that_reproduces_its_captions() {
     close(&m["CIDEr"], 9.375, "CIDEr");
     let ppl = json["perplexity"].as_f64().unwrap();
     assert!((1.0..1.2).contains(&ppl), "perplexity {ppl}");
+    // The image-blind baseline: the four training captions tie, the alphabetically first wins,
+    // and it is right for one test image in four.
+    assert_eq!(json["baseline"]["caption"], "a green circle");
+    let blind = json["baseline"]["metrics"]["ROUGE_L"].as_f64().unwrap();
+    assert!(blind > 0.25 && blind < 0.6, "baseline ROUGE_L {blind}");
+    assert!(
+        out.stdout.contains(
+            "Image-blind baseline: the most frequent training caption \"a green circle\""
+        ),
+        "{}",
+        out.stdout
+    );
     assert_eq!(json["decode"]["beam_size"], 1);
     assert_eq!(json["dataset"]["split"], "test");
     assert_eq!(json["dataset"]["format"], "csv");
