@@ -25,7 +25,9 @@ impl DeviceArg {
             DeviceArg::Cuda => anyhow::bail!(
                 "this capsearch was built without CUDA: rebuild with `cargo build --release --features cuda`"
             ),
+            // deprecated in burn, and measured here only to compare it with flex
             #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
             DeviceArg::Ndarray => Ok(Device::ndarray()),
             #[cfg(not(feature = "ndarray"))]
             DeviceArg::Ndarray => anyhow::bail!(
