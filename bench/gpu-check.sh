@@ -7,30 +7,43 @@
 #
 # Usage: bash bench/gpu-check.sh [OUT_DIR]      (default: reports/gpu)
 #
-# Needs: an NVIDIA GPU with its driver and CUDA toolkit, and network access for the first build:
-# burn's CUDA path pulls `tracel-llvm-bundler`, whose build script downloads LLVM. On a machine
-# without network the build stops there (seen on the CPU development machine).
+# Needs: an NVIDIA GPU with its driver (the CUDA runtime libraries are loaded at run time).
+# Building needs LLVM 23: burn's CUDA path pulls `tracel-llvm-bundler`, whose build script
+# downloads it, or takes one already installed (see bench/llvm-from-pip.sh for a machine whose
+# only network is the package registries).
+#
+# On a GPU machine without Rust or network, build elsewhere and pass the binaries:
+#   CAPSEARCH_BIN=path/to/capsearch CAPSEARCH_TEST_BIN=path/to/capsearch-lib-tests \
+#     bash bench/gpu-check.sh OUT_DIR
+# where the test binary is `cargo test --features cuda --lib --no-run`'s output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-reports/gpu}
 mkdir -p "$OUT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/capsearch/target-cuda}
-BIN=$CARGO_TARGET_DIR/release/capsearch
+BIN=${CAPSEARCH_BIN:-$CARGO_TARGET_DIR/release/capsearch}
 step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
 
-step "build with --features cuda"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-time cargo build --release --features cuda --bin capsearch
+if [ -z "${CAPSEARCH_BIN:-}" ]; then
+  step "build with --features cuda"
+  time cargo build --release --features cuda --bin capsearch
+fi
 
 step "tests of the CUDA path"
-cargo test --release --features cuda --lib cuda_ -- --nocapture 2>&1 | tee "$OUT/tests.txt"
+if [ -n "${CAPSEARCH_TEST_BIN:-}" ]; then
+  "$CAPSEARCH_TEST_BIN" cuda_ --nocapture 2>&1 | tee "$OUT/tests.txt"
+else
+  cargo test --release --features cuda --lib cuda_ -- --nocapture 2>&1 | tee "$OUT/tests.txt"
+fi
 
 step "train and caption on the GPU through the binary"
 DATA=$OUT/shapes
 "$BIN" dataset shapes --out "$DATA" --images 400 --seed 3
 "$BIN" train --config configs/shapes.toml --dataset "$DATA/dataset_shapes.json" \
   --out "$OUT/run" --device cuda --epochs 2 --no-tui 2>&1 | tail -5 | tee "$OUT/train.txt"
-"$BIN" caption --model "$OUT/run" --device cuda "$DATA/images" --json | head -3
+"$BIN" caption --model "$OUT/run" --device cuda "$DATA/images" --json > "$OUT/captions.jsonl"
+head -3 "$OUT/captions.jsonl"
 
 step "benchmarks, GPU then CPU"
 "$BIN" bench train --device cuda --no-baselines --out "$OUT/cuda" | tee "$OUT/bench-cuda.md"
