@@ -552,7 +552,8 @@ impl CaptionSizes {
 fn bench_caption(opts: &BenchOptions) -> Result<Table> {
     reset_peak_rss();
     let s = CaptionSizes::new(opts.quick);
-    let device = Device::flex();
+    // burn's ops and VGG-16 run on the chosen device; the fast path is the CPU's either way
+    let device = opts.device();
     device.seed(2);
     let config = CaptionerConfig::new(
         EncoderConfig::Precomputed {
