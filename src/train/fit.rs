@@ -376,12 +376,13 @@ fn batch_loss(
     let n = caps.len();
     let tokens = caps.iter().map(|c| c.len() + 1).sum();
     let features = store.features(model, images, device)?;
-    let concept = match concept_weight {
-        w if w > 0.0 && model.concept.is_some() => {
-            let targets = concept_targets(captions, images, model.vocab_size(), device);
-            model.concept_loss(features.clone(), targets).map(|l| l * w)
-        }
-        _ => None,
+    let concept = if concept_weight > 0.0 && model.concept.is_some() {
+        let targets = concept_targets(captions, images, model.vocab_size(), device);
+        model
+            .concept_loss(features.clone(), targets)
+            .map(|l| l * concept_weight)
+    } else {
+        None
     };
     let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device);
     let features = features.select(0, rows);
