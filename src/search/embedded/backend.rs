@@ -1,0 +1,341 @@
+//! The [`SearchBackend`] operations of [`EmbeddedBackend`].
+
+use std::collections::{BTreeMap, HashSet};
+
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{
+    DocAddress, DocSet, Index, IndexWriter, SegmentOrdinal, TERMINATED, TantivyDocument, Term,
+};
+
+use super::collector::{Ranked, TopScores};
+use super::{EmbeddedBackend, MARKER_FILE};
+use crate::error::{Error, Result};
+use crate::search::analysis::{analyze, best_caption};
+use crate::search::{DocKind, Document, Health, Hit, IndexStats, SearchBackend, SourceCount};
+
+impl SearchBackend for EmbeddedBackend {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn health(&self) -> Result<Health> {
+        let mut state = self.lock();
+        let exists = self.opened(&mut state, false)?.is_some();
+        Ok(Health {
+            backend: self.name().to_string(),
+            location: self.location(),
+            status: "green".to_string(),
+            index_exists: exists,
+        })
+    }
+
+    fn index(&self, docs: &[Document]) -> Result<usize> {
+        for doc in docs {
+            doc.validate()?;
+        }
+        if docs.is_empty() {
+            return Ok(0);
+        }
+        self.write(|writer, opened| {
+            let f = opened.fields;
+            for doc in docs {
+                writer.delete_term(Term::from_field_text(f.path, &doc.path));
+                let mut d = TantivyDocument::default();
+                d.add_text(f.path, &doc.path);
+                for caption in doc.captions.iter().filter(|c| !c.trim().is_empty()) {
+                    d.add_text(f.caption, caption);
+                }
+                d.add_text(f.kind, doc.kind.as_str());
+                d.add_text(f.source(doc.kind), &doc.source);
+                d.add_i64(f.timestamp, doc.timestamp);
+                writer
+                    .add_document(d)
+                    .map_err(|e| self.err(&format!("cannot add {:?}", doc.path), e))?;
+            }
+            Ok(docs.len())
+        })
+    }
+
+    fn delete(&self, paths: &[String]) -> Result<usize> {
+        if paths.is_empty() || !self.exists() {
+            return Ok(0);
+        }
+        self.write(|writer, opened| {
+            let mut existing = 0;
+            let unique: HashSet<&String> = paths.iter().collect();
+            for path in unique {
+                let term = Term::from_field_text(opened.fields.path, path);
+                let query = TermQuery::new(term.clone(), IndexRecordOption::Basic);
+                existing += self.count_query(opened, &query)?;
+                writer.delete_term(term);
+            }
+            Ok(existing)
+        })
+    }
+
+    fn query(&self, text: &str, size: usize, offset: usize) -> Result<Vec<Hit>> {
+        let opened = self.reader()?;
+        let mut terms = analyze(text);
+        terms.sort();
+        terms.dedup();
+        if terms.is_empty() || size == 0 {
+            return Ok(Vec::new());
+        }
+        let f = opened.fields;
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|t| {
+                let q = TermQuery::new(
+                    Term::from_field_text(f.caption, t),
+                    IndexRecordOption::WithFreqs,
+                );
+                (Occur::Should, Box::new(q) as Box<dyn Query>)
+            })
+            .collect();
+        let query = BooleanQuery::new(clauses);
+        let searcher = opened.reader.searcher();
+        let top = searcher
+            .search(
+                &query,
+                &TopScores {
+                    keep: offset.saturating_add(size),
+                },
+            )
+            .map_err(|e| self.err("search failed", e))?;
+        let mut hits = Vec::with_capacity(size);
+        for Ranked { score, address } in top.into_iter().skip(offset) {
+            let doc: TantivyDocument = searcher
+                .doc(address)
+                .map_err(|e| self.err("cannot read a document", e))?;
+            let path = doc
+                .get_first(f.path)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let captions: Vec<String> = doc
+                .get_all(f.caption)
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            hits.push(Hit {
+                path,
+                caption: best_caption(text, &captions),
+                score,
+            });
+        }
+        Ok(hits)
+    }
+
+    fn count(&self) -> Result<u64> {
+        Ok(self.fresh_reader()?.reader.searcher().num_docs())
+    }
+
+    fn list(&self, size: usize, offset: usize) -> Result<Vec<Hit>> {
+        let opened = self.fresh_reader()?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let f = opened.fields;
+        let searcher = opened.reader.searcher();
+        // The path field's term dictionaries are sorted: walk them for the live documents'
+        // paths (terms of deleted documents linger until a merge), then read only the page.
+        let mut live: Vec<(Vec<u8>, DocAddress)> = Vec::new();
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+            let inverted = segment
+                .inverted_index(f.path)
+                .map_err(|e| self.err("cannot read the paths", e))?;
+            let mut stream = inverted
+                .terms()
+                .stream()
+                .map_err(|e| self.err("cannot read the paths", e))?;
+            while stream.advance() {
+                let mut postings = inverted
+                    .read_postings_from_terminfo(stream.value(), IndexRecordOption::Basic)
+                    .map_err(|e| self.err("cannot read the paths", e))?;
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    if !segment.is_deleted(doc) {
+                        live.push((
+                            stream.key().to_vec(),
+                            DocAddress::new(ordinal as SegmentOrdinal, doc),
+                        ));
+                        break;
+                    }
+                    doc = postings.advance();
+                }
+            }
+        }
+        live.sort_unstable();
+        live.dedup_by(|a, b| a.0 == b.0);
+        let mut hits = Vec::with_capacity(size.min(live.len()));
+        for (_, address) in live.into_iter().skip(offset).take(size) {
+            let doc: TantivyDocument = searcher
+                .doc(address)
+                .map_err(|e| self.err("cannot read a document", e))?;
+            let path = doc
+                .get_first(f.path)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let caption = doc
+                .get_first(f.caption)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            hits.push(Hit {
+                path,
+                caption,
+                score: 0.0,
+            });
+        }
+        Ok(hits)
+    }
+
+    fn indexed_paths(
+        &self,
+        paths: &[String],
+        kind: DocKind,
+        source: &str,
+    ) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        if !self.exists() {
+            return Ok(found);
+        }
+        let opened = self.fresh_reader()?;
+        let f = opened.fields;
+        let source_term = Term::from_field_text(f.source(kind), source);
+        for path in paths {
+            if found.contains(path) {
+                continue;
+            }
+            let query = BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(f.path, path),
+                        IndexRecordOption::Basic,
+                    )) as Box<dyn Query>,
+                ),
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        source_term.clone(),
+                        IndexRecordOption::Basic,
+                    )),
+                ),
+            ]);
+            if self.count_query(&opened, &query)? > 0 {
+                found.insert(path.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    fn stats(&self) -> Result<IndexStats> {
+        let opened = self.fresh_reader()?;
+        let searcher = opened.reader.searcher();
+        let mut sources = Vec::new();
+        for kind in [DocKind::Dataset, DocKind::Model] {
+            let field = opened.fields.source(kind);
+            // Terms of deleted documents linger until a merge, so count live documents per term.
+            let mut names = BTreeMap::new();
+            for segment in searcher.segment_readers() {
+                let inverted = segment
+                    .inverted_index(field)
+                    .map_err(|e| self.err("cannot read the terms", e))?;
+                let mut stream = inverted
+                    .terms()
+                    .stream()
+                    .map_err(|e| self.err("cannot read the terms", e))?;
+                while stream.advance() {
+                    names.insert(String::from_utf8_lossy(stream.key()).into_owned(), ());
+                }
+            }
+            for name in names.into_keys() {
+                let query = TermQuery::new(
+                    Term::from_field_text(field, &name),
+                    IndexRecordOption::Basic,
+                );
+                let documents = self.count_query(&opened, &query)? as u64;
+                if documents > 0 {
+                    sources.push(SourceCount {
+                        kind,
+                        source: name,
+                        documents,
+                    });
+                }
+            }
+        }
+        Ok(IndexStats {
+            backend: self.name().to_string(),
+            location: self.location(),
+            documents: searcher.num_docs(),
+            sources,
+            size_bytes: self.size_on_disk(),
+        })
+    }
+
+    fn finish(&self) -> Result<()> {
+        let writer = self.lock().writer.take();
+        match writer {
+            Some(writer) => writer
+                .wait_merging_threads()
+                .map_err(|e| self.err("background merge failed", e)),
+            None => Ok(()),
+        }
+    }
+
+    fn drop_index(&self) -> Result<bool> {
+        let mut state = self.lock();
+        state.opened = None;
+        if !self.path.join(MARKER_FILE).is_file() {
+            if self.exists() {
+                return Err(Error::Search(format!(
+                    "{} has no {MARKER_FILE}, so capsearch did not write it: not deleting it",
+                    self.describe()
+                )));
+            }
+            return Ok(false);
+        }
+        // Refuse while another process writes to it: take the writer lock ourselves. (Opened
+        // without the schema check: an index of another schema version can be dropped too.)
+        if state.writer.is_none()
+            && self.exists()
+            && let Ok(index) = Index::open_in_dir(&self.path)
+        {
+            let writer: IndexWriter = index
+                .writer_with_num_threads(1, 20_000_000)
+                .map_err(|e| self.writer_error(e))?;
+            state.writer = Some(writer);
+        }
+        if let Some(writer) = state.writer.take() {
+            // Waits for merges, then releases the lock.
+            let _ = writer.wait_merging_threads();
+        }
+        let entries = std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut kept = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.path, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_file() && Self::is_index_file(&name) {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            } else {
+                kept.push(name);
+            }
+        }
+        if kept.is_empty() {
+            std::fs::remove_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        } else {
+            tracing::warn!(
+                "{}: removed the index, kept files capsearch did not write: {}",
+                self.path.display(),
+                kept.join(", ")
+            );
+        }
+        Ok(true)
+    }
+}

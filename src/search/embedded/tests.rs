@@ -1,0 +1,243 @@
+use tantivy::Term;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+
+use super::collector::*;
+use super::*;
+use crate::search::analysis::analyze;
+use crate::search::{DocKind, Document, SearchBackend, SourceCount};
+
+fn docs(n: usize) -> Vec<Document> {
+    (0..n)
+        .map(|i| {
+            Document::from_dataset(
+                format!("img/{i:04}.png"),
+                vec![
+                    format!("a red circle number {i}"),
+                    "a small blue square above".to_string(),
+                ],
+                "shapes",
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn schema_has_an_english_caption_and_raw_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::new(dir.path().join("idx"));
+    backend.index(&docs(1)).unwrap();
+    let index = Index::open_in_dir(backend.path()).unwrap();
+    let schema = index.schema();
+    let caption = schema.get_field_entry(schema.get_field("caption").unwrap());
+    let tantivy::schema::FieldType::Str(opts) = caption.field_type() else {
+        panic!("caption is not text")
+    };
+    let indexing = opts.get_indexing_options().unwrap();
+    assert_eq!(indexing.tokenizer(), ANALYZER_NAME);
+    assert!(opts.is_stored());
+    for key in ["path", "kind", "model", "dataset"] {
+        let entry = schema.get_field_entry(schema.get_field(key).unwrap());
+        let tantivy::schema::FieldType::Str(opts) = entry.field_type() else {
+            panic!("{key} is not a string")
+        };
+        assert_eq!(opts.get_indexing_options().unwrap().tokenizer(), "raw");
+        assert!(opts.is_stored(), "{key} is stored");
+    }
+    assert!(backend.path().join(MARKER_FILE).is_file());
+}
+
+#[test]
+fn reindexing_replaces_and_delete_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::new(dir.path().join("idx"));
+    assert_eq!(backend.index(&docs(50)).unwrap(), 50);
+    assert_eq!(backend.index(&docs(50)).unwrap(), 50);
+    assert_eq!(backend.count().unwrap(), 50);
+    let paths = vec!["img/0001.png".to_string(), "nope.png".to_string()];
+    assert_eq!(backend.delete(&paths).unwrap(), 1);
+    assert_eq!(backend.count().unwrap(), 49);
+    assert!(
+        backend
+            .query("number 1", 100, 0)
+            .unwrap()
+            .iter()
+            .all(|h| h.path != "img/0001.png")
+    );
+}
+
+#[test]
+fn another_writer_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = EmbeddedBackend::new(dir.path().join("idx"));
+    let b = EmbeddedBackend::new(dir.path().join("idx"));
+    a.index(&docs(3)).unwrap();
+    let err = b.index(&docs(3)).unwrap_err().to_string();
+    assert!(err.contains("locked by another writer"), "{err}");
+    // Readers are not blocked.
+    assert_eq!(b.count().unwrap(), 3);
+    drop(a);
+    assert_eq!(b.index(&docs(4)).unwrap(), 4);
+    assert_eq!(b.count().unwrap(), 4);
+}
+
+#[test]
+fn a_foreign_folder_is_neither_written_nor_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let backend = EmbeddedBackend::new(dir.path());
+    let err = backend.index(&docs(1)).unwrap_err().to_string();
+    assert!(err.contains("not a capsearch index"), "{err}");
+    assert!(!backend.drop_index().unwrap());
+    assert!(dir.path().join("notes.txt").is_file());
+}
+
+#[test]
+fn drop_keeps_files_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idx");
+    let backend = EmbeddedBackend::new(&path);
+    backend.index(&docs(5)).unwrap();
+    std::fs::write(path.join("notes.txt"), "mine").unwrap();
+    assert!(backend.drop_index().unwrap());
+    assert!(path.join("notes.txt").is_file());
+    assert!(!path.join("meta.json").exists());
+    let err = backend.count().unwrap_err().to_string();
+    assert!(err.contains("does not exist"), "{err}");
+    // And it can be created again (the folder now only holds the user's file: refused).
+    let err = backend.index(&docs(1)).unwrap_err().to_string();
+    assert!(err.contains("not a capsearch index"), "{err}");
+}
+
+#[test]
+fn stats_count_live_documents_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::new(dir.path().join("idx"));
+    backend.index(&docs(10)).unwrap();
+    backend
+        .index(&[Document::from_model("img/0000.png", "a red circle", "m1")])
+        .unwrap();
+    let stats = backend.stats().unwrap();
+    assert_eq!(stats.documents, 10);
+    assert_eq!(
+        stats.sources,
+        vec![
+            SourceCount {
+                kind: DocKind::Dataset,
+                source: "shapes".into(),
+                documents: 9
+            },
+            SourceCount {
+                kind: DocKind::Model,
+                source: "m1".into(),
+                documents: 1
+            },
+        ]
+    );
+    assert!(stats.size_bytes.unwrap() > 0);
+}
+
+#[test]
+fn top_scores_agrees_with_tantivy_top_docs() {
+    use tantivy::collector::TopDocs;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::new(dir.path().join("idx"));
+    let docs: Vec<Document> = (0..3000)
+        .map(|i| {
+            Document::from_model(
+                format!("{i}.png"),
+                crate::data::shapes::indexed_caption(i),
+                "m",
+            )
+        })
+        .collect();
+    // Several commits: several segments.
+    for chunk in docs.chunks(700) {
+        backend.index(chunk).unwrap();
+    }
+    let opened = backend.reader().unwrap();
+    let searcher = opened.reader.searcher();
+    assert!(searcher.segment_readers().len() > 1);
+    for q in [
+        "small red circle above a blue square",
+        "star",
+        "green hexagon background",
+    ] {
+        let terms: Vec<(Occur, Box<dyn Query>)> = analyze(q)
+            .into_iter()
+            .map(|t| {
+                let term = Term::from_field_text(opened.fields.caption, &t);
+                let q: Box<dyn Query> =
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                (Occur::Should, q)
+            })
+            .collect();
+        let query = BooleanQuery::new(terms);
+        let ours = searcher.search(&query, &TopScores { keep: 50 }).unwrap();
+        let theirs = searcher
+            .search(&query, &TopDocs::with_limit(50).order_by_score())
+            .unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        // Same scores in the same order (tied documents may differ).
+        for (a, (score, _)) in ours.iter().zip(&theirs) {
+            assert!(
+                (a.score - score).abs() < 1e-5,
+                "{q}: {} vs {score}",
+                a.score
+            );
+        }
+        assert!(ours.windows(2).all(|w| w[0] >= w[1]));
+        // Paging is slicing.
+        let page = backend.query(q, 10, 20).unwrap();
+        let all = backend.query(q, 30, 0).unwrap();
+        assert_eq!(page, all[20..30].to_vec());
+    }
+}
+
+#[test]
+fn list_pages_through_live_documents_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::new(dir.path().join("idx"));
+    // Two commits (two segments), a replaced document and a deleted one.
+    backend.index(&docs(30)).unwrap();
+    backend
+        .index(&[Document::from_model("img/0003.png", "a green star", "m")])
+        .unwrap();
+    backend.delete(&["img/0007.png".to_string()]).unwrap();
+    assert_eq!(backend.count().unwrap(), 29);
+    let mut all = Vec::new();
+    for page in 0..4 {
+        let hits = backend.list(8, page * 8).unwrap();
+        assert!(hits.len() <= 8);
+        all.extend(hits);
+    }
+    let paths: Vec<&str> = all.iter().map(|h| h.path.as_str()).collect();
+    let mut expected: Vec<String> = (0..30)
+        .filter(|&i| i != 7)
+        .map(|i| format!("img/{i:04}.png"))
+        .collect();
+    expected.sort();
+    assert_eq!(paths, expected);
+    let replaced = all.iter().find(|h| h.path == "img/0003.png").unwrap();
+    assert_eq!(replaced.caption, "a green star");
+    assert_eq!(all[0].caption, "a red circle number 0");
+    assert!(backend.list(8, 100).unwrap().is_empty());
+    assert!(backend.list(0, 0).unwrap().is_empty());
+    let missing = EmbeddedBackend::new(dir.path().join("none"));
+    let err = missing.list(5, 0).unwrap_err().to_string();
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn index_file_names() {
+    assert!(EmbeddedBackend::is_index_file("meta.json"));
+    assert!(EmbeddedBackend::is_index_file(".tantivy-writer.lock"));
+    assert!(EmbeddedBackend::is_index_file(
+        "0123456789abcdef0123456789abcdef.store"
+    ));
+    assert!(EmbeddedBackend::is_index_file(
+        "0123456789abcdef0123456789abcdef.12.del"
+    ));
+    assert!(!EmbeddedBackend::is_index_file("notes.txt"));
+    assert!(!EmbeddedBackend::is_index_file("0123.store"));
+}
