@@ -11,9 +11,20 @@ use serde_json::Value;
 /// The JSON a baseline printed, or why there is none.
 pub type BaselineResult = std::result::Result<Value, String>;
 
-/// Writes `script` to a temporary file and runs `python script args...`.
-pub fn run_script(python: &str, file_name: &str, script: &str, args: &[String]) -> BaselineResult {
+/// Writes `script` to a temporary file, and each of `modules` (file name, text) beside it where
+/// the script can import it, and runs `python script args...`.
+pub fn run_script(
+    python: &str,
+    file_name: &str,
+    script: &str,
+    modules: &[(&str, &str)],
+    args: &[String],
+) -> BaselineResult {
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temporary folder: {e}"))?;
+    for (name, text) in modules {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let path = dir.path().join(file_name);
     std::fs::write(&path, script).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::info!(script = file_name, "running baseline");
@@ -80,7 +91,7 @@ mod tests {
 
     #[test]
     fn a_missing_interpreter_is_a_skip_reason() {
-        let r = run_script("/nonexistent/python3", "x.py", "print(1)", &[]);
+        let r = run_script("/nonexistent/python3", "x.py", "print(1)", &[], &[]);
         assert!(r.unwrap_err().contains("could not be started"));
     }
 }

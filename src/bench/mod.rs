@@ -8,24 +8,31 @@
 //! numpy or torch is missing is reported as skipped, with the reason.
 //!
 //! The baseline scripts live in `bench/` and are compiled into the binary ([`NEURALTALK_SCRIPT`],
-//! [`PYTORCH_SCRIPT`]), so `capsearch bench` runs them from any directory.
+//! [`PYTORCH_SCRIPT`], and the NeuralTalk port they share with the test fixtures,
+//! [`NEURALTALK_REFERENCE`]), so `capsearch bench` runs them from any directory.
 
 pub mod baseline;
+mod caption;
+mod common;
 pub mod plot;
-pub mod run;
+pub mod search;
 pub mod serve;
+mod train;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::util::percentile;
 
-pub use run::{BenchKind, run_benchmarks};
-
-/// `bench/neuraltalk_reference.py`: NeuralTalk's numpy `predict()` with random weights.
-pub const NEURALTALK_SCRIPT: &str = include_str!("../../bench/neuraltalk_reference.py");
+/// `bench/neuraltalk_bench.py`: NeuralTalk's numpy `predict()` timed with random weights.
+pub const NEURALTALK_SCRIPT: &str = include_str!("../../bench/neuraltalk_bench.py");
+/// The numpy port of NeuralTalk's `predict()` (the one that produced the test fixtures), which
+/// [`NEURALTALK_SCRIPT`] imports: written beside it when it runs.
+pub const NEURALTALK_REFERENCE: &str =
+    include_str!("../../tests/fixtures/neuraltalk/neuraltalk_reference.py");
 /// `bench/pytorch_reference.py`: the `shapes` model in PyTorch on CPU.
 pub const PYTORCH_SCRIPT: &str = include_str!("../../bench/pytorch_reference.py");
 
@@ -257,12 +264,73 @@ pub fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-pub use crate::search::bench::{peak_rss_bytes, percentile};
+/// Peak resident set size of this process, from `/proc/self/status` (Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
 
 /// Resets this process's peak RSS (`VmHWM`) to its current RSS, so that the next reading is the
 /// peak of what follows (Linux ≥ 4.0, `/proc/self/clear_refs` = 5). Returns whether it worked.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Which benchmark `capsearch bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchKind {
+    /// Training images/s on the `shapes` model, and a batch-size sweep.
+    Train,
+    /// NeuralTalk-sized caption latency and throughput, and VGG-16's forward pass.
+    Caption,
+    /// Embedded search: indexing docs/s, query latency, index size.
+    Search,
+    /// `capsearch serve` under load: requests/s, p50/p99 latency, errors and the server's peak RSS
+    /// on `POST /api/search` (images) and `GET /api/query`.
+    Serve,
+    /// All of the above.
+    All,
+}
+
+/// Runs the chosen benchmarks, writes `bench.md`, `bench.json` and the plots into `opts.out`, and
+/// returns the report.
+pub fn run_benchmarks(kind: BenchKind, opts: &BenchOptions, command: &str) -> Result<BenchReport> {
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let started = Instant::now();
+    let mut machine = Machine::detect();
+    if opts.device.is_some() {
+        machine.backend = format!("burn {:?}", opts.device());
+    }
+    let mut tables = Vec::new();
+    if matches!(kind, BenchKind::Train | BenchKind::All) {
+        tables.push(train::bench_train(opts, machine.cores)?);
+    }
+    if matches!(kind, BenchKind::Caption | BenchKind::All) {
+        tables.push(caption::bench_caption(opts)?);
+    }
+    if matches!(kind, BenchKind::Search | BenchKind::All) {
+        tables.push(search::bench_search(opts)?);
+    }
+    if matches!(kind, BenchKind::Serve | BenchKind::All) {
+        tables.push(serve::bench_serve(opts)?);
+    }
+    machine.load_after = load_average();
+    let report = BenchReport {
+        machine,
+        quick: opts.quick,
+        command: command.to_string(),
+        tables,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    let md_path = opts.out.join("bench.md");
+    std::fs::write(&md_path, render_markdown(&report)).map_err(|e| Error::io(&md_path, e))?;
+    let json_path = opts.out.join("bench.json");
+    let json = serde_json::to_string_pretty(&report)
+        .map_err(|e| Error::Invalid(format!("cannot serialise the bench report: {e}")))?;
+    std::fs::write(&json_path, json).map_err(|e| Error::io(&json_path, e))?;
+    Ok(report)
 }
 
 /// Renders the report as Markdown (what `bench.md` holds and what is printed without `--json`).

@@ -19,15 +19,16 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 
-use super::{BenchOptions, Count, Row, Table, percentile};
-use crate::data::shapes;
+use super::common::shapes_vocab_and_captions;
+use super::{BenchOptions, Count, Row, Table};
+use crate::data::shapes::{self, indexed_caption};
 use crate::error::{Error, Result};
 use crate::model::artifact::{ModelInfo, Preprocessing, save_model};
 use crate::model::encoder::SmallCnnConfig;
 use crate::model::{CaptionerConfig, EncoderConfig};
-use crate::search::bench::shapes_caption;
 use crate::search::embedded::EmbeddedBackend;
 use crate::search::{Document, index_documents};
+use crate::util::percentile;
 
 /// Settings of the serve benchmark.
 #[derive(Debug, Clone, Default)]
@@ -146,7 +147,7 @@ async fn load(client: &reqwest::Client, make: MakeRequest, clients: usize, secon
 
 /// Writes an untrained model of the `shapes` size (tiny sizes with `quick`) into `dir`.
 fn untrained_model(dir: &Path, quick: bool) -> Result<()> {
-    let (vocab, _) = super::run::shapes_vocab_and_captions(2000, 16);
+    let (vocab, _) = shapes_vocab_and_captions(2000, 16);
     let (cnn, embed, hidden, image) = if quick {
         (
             SmallCnnConfig::new()
@@ -309,7 +310,7 @@ pub fn bench_serve(opts: &BenchOptions) -> Result<Table> {
             let documents = (0..docs).map(|i| {
                 Document::from_dataset(
                     format!("bench/{i:07}.png"),
-                    vec![shapes_caption(i)],
+                    vec![indexed_caption(i)],
                     "bench",
                 )
             });
@@ -356,7 +357,7 @@ pub fn bench_serve(opts: &BenchOptions) -> Result<Table> {
     };
     let query: MakeRequest = Arc::new(move |client: &reqwest::Client, i: usize| {
         client.get(&query_url).query(&[
-            ("q", shapes_caption(1_000_000 + i as u64)),
+            ("q", indexed_caption(1_000_000 + i as u64)),
             ("size", "10".into()),
         ])
     });

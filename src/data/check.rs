@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::formats::Format;
 use super::text::{Vocabulary, tokenize};
 use super::{Dataset, Skipped, Split};
+use crate::util::percentile;
 
 /// Minimum, maximum and mean of a count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -124,14 +125,6 @@ impl Summary {
     }
 }
 
-fn percentile(sorted: &[usize], p: f64) -> usize {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 /// Summarises a dataset; the vocabulary is built from the training captions at `threshold`.
 pub fn summarize(dataset: &Dataset, threshold: usize) -> Summary {
     let mut splits: BTreeMap<String, usize> = Split::ALL
@@ -169,8 +162,8 @@ pub fn summarize(dataset: &Dataset, threshold: usize) -> Summary {
         min: lengths.first().copied().unwrap_or(0),
         max: lengths.last().copied().unwrap_or(0),
         mean: mean(&lengths),
-        median: percentile(&lengths, 0.5),
-        p90: percentile(&lengths, 0.9),
+        median: percentile(&lengths, 50.0),
+        p90: percentile(&lengths, 90.0),
         histogram,
     };
 

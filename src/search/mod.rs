@@ -23,7 +23,6 @@
 //! thread (and the Elasticsearch backend refuses to run a nested runtime).
 
 pub mod analysis;
-pub mod bench;
 pub mod elastic;
 pub mod embedded;
 
@@ -39,7 +38,6 @@ use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 
 pub use analysis::{analyze, best_caption};
-pub use bench::{BenchFigures, bench_search};
 
 /// What produced a document's captions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

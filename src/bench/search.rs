@@ -1,18 +1,23 @@
-//! A search benchmark: index a synthetic caption corpus, then time queries.
+//! The search benchmark: index a synthetic caption corpus, then time queries.
 //!
-//! [`bench_search`] is what `capsearch bench search` runs for each backend and corpus size; the
-//! caption generator is a parameter, so the bench can use the `shapes` grammar ([`shapes_caption`]
-//! is a stand-in with the same flavour until that generator exists).
+//! [`search_figures`] measures one backend on one corpus (the caption generator is a parameter);
+//! [`bench_search`] is what `capsearch bench search` runs: the embedded backend on
+//! [`indexed_caption`]'s corpus.
 
 use std::time::Instant;
 
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use super::{Document, SearchBackend, index_documents};
-use crate::error::Result;
+use super::common::single;
+use super::{BenchOptions, Table, peak_rss_bytes, reset_peak_rss};
+use crate::data::shapes::indexed_caption;
+use crate::error::{Error, Result};
+use crate::search::embedded::EmbeddedBackend;
+use crate::search::{Document, SearchBackend, index_documents};
+use crate::util::percentile;
 
-/// What one run of [`bench_search`] measured.
+/// What one run of [`search_figures`] measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchFigures {
     pub backend: String,
@@ -36,7 +41,7 @@ pub struct BenchFigures {
 /// `bench`), in batches of `batch_size`, then runs `n_queries` queries of size 10 whose texts are
 /// `caption(n_docs + j)` (same distribution, unseen), and reports throughput and latency.
 /// The backend should be empty; its documents are left in place.
-pub fn bench_search(
+pub fn search_figures(
     backend: &dyn SearchBackend,
     n_docs: u64,
     n_queries: usize,
@@ -74,95 +79,55 @@ pub fn bench_search(
     })
 }
 
-/// The nearest-rank percentile of sorted values (0 when empty).
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Peak resident set size of this process, from `/proc/self/status` (Linux only).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// A deterministic caption of simple coloured shapes, e.g. "a small red circle above a large
-/// blue square on a white background": a vocabulary of 38 words and many combinations, so that
-/// postings are long and queries match thousands of documents, as with a real caption corpus.
-pub fn shapes_caption(i: u64) -> String {
-    const SIZES: [&str; 5] = ["small", "large", "big", "tiny", "medium"];
-    const COLOURS: [&str; 9] = [
-        "red", "green", "blue", "yellow", "purple", "orange", "black", "white", "grey",
-    ];
-    const SHAPES: [&str; 9] = [
-        "circle",
-        "square",
-        "triangle",
-        "star",
-        "hexagon",
-        "ellipse",
-        "rectangle",
-        "diamond",
-        "cross",
-    ];
-    const RELATIONS: [&str; 8] = [
-        "above", "below", "left of", "right of", "next to", "inside", "near", "touching",
-    ];
-    let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    let mut pick = |n: usize| {
-        // splitmix64: a fixed, fast mixer, so captions are reproducible without an RNG crate API.
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z % n as u64) as usize
+pub(super) fn bench_search(opts: &BenchOptions) -> Result<Table> {
+    reset_peak_rss();
+    let docs = if opts.quick {
+        opts.search_docs.min(2000)
+    } else {
+        opts.search_docs
     };
-    let mut text = format!(
-        "a {} {} {} {} a {} {} {}",
-        SIZES[pick(SIZES.len())],
-        COLOURS[pick(COLOURS.len())],
-        SHAPES[pick(SHAPES.len())],
-        RELATIONS[pick(RELATIONS.len())],
-        SIZES[pick(SIZES.len())],
-        COLOURS[pick(COLOURS.len())],
-        SHAPES[pick(SHAPES.len())],
-    );
-    if pick(2) == 0 {
-        text.push_str(&format!(
-            " on a {} background",
-            COLOURS[pick(COLOURS.len())]
+    let queries = if opts.quick { 50 } else { 1000 };
+    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let backend = EmbeddedBackend::new(dir.path().join("index"));
+    tracing::info!("bench search: {docs} documents");
+    let progress = if opts.quick {
+        indicatif::ProgressBar::hidden()
+    } else {
+        crate::search::progress_bar(Some(docs), "docs")
+    };
+    let f = search_figures(&backend, docs, queries, 10_000, &indexed_caption, &progress)?;
+    progress.finish_and_clear();
+    let mut query = single("query latency (size 10)", "ms", false, f.query_p50_ms);
+    query.high = f.query_p99_ms;
+    query.spread = "p50–p99".into();
+    query.runs = f.queries;
+    let mut rows = vec![single("indexing", "docs/s", true, f.docs_per_second), query];
+    if let Some(size) = f.size_bytes {
+        rows.push(single(
+            "index size on disk",
+            "MiB",
+            false,
+            size as f64 / 1048576.0,
         ));
     }
-    text
+    Ok(Table {
+        name: "search".into(),
+        title: format!("embedded backend, {docs} documents"),
+        setup: vec![
+            format!("{docs} synthetic shapes captions indexed in batches of 10,000, then {queries} unseen captions as queries"),
+            format!("mean hits per query: {:.1}", f.mean_hits),
+        ],
+        rows,
+        counts: vec![],
+        peak_rss_bytes: peak_rss_bytes(),
+        plots: vec![],
+        notes: vec!["No baseline: Elasticsearch needs a server (see `bench::search` for its measuring test).".into()],
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::embedded::EmbeddedBackend;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&v, 100.0), 100.0);
-        assert_eq!(percentile(&[3.0], 99.0), 3.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-    }
-
-    #[test]
-    fn shapes_captions_are_deterministic_and_varied() {
-        assert_eq!(shapes_caption(7), shapes_caption(7));
-        let distinct: std::collections::HashSet<String> = (0..1000).map(shapes_caption).collect();
-        assert!(distinct.len() > 950, "{}", distinct.len());
-    }
 
     fn bench_docs() -> u64 {
         std::env::var("CAPSEARCH_BENCH_DOCS")
@@ -172,19 +137,19 @@ mod tests {
     }
 
     /// The embedded figures, until `capsearch bench search` exists. Run with
-    /// `CAPSEARCH_BENCH_DOCS=100000 cargo test --lib search::bench::tests::measure_embedded --
+    /// `CAPSEARCH_BENCH_DOCS=100000 cargo test --lib bench::search::tests::measure_embedded --
     /// --ignored --nocapture`.
     #[test]
     #[ignore = "a benchmark: run it by name with --ignored"]
     fn measure_embedded() {
         let dir = tempfile::tempdir().unwrap();
         let backend = EmbeddedBackend::new(dir.path().join("index"));
-        let figures = bench_search(
+        let figures = search_figures(
             &backend,
             bench_docs(),
             1000,
             10_000,
-            &shapes_caption,
+            &indexed_caption,
             &crate::search::progress_bar(Some(bench_docs()), "docs"),
         )
         .unwrap();
@@ -207,12 +172,12 @@ mod tests {
             })
             .unwrap();
         backend.drop_index().unwrap();
-        let figures = bench_search(
+        let figures = search_figures(
             &backend,
             bench_docs(),
             1000,
             1000,
-            &shapes_caption,
+            &indexed_caption,
             &crate::search::progress_bar(Some(bench_docs()), "docs"),
         )
         .unwrap();
@@ -224,12 +189,12 @@ mod tests {
     fn bench_measures_a_small_embedded_run() {
         let dir = tempfile::tempdir().unwrap();
         let backend = EmbeddedBackend::new(dir.path().join("idx"));
-        let figures = bench_search(
+        let figures = search_figures(
             &backend,
             2000,
             50,
             500,
-            &shapes_caption,
+            &indexed_caption,
             &ProgressBar::hidden(),
         )
         .unwrap();

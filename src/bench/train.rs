@@ -1,0 +1,414 @@
+//! The training benchmark: images/s of the `shapes` model (forward, backward, Adam step) at its
+//! batch size and over a batch-size sweep, greedy captioning with the same model, and PyTorch's
+//! figures for the same model.
+
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use serde_json::Value;
+
+use super::baseline::BaselineResult;
+use super::common::{
+    baseline_samples, run_baseline, shapes_vocab_and_captions, weights_file_row, with_baseline,
+};
+use super::plot::draw_sweep;
+use super::{
+    BenchOptions, PYTORCH_SCRIPT, Row, Table, median, peak_rss_bytes, reset_peak_rss, time_runs,
+};
+use crate::data::batch::arrange_tokens;
+use crate::error::{Error, Result};
+use crate::model::decode::DecodeOptions;
+use crate::model::encoder::SmallCnnConfig;
+use crate::model::fast_decode::{FastDecoder, decode_with};
+use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
+use crate::train::config::{TrainConfig, TrainEncoder};
+
+const TORCH: &str = "PyTorch (CPU)";
+
+/// Sizes of the training benchmark: `configs/shapes.toml`, or tiny ones with `--quick`.
+struct TrainSizes {
+    image: usize,
+    cnn: SmallCnnConfig,
+    embed: usize,
+    hidden: usize,
+    batch: usize,
+    captions_per_image: usize,
+    max_len: usize,
+    sweep: Vec<usize>,
+    warmup: usize,
+    runs: usize,
+    sweep_runs: usize,
+}
+
+impl TrainSizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            TrainSizes {
+                image: 32,
+                cnn: SmallCnnConfig::new()
+                    .with_width(4)
+                    .with_depth(2)
+                    .with_grid(2),
+                embed: 16,
+                hidden: 32,
+                batch: 4,
+                captions_per_image: 5,
+                max_len: 16,
+                sweep: vec![2, 4],
+                warmup: 1,
+                runs: 2,
+                sweep_runs: 2,
+            }
+        } else {
+            // the default experiment, as configs/shapes.toml sets it
+            let config = TrainConfig::from_toml(DEFAULT_CONFIG).ok();
+            let cnn = match config.as_ref().map(|c| &c.model.encoder) {
+                Some(TrainEncoder::SmallCnn(c)) => c.clone(),
+                _ => SmallCnnConfig::new(),
+            };
+            let get = |f: fn(&TrainConfig) -> usize, default: usize| {
+                config.as_ref().map(f).unwrap_or(default)
+            };
+            TrainSizes {
+                image: get(|c| c.data.image_size, 64),
+                cnn,
+                embed: get(|c| c.model.embed_size, 128),
+                hidden: get(|c| c.model.hidden_size, 256),
+                batch: get(|c| c.run.batch_size, 32),
+                captions_per_image: match get(|c| c.run.captions_per_image, 5) {
+                    0 => 5, // all of a shapes image's 5 captions
+                    n => n.min(5),
+                },
+                max_len: get(|c| c.data.max_caption_len, 16),
+                sweep: vec![8, 16, 32, 64],
+                warmup: 2,
+                runs: 8,
+                sweep_runs: 4,
+            }
+        }
+    }
+}
+
+/// `configs/shapes.toml`, the default experiment the training benchmark measures.
+const DEFAULT_CONFIG: &str = include_str!("../../configs/shapes.toml");
+
+/// A synthetic batch: random pixels, and captions drawn from the `shapes` grammar.
+struct TrainBatch {
+    images: Tensor<4>,
+    rows: Tensor<1, Int>,
+    inputs: Tensor<2, Int>,
+    targets: Tensor<2, Int>,
+    mask: Tensor<2>,
+}
+
+fn train_batch(
+    sizes: &TrainSizes,
+    batch: usize,
+    pool: &[Vec<usize>],
+    device: &Device,
+) -> TrainBatch {
+    let n = batch * sizes.captions_per_image;
+    let caps: Vec<&[usize]> = (0..n).map(|i| pool[i % pool.len()].as_slice()).collect();
+    let rows: Vec<i64> = (0..n)
+        .map(|i| (i / sizes.captions_per_image) as i64)
+        .collect();
+    let (inputs, targets, mask, steps) = arrange_tokens(&caps);
+    let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [n, steps]), device);
+    TrainBatch {
+        images: Tensor::random(
+            [batch, 3, sizes.image, sizes.image],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        ),
+        rows: Tensor::from_data(TensorData::new(rows, [n]), device),
+        inputs: ints(inputs),
+        targets: ints(targets),
+        mask: Tensor::from_data(TensorData::new(mask, [n, steps]), device),
+    }
+}
+
+/// Training images/s at one batch size: forward, backward and an Adam step per run.
+fn train_throughput(
+    device: &Device,
+    config: &CaptionerConfig,
+    sizes: &TrainSizes,
+    batch: usize,
+    pool: &[Vec<usize>],
+    warmup: usize,
+    runs: usize,
+) -> Result<Vec<f64>> {
+    let device = device.clone().autodiff();
+    device.seed(1);
+    let mut model = Some(config.init(&device));
+    let mut optim = AdamConfig::new()
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(5.0)))
+        .init();
+    let data = train_batch(sizes, batch, pool, &device);
+    let secs = time_runs(warmup, runs, || {
+        let m = model
+            .take()
+            .ok_or_else(|| Error::Invalid("model lost".into()))?;
+        let features = m
+            .encode(data.images.clone())
+            .ok_or_else(|| Error::Invalid("the shapes model has a CNN".into()))?
+            .select(0, data.rows.clone());
+        let loss = m.loss(
+            features,
+            data.inputs.clone(),
+            data.targets.clone(),
+            data.mask.clone(),
+        );
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        let m = optim.step(2e-3, m, grads);
+        model = Some(m);
+        Ok(())
+    })?;
+    Ok(secs.iter().map(|s| batch as f64 / s).collect())
+}
+
+pub(super) fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
+    reset_peak_rss();
+    let sizes = TrainSizes::new(opts.quick);
+    let (vocab, pool) = shapes_vocab_and_captions(2000, sizes.max_len);
+    let mean_len = pool.iter().map(Vec::len).sum::<usize>() as f64 / pool.len() as f64;
+    let config = CaptionerConfig::new(EncoderConfig::SmallCnn(sizes.cnn.clone()), vocab.len())
+        .with_embed_size(sizes.embed)
+        .with_hidden_size(sizes.hidden)
+        .with_dropout(0.2);
+    tracing::info!("bench train: batch {}", sizes.batch);
+    let main = train_throughput(
+        &opts.device(),
+        &config,
+        &sizes,
+        sizes.batch,
+        &pool,
+        sizes.warmup,
+        sizes.runs,
+    )?;
+    let (model, caption_ips) = greedy_captioning(opts, &config, &sizes)?;
+    let sweep = batch_sweep(opts, &config, &sizes, &pool)?;
+    let torch = torch_baseline(opts, &sizes, vocab.len(), cores);
+
+    let (mut rows, torch_sweep) = train_rows(&sizes, &main, &caption_ips, sweep, &torch);
+    rows.push(weights_file_row(
+        &model,
+        "shapes.bpk",
+        "model file (shapes, f32)",
+    )?);
+    let plot = "bench_train_batch.png";
+    draw_sweep(
+        &opts.out.join(plot),
+        "Training throughput against batch size (shapes model)",
+        "images/s",
+        &sweep_series(&rows, torch_sweep),
+    )?;
+    Ok(Table {
+        name: "train".into(),
+        title: "training throughput on the shapes model".into(),
+        setup: train_setup(&sizes, vocab.len(), mean_len),
+        rows,
+        counts: vec![],
+        peak_rss_bytes: peak_rss_bytes(),
+        plots: vec![plot.into()],
+        notes: train_notes(&torch, cores),
+    })
+}
+
+/// Greedy captioning images/s with the same model (CNN and decoder, one batch), on the decoder
+/// path capsearch uses on this device: the fast path on the CPU, burn's ops elsewhere.
+fn greedy_captioning(
+    opts: &BenchOptions,
+    config: &CaptionerConfig,
+    sizes: &TrainSizes,
+) -> Result<(Captioner, Vec<f64>)> {
+    let device = opts.device();
+    let model = config.init(&device);
+    let fast = (device == Device::flex())
+        .then(|| FastDecoder::new(&model))
+        .transpose()?;
+    let images = Tensor::<4>::random(
+        [sizes.batch, 3, sizes.image, sizes.image],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let caption_secs = time_runs(sizes.warmup, sizes.runs, || {
+        let features = model
+            .encode(images.clone())
+            .ok_or_else(|| Error::Invalid("the shapes model has a CNN".into()))?;
+        decode_with(fast.as_ref(), &model, features, DecodeOptions::default())?;
+        Ok(())
+    })?;
+    let caption_ips = caption_secs
+        .iter()
+        .map(|s| sizes.batch as f64 / s)
+        .collect();
+    Ok((model, caption_ips))
+}
+
+/// Training images/s at each batch size of the sweep, one row each.
+fn batch_sweep(
+    opts: &BenchOptions,
+    config: &CaptionerConfig,
+    sizes: &TrainSizes,
+    pool: &[Vec<usize>],
+) -> Result<Vec<Row>> {
+    let mut sweep = Vec::new();
+    for &b in &sizes.sweep {
+        tracing::info!("bench train: sweep batch {b}");
+        let ips = train_throughput(&opts.device(), config, sizes, b, pool, 1, sizes.sweep_runs)?;
+        let row = Row::from_samples(&format!("training, batch {b}"), "img/s", true, &ips);
+        sweep.push(row);
+    }
+    Ok(sweep)
+}
+
+/// The same model, batch and sweep in PyTorch.
+fn torch_baseline(
+    opts: &BenchOptions,
+    sizes: &TrainSizes,
+    vocab: usize,
+    cores: usize,
+) -> BaselineResult {
+    run_baseline(
+        opts,
+        "pytorch_reference.py",
+        PYTORCH_SCRIPT,
+        &[],
+        vec![
+            format!("--image={}", sizes.image),
+            format!("--width={}", sizes.cnn.width),
+            format!("--depth={}", sizes.cnn.depth),
+            format!("--grid={}", sizes.cnn.grid),
+            format!("--embed={}", sizes.embed),
+            format!("--hidden={}", sizes.hidden),
+            format!("--vocab={vocab}"),
+            format!("--batch={}", sizes.batch),
+            format!("--captions={}", sizes.captions_per_image),
+            format!("--seq={}", sizes.max_len),
+            format!("--warmup={}", sizes.warmup),
+            format!("--runs={}", sizes.runs),
+            format!("--threads={cores}"),
+            format!(
+                "--sweep={}",
+                sizes
+                    .sweep
+                    .iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            format!("--sweep-runs={}", sizes.sweep_runs),
+        ],
+    )
+}
+
+/// The rows, each with PyTorch's figure beside it, and PyTorch's sweep as (batch, median img/s).
+fn train_rows(
+    sizes: &TrainSizes,
+    main: &[f64],
+    caption_ips: &[f64],
+    sweep: Vec<Row>,
+    torch: &BaselineResult,
+) -> (Vec<Row>, Vec<(f64, f64)>) {
+    let torch_train = baseline_samples(torch, "train_images_per_s", |v| v);
+    let torch_caption = baseline_samples(torch, "greedy_images_per_s", |v| v);
+    let mut rows = vec![
+        with_baseline(
+            Row::from_samples(
+                &format!(
+                    "training, batch {} × {} captions",
+                    sizes.batch, sizes.captions_per_image
+                ),
+                "img/s",
+                true,
+                main,
+            ),
+            TORCH,
+            &torch_train,
+        ),
+        with_baseline(
+            Row::from_samples(
+                &format!("greedy captioning, batch {}", sizes.batch),
+                "img/s",
+                true,
+                caption_ips,
+            ),
+            TORCH,
+            &torch_caption,
+        ),
+    ];
+    let mut torch_sweep = Vec::new();
+    for row in sweep {
+        let b: usize = row
+            .name
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let s = baseline_samples(torch, &format!("sweep_{b}"), |v| v);
+        if let Ok(v) = &s {
+            let mut v = v.clone();
+            v.sort_by(f64::total_cmp);
+            torch_sweep.push((b as f64, median(&v)));
+        }
+        rows.push(with_baseline(row, TORCH, &s));
+    }
+    (rows, torch_sweep)
+}
+
+/// The plot's series: capsearch's sweep rows, and PyTorch's when it ran.
+fn sweep_series(rows: &[Row], torch_sweep: Vec<(f64, f64)>) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut series = vec![(
+        "capsearch".to_string(),
+        rows.iter()
+            .filter(|r| r.name.starts_with("training, batch ") && !r.name.contains('×'))
+            .filter_map(|r| {
+                r.name
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map(|b| (b, r.median))
+            })
+            .collect::<Vec<_>>(),
+    )];
+    if !torch_sweep.is_empty() {
+        series.push(("PyTorch (CPU)".into(), torch_sweep));
+    }
+    series
+}
+
+fn train_setup(sizes: &TrainSizes, vocab: usize, mean_len: f64) -> Vec<String> {
+    vec![
+        format!(
+            "{}×{} images, small CNN width {} depth {} grid {}, embed {}, hidden {}, vocabulary {}",
+            sizes.image,
+            sizes.image,
+            sizes.cnn.width,
+            sizes.cnn.depth,
+            sizes.cnn.grid,
+            sizes.embed,
+            sizes.hidden,
+            vocab
+        ),
+        format!(
+            "batch {} images × {} captions, captions ≤ {} words (mean {mean_len:.1}); warm-up {}, runs {}",
+            sizes.batch, sizes.captions_per_image, sizes.max_len, sizes.warmup, sizes.runs
+        ),
+    ]
+}
+
+fn train_notes(torch: &BaselineResult, cores: usize) -> Vec<String> {
+    let mut notes = vec![
+        "Synthetic batches: random pixels, captions drawn from the shapes grammar; one run = forward, backward and an Adam step (gradient clipping 5).".into(),
+    ];
+    if let Some(v) = torch
+        .as_ref()
+        .ok()
+        .and_then(|v| v.get("torch"))
+        .and_then(Value::as_str)
+    {
+        notes.push(format!("PyTorch {v}, {cores} threads."));
+    }
+    notes
+}
