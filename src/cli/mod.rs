@@ -7,6 +7,7 @@ pub mod device;
 pub mod eval;
 pub mod import;
 pub mod index;
+pub mod logging;
 pub mod query;
 pub mod score;
 pub mod search;
