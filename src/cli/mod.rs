@@ -1,7 +1,9 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
+pub mod backend;
 pub mod bench;
 pub mod caption;
+pub mod choice;
 pub mod dataset;
 pub mod device;
 pub mod eval;
