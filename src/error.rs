@@ -65,6 +65,47 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A value could not be serialised into the file it was meant for.
+    // As with `Io`, the cause is part of the message rather than a `#[source]`.
+    #[error("{}: cannot write it as JSON: {error}", path.display())]
+    Serialize {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+
+    /// Training produced a loss that is not a finite number.
+    #[error(
+        "training diverged at epoch {epoch}, iteration {iteration}: loss is {loss}; lower optim.lr or set optim.grad_clip"
+    )]
+    Diverged {
+        epoch: usize,
+        iteration: usize,
+        loss: f64,
+    },
+
+    /// The tensor backend could not hand over a tensor's values (`what` names the tensor).
+    #[error("{what}: {error}")]
+    Backend {
+        what: String,
+        error: burn::tensor::DataError,
+    },
+
+    /// A command-line option (or its environment variable) whose value cannot be used as given.
+    #[error("{option}: {message}")]
+    Option { option: String, message: String },
+
+    /// A search document that cannot be indexed (empty path, no caption, no source).
+    #[error("search document {path:?}: {message}")]
+    Document { path: String, message: String },
+
+    /// A background thread that could not be started, or stopped before it answered.
+    #[error("the {name} thread: {message}")]
+    Thread { name: String, message: String },
+
+    /// A broken invariant inside capsearch: a bug, not a problem with the input.
+    #[error("internal error (a bug in capsearch, please report it): {0}")]
+    Internal(String),
+
     /// An evaluation report that cannot be written, drawn or read back.
     #[error("report {}: {message}", path.display())]
     Report { path: PathBuf, message: String },
@@ -88,6 +129,22 @@ impl Error {
         Error::Parse {
             path: path.into(),
             location,
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Serialize`] of the file at `path`.
+    pub fn serialize(path: impl Into<PathBuf>, error: serde_json::Error) -> Self {
+        Error::Serialize {
+            path: path.into(),
+            error,
+        }
+    }
+
+    /// Shorthand for an [`Error::Option`].
+    pub fn option(option: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Option {
+            option: option.into(),
             message: message.into(),
         }
     }

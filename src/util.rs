@@ -2,6 +2,9 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::{Error, Result};
 
@@ -26,6 +29,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
+}
+
+/// The one progress bar style of capsearch: `label [bar] done/total (rate, ETA)`, or a spinner
+/// with a count when the total is unknown. Drawn on stderr, and only when stderr is a terminal
+/// (tests, pipes and CI logs get nothing).
+pub fn progress_bar(total: Option<u64>, label: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    let template = if total.is_some() {
+        "{msg} [{bar:40}] {human_pos}/{human_len} ({per_sec}, ETA {eta})"
+    } else {
+        "{spinner} {msg} {human_pos} ({per_sec})"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(label.to_string());
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
 }
 
 /// Reads a `[N, D]` (or `[D]`, as one row) float32/float64 `.npy` file into row-major `f32`

@@ -1,6 +1,6 @@
 //! `capsearch caption`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
@@ -16,7 +16,8 @@ pub struct CaptionArgs {
     /// Model directory (from `capsearch train` or `capsearch import-neuraltalk`).
     #[arg(long)]
     pub model: PathBuf,
-    /// Images to caption; a directory captions every image in it.
+    /// Images to caption; a directory captions every image in it (.jpg, .jpeg, .png, .gif, .bmp,
+    /// .webp, in subfolders too). Entries of a directory that cannot be read are reported.
     pub images: Vec<PathBuf>,
     /// Caption the rows of a `[N, D]` float32/float64 .npy file of feature vectors instead of images.
     #[arg(long, conflicts_with = "images")]
@@ -35,37 +36,8 @@ pub struct CaptionArgs {
     pub device: DeviceArg,
     /// Precision of the weights in memory: `f16` halves the memory the model holds, at a small
     /// cost in caption quality (measure it with `capsearch eval --precision f16`). CPU only.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<crate::model::precision::Precision>::new(), default_value_t)]
     pub precision: Precision,
-}
-
-fn is_image_name(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        matches!(
-            e.to_ascii_lowercase().as_str(),
-            "jpg" | "jpeg" | "png" | "gif" | "bmp" | "webp"
-        )
-    })
-}
-
-/// Expands directories into their image files (sorted).
-pub fn expand_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in inputs {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = walkdir::WalkDir::new(p)
-                .sort_by_file_name()
-                .into_iter()
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_file() && is_image_name(e.path()))
-                .map(|e| e.into_path())
-                .collect();
-            out.append(&mut found);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
 }
 
 fn print(json: bool, image: &str, caption: &str, logprob: f64) {
@@ -102,9 +74,22 @@ pub fn run(args: CaptionArgs) -> anyhow::Result<()> {
         !args.images.is_empty(),
         "give at least one image or directory, or --features FILE.npy"
     );
-    let paths = expand_images(&args.images)?;
-    anyhow::ensure!(!paths.is_empty(), "no images found in {:?}", args.images);
-    let mut failed = 0;
+    let listed = crate::data::image_files::list_images(&args.images)?;
+    for u in &listed.unreadable {
+        eprintln!("error: {}: {}", u.path.display(), u.reason);
+    }
+    let paths = listed.images;
+    anyhow::ensure!(
+        !paths.is_empty(),
+        "no images found in {:?}{}",
+        args.images,
+        if listed.unreadable.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} entries could not be read)", listed.unreadable.len())
+        }
+    );
+    let mut failed = listed.unreadable.len();
     for (path, result) in paths
         .iter()
         .zip(engine.caption_paths(&paths, options, args.batch_size))
@@ -125,7 +110,7 @@ pub fn run(args: CaptionArgs) -> anyhow::Result<()> {
     if failed > 0 {
         return Err(anyhow::anyhow!(
             "{failed} of {} images could not be captioned",
-            paths.len()
+            paths.len() + listed.unreadable.len()
         ))
         .context("see the errors above");
     }

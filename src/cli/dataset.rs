@@ -56,7 +56,7 @@ pub struct CheckArgs {
     /// custom_dataset.json, a .csv file, or a folder of images with .txt captions).
     pub path: PathBuf,
     /// Read the dataset as this format instead of detecting it.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
     pub format: Option<Format>,
     /// Folder the image paths are relative to, when the format does not imply it.
     #[arg(long)]

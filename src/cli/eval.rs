@@ -31,7 +31,7 @@ pub struct EvalArgs {
     #[arg(long, required_unless_present = "compare")]
     pub dataset: Option<PathBuf>,
     /// Read the dataset as this format instead of detecting it.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
     pub format: Option<Format>,
     /// Folder the dataset's image paths are relative to, when the format does not imply it.
     #[arg(long)]
@@ -56,7 +56,7 @@ pub struct EvalArgs {
     pub device: DeviceArg,
     /// Precision of the weights in memory: `f16` halves the memory the model holds, at a small
     /// cost in caption quality (measure it with `capsearch eval --precision f16`). CPU only.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<crate::model::precision::Precision>::new(), default_value_t)]
     pub precision: Precision,
     /// Print the metrics of two reports (folders or eval.json files) side by side, with B - A.
     #[arg(

@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::data::Split;
 use crate::data::formats::{self, Format, LoadOptions};
-use crate::search::{self, BackendOptions, IndexStats, SearchBackend};
+use crate::search::{self, IndexStats, SearchBackend};
 
 /// Index captions for search, or show (`--stats`) or delete (`--drop`) an index.
 #[derive(Debug, Args)]
@@ -35,17 +35,24 @@ pub struct IndexArgs {
     #[arg(long, value_enum, default_value_t)]
     pub device: crate::cli::device::DeviceArg,
     /// Precision of the weights in memory for --model (`f16`: half the memory; CPU only).
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<crate::model::precision::Precision>::new(), default_value_t)]
     pub precision: crate::model::precision::Precision,
 
     /// Read --dataset as this format instead of detecting it.
-    #[arg(long, value_enum, requires = "dataset")]
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new(), requires = "dataset")]
     pub format: Option<Format>,
 
     /// Folder the dataset's image paths are relative to (e.g. for custom_dataset.json). Paths
     /// that escape it are refused.
     #[arg(long, value_name = "DIR", requires = "dataset")]
     pub image_root: Option<PathBuf>,
+
+    /// Index the captions of every entry of --dataset without looking for its image files (for
+    /// an annotation file whose images are elsewhere or absent). Without it, entries whose image
+    /// is missing under the image root are skipped, as in training. Results then name paths that
+    /// may not exist on this machine.
+    #[arg(long, requires = "dataset")]
+    pub captions_only: bool,
 
     /// Index only this split (train, val or test); default: every image.
     #[arg(long, requires = "dataset")]
@@ -72,11 +79,11 @@ pub struct IndexArgs {
     pub json: bool,
 
     #[command(flatten)]
-    pub backend: BackendOptions,
+    pub backend: crate::cli::backend::BackendArgs,
 }
 
 pub fn run(args: IndexArgs) -> Result<()> {
-    let backend = search::open_backend(&args.backend)?;
+    let backend = search::open_backend(&args.backend.options())?;
     if let Some(path) = &args.dataset {
         return index_dataset(backend.as_ref(), path, &args);
     }
@@ -106,9 +113,19 @@ fn index_dataset(
     let opts = LoadOptions {
         format: args.format,
         images: args.image_root.clone(),
+        captions_only: args.captions_only,
         ..LoadOptions::default()
     };
-    let dataset = formats::load(path, &opts)?;
+    let dataset = match formats::load(path, &opts) {
+        Ok(dataset) => dataset,
+        Err(e @ crate::Error::Dataset { .. }) if !args.captions_only => {
+            return Err(anyhow::Error::new(e).context(
+                "no image of the dataset could be indexed; to index its captions without the image \
+                 files, pass --captions-only",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let docs = search::dataset_documents(&dataset, args.split);
     if docs.is_empty() {
         bail!(
@@ -155,9 +172,6 @@ fn index_dataset(
     Ok(())
 }
 
-/// Images are captioned this many at a time.
-const CAPTION_BATCH: usize = 32;
-
 fn index_images(
     backend: &dyn SearchBackend,
     dir: &std::path::Path,
@@ -166,66 +180,37 @@ fn index_images(
 ) -> Result<()> {
     use crate::model::decode::DecodeOptions;
     use crate::model::inference::CaptionEngine;
-    use crate::search::{DocKind, Document};
 
     anyhow::ensure!(dir.is_dir(), "--images {}: not a folder", dir.display());
     let engine = CaptionEngine::load_with(model, args.device.device()?, args.precision)?;
-    let model_id = engine.model_id().to_string();
-    let all = crate::cli::caption::expand_images(&[dir.to_path_buf()])?;
-    anyhow::ensure!(!all.is_empty(), "no images found in {}", dir.display());
-    let mut todo = Vec::new();
-    for path in all.iter() {
-        let key = path.display().to_string();
-        if !backend.contains(&key, DocKind::Model, &model_id)? {
-            todo.push(path.clone());
-        }
-    }
-    let skipped_done = all.len() - todo.len();
     let start = Instant::now();
-    let bar = search::progress_bar(Some(todo.len() as u64), "images");
-    let mut failed = Vec::new();
-    let mut written = 0;
-    for chunk in todo.chunks(CAPTION_BATCH) {
-        let results = engine.caption_paths(chunk, DecodeOptions::default(), CAPTION_BATCH);
-        let mut docs = Vec::with_capacity(chunk.len());
-        for (path, result) in chunk.iter().zip(results) {
-            match result {
-                Ok(g) if !g.caption.trim().is_empty() => docs.push(Document::from_model(
-                    path.display().to_string(),
-                    g.caption,
-                    &model_id,
-                )),
-                Ok(_) => failed.push((
-                    path.clone(),
-                    "the model produced an empty caption".to_string(),
-                )),
-                Err(e) => failed.push((path.clone(), e.to_string())),
-            }
-        }
-        written += backend.index(&docs).with_context(|| {
-            format!(
-                "indexing {} stopped; what was indexed stays, and running the same command again \
-                 continues where it stopped",
-                dir.display()
-            )
-        })?;
-        bar.inc(chunk.len() as u64);
-    }
-    backend.finish()?;
+    let bar = search::progress_bar(Some(0), "images");
+    let report =
+        search::indexer::index_folder(backend, &engine, dir, DecodeOptions::default(), &bar)
+            .with_context(|| {
+                format!(
+                    "indexing {} stopped; what was indexed stays, and running the same command \
+                     again continues where it stopped",
+                    dir.display()
+                )
+            })?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "indexed {written} images of {} captioned by {model_id} into the {} index at {} in \
-         {seconds:.1}s ({:.1} images/s); {skipped_done} already indexed with this model",
+        "indexed {} images of {} captioned by {} into the {} index at {} in \
+         {seconds:.1}s ({:.1} images/s); {} already indexed with this model",
+        report.written,
         dir.display(),
+        engine.model_id(),
         backend.name(),
         backend.location(),
-        written as f64 / seconds.max(1e-9)
+        report.written as f64 / seconds.max(1e-9),
+        report.already_indexed,
     );
-    if !failed.is_empty() {
-        eprintln!("{} images could not be captioned:", failed.len());
-        for (path, reason) in &failed {
-            eprintln!("  {}: {reason}", path.display());
+    if !report.failed.is_empty() {
+        eprintln!("{} images could not be captioned:", report.failed.len());
+        for f in &report.failed {
+            eprintln!("  {}: {}", f.path.display(), f.reason);
         }
     }
     Ok(())

@@ -1,12 +1,15 @@
 //! The command line: one file per command, each with a clap argument struct and a `run`.
 
+pub mod backend;
 pub mod bench;
 pub mod caption;
+pub mod choice;
 pub mod dataset;
 pub mod device;
 pub mod eval;
 pub mod import;
 pub mod index;
+pub mod logging;
 pub mod query;
 pub mod score;
 pub mod search;

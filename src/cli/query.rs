@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use clap::Args;
 
-use crate::search::{self, BackendOptions};
+use crate::search;
 
 /// Find indexed images whose captions best match a text.
 #[derive(Debug, Args)]
@@ -24,14 +24,14 @@ pub struct QueryArgs {
     pub json: bool,
 
     #[command(flatten)]
-    pub backend: BackendOptions,
+    pub backend: crate::cli::backend::BackendArgs,
 }
 
 pub fn run(args: QueryArgs) -> Result<()> {
     if args.text.trim().is_empty() {
         bail!("the query is empty: give some words to look for, e.g. \"a dog on the grass\"");
     }
-    let backend = search::open_backend(&args.backend)?;
+    let backend = search::open_backend(&args.backend.options())?;
     let hits = backend.query(&args.text, args.size as usize, args.offset as usize)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&hits)?);

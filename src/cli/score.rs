@@ -14,7 +14,8 @@ use crate::eval::results::{declared_integer_ids, match_results, read_results};
 ///
 /// Prints BLEU-1..4, CIDEr-D and ROUGE-L as pycocoevalcap computes them (0–1 scale; CIDEr on its
 /// ×10 scale), plus BLEU as NeuralTalk's multi-bleu.perl computes it. The images scored are the
-/// ones in the results file, each once.
+/// ones in the results file, each once. Only the captions are read: the references' image files
+/// need not be present.
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
     /// Captions to score: a JSON list of {"image_id", "caption"} (COCO results format). image_id
@@ -26,10 +27,10 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub references: PathBuf,
     /// Read the references as this format instead of detecting it.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
     pub format: Option<Format>,
-    /// Folder the dataset's image paths are relative to, when the format does not imply it. The
-    /// loader keeps only images it finds there.
+    /// Folder the dataset's image paths are relative to, when the format does not imply it.
+    /// Scoring reads captions only: the image files need not exist, and none is opened.
     #[arg(long)]
     pub images: Option<PathBuf>,
     /// Print one JSON object keyed as pycocoevalcap names its scores (Bleu_1..Bleu_4, CIDEr,
@@ -44,6 +45,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let opts = LoadOptions {
         format: args.format,
         images: args.images.clone(),
+        captions_only: true,
         ..Default::default()
     };
     let dataset = formats::load(&args.references, &opts)

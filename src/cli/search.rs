@@ -9,7 +9,7 @@ use super::device::DeviceArg;
 use crate::model::decode::{DecodeOptions, MAX_STEPS};
 use crate::model::inference::CaptionEngine;
 use crate::model::precision::Precision;
-use crate::search::{self, BackendOptions, Hit};
+use crate::search::{self, Hit};
 
 /// Reverse image search: caption IMAGE with a model, then query the index with that caption.
 #[derive(Debug, Args)]
@@ -42,11 +42,11 @@ pub struct SearchArgs {
     pub device: DeviceArg,
     /// Precision of the weights in memory: `f16` halves the memory the model holds, at a small
     /// cost in caption quality (measure it with `capsearch eval --precision f16`). CPU only.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<crate::model::precision::Precision>::new(), default_value_t)]
     pub precision: Precision,
 
     #[command(flatten)]
-    pub backend: BackendOptions,
+    pub backend: crate::cli::backend::BackendArgs,
 }
 
 /// Keeps the hits scoring at least `fraction` of the best one.
@@ -65,7 +65,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         );
     }
     let engine = CaptionEngine::load_with(&args.model, args.device.device()?, args.precision)?;
-    let backend = search::open_backend(&args.backend)?;
+    let backend = search::open_backend(&args.backend.options())?;
     let options = DecodeOptions {
         beam_size: args.beam_size as usize,
         max_steps: MAX_STEPS,

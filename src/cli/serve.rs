@@ -1,15 +1,14 @@
 //! `capsearch serve`: the web app and REST API.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::device::DeviceArg;
-use crate::search::{self, BackendOptions};
-use crate::web::{self, AppState, HttpOptions, worker};
+use crate::web::{self, HttpOptions, ServerConfig, worker};
 
 /// Serve the search page and a JSON API: caption an uploaded image, find similar images.
 #[derive(Debug, Args)]
@@ -23,10 +22,15 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// Folder that `/images/...` serves from and uploads are stored in. Relative paths in the
-    /// index are resolved against it.
+    /// Folder that `/images/...` serves from. Relative paths in the index are resolved against
+    /// it. Images added through the web app are stored under it, in --upload-dir.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub image_root: PathBuf,
+
+    /// Folder, relative to --image-root, that images added through the web app (POST
+    /// /api/images) are stored in, as upload-<hash>.<ext>; created when the first one arrives.
+    #[arg(long, value_name = "DIR", default_value = web::server::DEFAULT_UPLOAD_DIR)]
+    pub upload_dir: PathBuf,
 
     /// Folder of training runs to list on `/runs` (each subfolder with a model.json).
     #[arg(long, value_name = "DIR")]
@@ -55,11 +59,11 @@ pub struct ServeArgs {
 
     /// Precision of the weights in memory: `f16` halves the memory the model holds, at a small
     /// cost in caption quality (measure it with `capsearch eval --precision f16`). CPU only.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<crate::model::precision::Precision>::new(), default_value_t)]
     pub precision: crate::model::precision::Precision,
 
     #[command(flatten)]
-    pub backend: BackendOptions,
+    pub backend: crate::cli::backend::BackendArgs,
 }
 
 fn parse_size(text: &str) -> std::result::Result<usize, String> {
@@ -67,70 +71,28 @@ fn parse_size(text: &str) -> std::result::Result<usize, String> {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    if let Some(origin) = &args.cors_origin {
-        axum::http::HeaderValue::from_str(origin)
-            .ok()
-            .filter(|_| origin == "*" || origin.starts_with("http://") || origin.starts_with("https://"))
-            .with_context(|| {
-                format!("--cors-origin {origin:?} is not an origin: write e.g. http://localhost:3000 or *")
-            })?;
-    }
-    std::fs::create_dir_all(&args.image_root)
-        .with_context(|| format!("cannot create the image root {}", args.image_root.display()))?;
-    let image_root = args
-        .image_root
-        .canonicalize()
-        .with_context(|| format!("image root {}", args.image_root.display()))?;
-    let runs = match &args.runs {
-        Some(r) => Some(
-            r.canonicalize()
-                .with_context(|| format!("--runs {}: no such folder", r.display()))?,
-        ),
-        None => None,
-    };
-    // Opened outside the async runtime: the Elasticsearch backend owns a runtime of its own.
-    let backend: Arc<dyn search::SearchBackend> = Arc::from(search::open_backend(&args.backend)?);
-    let (captioner, worker_thread) = worker::Captioner::start(
-        &args.model,
-        args.device.device()?,
-        worker::WorkerOptions {
+    let config = ServerConfig {
+        model: args.model,
+        addr: args.addr,
+        image_root: args.image_root,
+        upload_dir: args.upload_dir,
+        runs: args.runs,
+        http: HttpOptions {
+            max_body: args.max_body,
+            cors_origin: args.cors_origin,
+        },
+        worker: worker::WorkerOptions {
             queue: args.queue as usize,
             max_batch: args.max_batch as usize,
             precision: args.precision,
             ..worker::WorkerOptions::default()
         },
-    )?;
-    tracing::info!(model = %captioner.info.id, backend = backend.name(), "model loaded");
-    let state = AppState {
-        captioner,
-        backend: backend.clone(),
-        image_root,
-        runs,
-        max_body: args.max_body,
+        device: args.device.device()?,
+        backend: args.backend.options(),
     };
-    let http = HttpOptions {
-        max_body: args.max_body,
-        cors_origin: args.cors_origin.clone(),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let result = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.addr))?;
-        let local = listener.local_addr()?;
+    web::run_server(config, |local| {
         println!("capsearch serving on http://{local}/");
-        use std::io::Write as _;
-        std::io::stdout().flush()?;
-        web::serve(listener, web::router(state, &http), web::shutdown_signal())
-            .await
-            .context("the server failed")
-    });
-    drop(runtime);
-    // The last handle to the worker went with the router: the thread ends after its batch.
-    let _ = worker_thread.join();
-    drop(backend);
-    result
+        std::io::stdout().flush()
+    })?;
+    Ok(())
 }

@@ -82,7 +82,7 @@ impl ImageStore {
         opts: &StoreOptions,
     ) -> Result<ImageStore> {
         let samples: Vec<&Sample> = samples.into_iter().collect();
-        let bar = super::parallel::progress_bar(samples.len() as u64, "decoding images");
+        let bar = crate::util::progress_bar(Some(samples.len() as u64), "decoding images");
         let decoded = super::parallel::map_parallel(&samples, opts.threads, Some(&bar), |s| {
             let path = super::formats::resolve_image(&dataset.image_root, &s.path)?;
             load_rgb8(&path, opts.size, opts.mode, &opts.limits)
@@ -156,7 +156,7 @@ impl ImageStore {
             .iter()
             .map(|&i| {
                 self.images.get(i).map(|s| &*s.pixels).ok_or_else(|| {
-                    Error::Invalid(format!(
+                    Error::Internal(format!(
                         "image index {i} out of range (store has {})",
                         self.len()
                     ))
@@ -248,7 +248,7 @@ impl CaptionDataset {
 impl BurnDataset<CaptionItem> for CaptionDataset {
     fn get(&self, index: usize) -> Result<CaptionItem, DatasetError> {
         let (image_index, tokens) = self.pairs.get(index).ok_or_else(|| {
-            DatasetError::new(Error::Invalid(format!(
+            DatasetError::new(Error::Internal(format!(
                 "caption pair {index} out of range ({} pairs)",
                 self.pairs.len()
             )))

@@ -39,11 +39,8 @@ impl Default for ImageLimits {
 }
 
 /// How an image is brought to a square of `size`×`size` pixels.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[value(rename_all = "kebab-case")]
 pub enum ResizeMode {
     /// Resize both sides to `size`, ignoring the aspect ratio (NeuralTalk's preprocessing).
     #[default]
@@ -54,11 +51,8 @@ pub enum ResizeMode {
 }
 
 /// How `u8` RGB pixels become model input.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[value(rename_all = "kebab-case")]
 pub enum Normalization {
     /// RGB order, `x/255` scaled to [0, 1], then `(x - mean) / std` with ImageNet's
     /// mean [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225] (torchvision models).

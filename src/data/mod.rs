@@ -7,6 +7,7 @@ pub mod batch;
 pub mod check;
 pub mod formats;
 pub mod image;
+pub mod image_files;
 pub mod parallel;
 pub mod shapes;
 pub mod text;

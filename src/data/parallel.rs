@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 /// Number of worker threads to use: the machine's parallelism.
 pub fn default_threads() -> usize {
@@ -12,16 +12,10 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
-/// A progress bar on stderr, hidden when stderr is not a terminal (tests, pipes, CI logs).
+/// A progress bar of `len` steps: [`crate::util::progress_bar`] with a known total (kept for the
+/// callers that use this name).
 pub fn progress_bar(len: u64, message: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(message.to_string());
-    bar
+    crate::util::progress_bar(Some(len), message)
 }
 
 /// Applies `f` to every item on `threads` threads (items are handed out one at a time, so slow

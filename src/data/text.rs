@@ -186,7 +186,7 @@ impl Vocabulary {
 
     /// Writes `vocab.json`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        let json = serde_json::to_string_pretty(self).map_err(|e| Error::serialize(path, e))?;
         crate::util::write_atomic(path, json.as_bytes())
     }
 

@@ -136,7 +136,7 @@ pub fn evaluate_model(
             let pixels: Vec<Vec<u8>> = readable.iter().map(|r| r.pixels.clone()).collect();
             let generated = engine.caption_pixels(&pixels, options.decode)?;
             if generated.len() != readable.len() {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Internal(format!(
                     "the decoder returned {} captions for {} images",
                     generated.len(),
                     readable.len()
@@ -272,7 +272,7 @@ fn reference_nll(engine: &CaptionEngine, images: &[Readable<'_>]) -> Result<Nll>
     }
     let pixels: Vec<&[u8]> = images.iter().map(|r| r.pixels.as_slice()).collect();
     if pixels.iter().any(|p| p.len() != 3 * size * size) {
-        return Err(Error::Invalid(
+        return Err(Error::Internal(
             "image buffer has the wrong size for this model".into(),
         ));
     }

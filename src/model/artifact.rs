@@ -83,7 +83,8 @@ impl ModelInfo {
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::serialize(dir.join(MODEL_INFO), e))?;
         crate::util::write_atomic(&dir.join(MODEL_INFO), json.as_bytes())
     }
 }

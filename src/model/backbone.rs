@@ -104,11 +104,12 @@ impl BackboneInfo {
 
     /// The preprocessing's normalisation preset.
     pub fn normalization(&self) -> Result<Normalization> {
-        parse_normalization(&self.preprocessing.normalization).ok_or_else(|| {
-            Error::Invalid(format!(
-                "backbone {}: unknown normalization {:?} (expected imagenet, caffe or unit)",
-                self.name, self.preprocessing.normalization
-            ))
+        parse_normalization(&self.preprocessing.normalization).ok_or_else(|| Error::Config {
+            field: format!("backbone {} preprocessing.normalization", self.name),
+            message: format!(
+                "unknown normalization {:?} (expected imagenet, caffe or unit)",
+                self.preprocessing.normalization
+            ),
         })
     }
 
@@ -166,7 +167,7 @@ impl Backbone {
         match (&info.network, &net) {
             (BackboneNetwork::Vgg16(_), BackboneNet::Vgg16(_))
             | (BackboneNetwork::SmallCnn(_), BackboneNet::SmallCnn(_)) => Ok(Self { info, net }),
-            _ => Err(Error::Invalid(format!(
+            _ => Err(Error::Internal(format!(
                 "backbone {}: network and description differ",
                 info.name
             ))),
@@ -326,8 +327,8 @@ impl Backbone {
             BackboneNet::Vgg16(v) => save_weights(v.clone(), &dir.join(BACKBONE_WEIGHTS))?,
             BackboneNet::SmallCnn(c) => save_weights(c.clone(), &dir.join(BACKBONE_WEIGHTS))?,
         }
-        let json =
-            serde_json::to_string_pretty(&self.info).map_err(|e| Error::Invalid(e.to_string()))?;
+        let json = serde_json::to_string_pretty(&self.info)
+            .map_err(|e| Error::serialize(dir.join(BACKBONE_INFO), e))?;
         crate::util::write_atomic(&dir.join(BACKBONE_INFO), json.as_bytes())
     }
 

@@ -100,7 +100,10 @@ fn floats<const D: usize>(t: Tensor<D>, name: &str) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .map_err(|e| Error::Invalid(format!("cannot read the decoder weight {name}: {e:?}")))
+        .map_err(|error| Error::Backend {
+            what: format!("the decoder weight {name}"),
+            error,
+        })
 }
 
 impl FastDecoder {
@@ -112,7 +115,7 @@ impl FastDecoder {
         let wlstm = floats(model.lstm.wlstm.val(), "lstm.wlstm")?;
         let row = 4 * h;
         if wlstm.len() != (1 + d + h) * row || model.lstm.input_size != d {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "lstm.wlstm has {} values, expected (1 + {d} + {h}) × {row}",
                 wlstm.len()
             )));
@@ -182,7 +185,10 @@ pub fn decode_with(
                 .into_data()
                 .convert::<f32>()
                 .try_into_vec::<f32>()
-                .map_err(|e| Error::Invalid(format!("cannot read image features: {e:?}")))?;
+                .map_err(|error| Error::Backend {
+                    what: "the image features".into(),
+                    error,
+                })?;
             fast.decode(&data, options)
         }
         None => Ok(super::decode::decode(model, features, options)),

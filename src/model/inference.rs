@@ -43,8 +43,9 @@ impl CaptionEngine {
     /// Loads `checkpoints/NAME` onto `device`, holding the weights in `precision`.
     pub fn load_with(dir: &Path, device: Device, precision: Precision) -> Result<Self> {
         if precision == Precision::F16 && device != Device::flex() {
-            return Err(Error::Invalid(
-                "--precision f16 is supported on the CPU device only; use f32 on a GPU".into(),
+            return Err(Error::option(
+                "--precision f16",
+                "is supported on the CPU device only; use f32 on a GPU",
             ));
         }
         let loaded = load_model_as(dir, &device, precision)?;
@@ -183,7 +184,7 @@ impl CaptionEngine {
         let mut buf = vec![0f32; images.len() * per];
         for (slot, px) in buf.chunks_exact_mut(per).zip(images) {
             if px.len() != per {
-                return Err(Error::Invalid(
+                return Err(Error::Internal(
                     "image buffer has the wrong size for this model".into(),
                 ));
             }
@@ -241,7 +242,7 @@ impl CaptionEngine {
                 out.push(match r {
                     Ok(_) => generated
                         .next()
-                        .ok_or_else(|| Error::Invalid("decoder returned too few captions".into())),
+                        .ok_or_else(|| Error::Internal("decoder returned too few captions".into())),
                     Err(e) => Err(e),
                 });
             }

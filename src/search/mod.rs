@@ -12,8 +12,9 @@
 //! same rule ([`best_caption`]), so they give the same JSON for the same corpus; only the scores
 //! (and the order of near ties) may differ.
 //!
-//! This module knows nothing of the model: whoever captions images builds [`Document`]s and hands
-//! them to [`index_documents`].
+//! Apart from [`indexer`] (captioning images with a model and indexing the captions, for the CLI
+//! and the web app alike), this module knows nothing of the model: whoever captions images builds
+//! [`Document`]s and hands them to [`index_documents`].
 //!
 //! # Sync interface, async callers
 //! The trait is synchronous (`&self`, `Send + Sync`), because tantivy is blocking and so are the
@@ -25,12 +26,13 @@
 pub mod analysis;
 pub mod elastic;
 pub mod embedded;
+pub mod indexer;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -112,22 +114,23 @@ impl Document {
     /// Checks what every backend relies on: a path, a source, and at least one non-blank caption.
     pub fn validate(&self) -> Result<()> {
         if self.path.trim().is_empty() {
-            return Err(Error::Invalid(format!(
-                "a document from {} {:?} has an empty path",
-                self.kind, self.source
-            )));
+            return Err(Error::Document {
+                path: self.path.clone(),
+                message: format!("from {} {:?}: the path is empty", self.kind, self.source),
+            });
         }
         if self.source.trim().is_empty() {
-            return Err(Error::Invalid(format!(
-                "document {:?} has an empty {} name",
-                self.path, self.kind
-            )));
+            return Err(Error::Document {
+                path: self.path.clone(),
+                message: format!("the {} name is empty", self.kind),
+            });
         }
         if self.captions.iter().all(|c| c.trim().is_empty()) {
-            return Err(Error::Invalid(format!(
-                "document {:?} has no caption: every document needs at least one non-blank caption",
-                self.path
-            )));
+            return Err(Error::Document {
+                path: self.path.clone(),
+                message: "has no caption: every document needs at least one non-blank caption"
+                    .into(),
+            });
         }
         Ok(())
     }
@@ -247,9 +250,7 @@ pub trait SearchBackend: Send + Sync {
 }
 
 /// The backends capsearch can search with.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// A tantivy index in a folder (`--index-path`); needs no server.
@@ -259,55 +260,54 @@ pub enum BackendKind {
     Elasticsearch,
 }
 
-/// Where the index lives: the flags (and environment variables) every search command takes.
-#[derive(Debug, Clone, clap::Args)]
+impl BackendKind {
+    /// The backend's name, as `--backend` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Embedded => "embedded",
+            BackendKind::Elasticsearch => "elasticsearch",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the index lives and how to reach it (the CLI fills it from `--backend`, `--index-path`,
+/// `--es-*` and the `ES_*` environment variables).
+#[derive(Debug, Clone)]
 pub struct BackendOptions {
-    /// Search backend: an embedded index on disk (no server), or an Elasticsearch 8 cluster.
-    #[arg(long, value_enum, default_value_t = BackendKind::Embedded)]
+    /// Which backend.
     pub backend: BackendKind,
-
     /// Folder of the embedded index.
-    #[arg(long, value_name = "DIR", default_value = "./index/")]
     pub index_path: PathBuf,
-
-    /// Elasticsearch URL, e.g. http://localhost:9200 (required with `--backend elasticsearch`).
-    #[arg(long, value_name = "URL", env = "ES_URL")]
+    /// Elasticsearch URL, e.g. http://localhost:9200 (required for Elasticsearch).
     pub es_url: Option<String>,
-
     /// Elasticsearch index name.
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "ES_INDEX",
-        default_value = "capsearch"
-    )]
     pub es_index: String,
-
-    /// Elasticsearch user for basic authentication (with ES_PASSWORD).
-    #[arg(long, value_name = "USER", env = "ES_USERNAME")]
+    /// Elasticsearch user for basic authentication (with `es_password`).
     pub es_username: Option<String>,
-
-    /// Elasticsearch password for basic authentication; prefer the environment variable.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "ES_PASSWORD",
-        hide_env_values = true
-    )]
+    /// Elasticsearch password for basic authentication.
     pub es_password: Option<String>,
-
-    /// Elasticsearch API key (the base64 `encoded` form); prefer the environment variable.
-    #[arg(long, value_name = "KEY", env = "ES_API_KEY", hide_env_values = true)]
+    /// Elasticsearch API key (the base64 `encoded` form).
     pub es_api_key: Option<String>,
 }
+
+/// The embedded index's folder when none is given.
+pub const DEFAULT_INDEX_PATH: &str = "./index/";
+/// The Elasticsearch index name when none is given.
+pub const DEFAULT_ES_INDEX: &str = "capsearch";
 
 impl Default for BackendOptions {
     fn default() -> Self {
         BackendOptions {
             backend: BackendKind::Embedded,
-            index_path: PathBuf::from("./index/"),
+            index_path: PathBuf::from(DEFAULT_INDEX_PATH),
             es_url: None,
-            es_index: "capsearch".to_string(),
+            es_index: DEFAULT_ES_INDEX.to_string(),
             es_username: None,
             es_password: None,
             es_api_key: None,
@@ -322,17 +322,17 @@ pub fn open_backend(opts: &BackendOptions) -> Result<Box<dyn SearchBackend>> {
         BackendKind::Embedded => Ok(Box::new(embedded::EmbeddedBackend::new(&opts.index_path))),
         BackendKind::Elasticsearch => {
             let url = opts.es_url.clone().ok_or_else(|| {
-                Error::Invalid(
-                    "--backend elasticsearch needs the cluster's URL: pass --es-url URL or set ES_URL"
-                        .to_string(),
+                Error::option(
+                    "--backend elasticsearch",
+                    "needs the cluster's URL: pass --es-url URL or set ES_URL",
                 )
             })?;
             let auth = match (&opts.es_api_key, &opts.es_username, &opts.es_password) {
                 (Some(_), Some(_), _) => {
-                    return Err(Error::Invalid(
+                    return Err(Error::option(
+                        "ES_API_KEY",
                         "give either an API key (ES_API_KEY) or a user and password \
-                         (ES_USERNAME, ES_PASSWORD), not both"
-                            .to_string(),
+                         (ES_USERNAME, ES_PASSWORD), not both",
                     ));
                 }
                 (Some(key), None, _) => elastic::Auth::ApiKey(key.clone()),
@@ -340,15 +340,15 @@ pub fn open_backend(opts: &BackendOptions) -> Result<Box<dyn SearchBackend>> {
                     elastic::Auth::Basic(user.clone(), password.clone())
                 }
                 (None, Some(_), None) => {
-                    return Err(Error::Invalid(
-                        "ES_USERNAME is set but ES_PASSWORD is not: set both for basic authentication"
-                            .to_string(),
+                    return Err(Error::option(
+                        "ES_PASSWORD",
+                        "ES_USERNAME is set but ES_PASSWORD is not: set both for basic authentication",
                     ));
                 }
                 (None, None, Some(_)) => {
-                    return Err(Error::Invalid(
-                        "ES_PASSWORD is set but ES_USERNAME is not: set both for basic authentication"
-                            .to_string(),
+                    return Err(Error::option(
+                        "ES_USERNAME",
+                        "ES_PASSWORD is set but ES_USERNAME is not: set both for basic authentication",
                     ));
                 }
                 (None, None, None) => elastic::Auth::None,
@@ -381,24 +381,8 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// A progress bar for indexing: count, documents per second and ETA. Drawn on stderr, and only
-/// when stderr is a terminal.
-pub fn progress_bar(total: Option<u64>, unit: &str) -> ProgressBar {
-    let bar = match total {
-        Some(n) => ProgressBar::new(n),
-        None => ProgressBar::no_length(),
-    };
-    let template = if total.is_some() {
-        format!("{{bar:40}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, ETA {{eta}})")
-    } else {
-        format!("{{spinner}} {{human_pos}} {unit} ({{per_sec}})")
-    };
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(250));
-    bar
-}
+/// A progress bar for indexing (the one style, [`crate::util::progress_bar`]).
+pub use crate::util::progress_bar;
 
 /// Indexes documents in batches of `batch_size`, advancing `progress` by each batch, then calls
 /// [`SearchBackend::finish`]. Returns how many documents were written. Stops at the first failing

@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 
 use super::worker::{CaptionError, ModelInfo};
 use super::{AppState, image_url, resolve_under};
-use crate::search::{Document, Hit};
+use crate::data::image_files::{IMAGE_FORMAT_NAMES, extension, is_supported, mime};
+use crate::search::Hit;
+use crate::search::indexer::CaptionIndexer;
 
 /// An error answered as JSON.
 #[derive(Debug)]
@@ -320,50 +322,18 @@ async fn read_images(req: Request, state: &AppState, many: bool) -> ApiResult<(V
     }
 }
 
-/// The image formats the server accepts.
-fn accepted(format: ImageFormat) -> bool {
-    matches!(
-        format,
-        ImageFormat::Png
-            | ImageFormat::Jpeg
-            | ImageFormat::Gif
-            | ImageFormat::Bmp
-            | ImageFormat::WebP
-    )
-}
-
-fn extension(format: ImageFormat) -> &'static str {
-    match format {
-        ImageFormat::Jpeg => "jpg",
-        ImageFormat::Gif => "gif",
-        ImageFormat::Bmp => "bmp",
-        ImageFormat::WebP => "webp",
-        _ => "png",
-    }
-}
-
-fn mime(format: ImageFormat) -> &'static str {
-    match format {
-        ImageFormat::Jpeg => "image/jpeg",
-        ImageFormat::Gif => "image/gif",
-        ImageFormat::Bmp => "image/bmp",
-        ImageFormat::WebP => "image/webp",
-        _ => "image/png",
-    }
-}
-
 /// Checks an image's type (from its bytes) and size, decodes it and resizes it for the model.
 /// Returns the pixels and the detected format.
 fn prepare(upload: &Upload, info: &ModelInfo) -> ApiResult<(Vec<u8>, ImageFormat)> {
     let format = image::guess_format(&upload.bytes).map_err(|_| {
         ApiError::unsupported(format!(
-            "{}: not an image the server can read (the content decides, not the name; send PNG, JPEG, GIF, BMP or WebP)",
+            "{}: not an image the server can read (the content decides, not the name; send {IMAGE_FORMAT_NAMES})",
             upload.name
         ))
     })?;
-    if !accepted(format) {
+    if !is_supported(format) {
         return Err(ApiError::unsupported(format!(
-            "{}: {format:?} images are not supported (send PNG, JPEG, GIF, BMP or WebP)",
+            "{}: {format:?} images are not supported (send {IMAGE_FORMAT_NAMES})",
             upload.name
         )));
     }
@@ -563,7 +533,8 @@ pub struct AddedResponse {
     pub added: Vec<Added>,
 }
 
-/// `POST /api/images`: caption each file, store it under a name derived from its content, index it.
+/// `POST /api/images`: caption each file, store it in the upload folder under a name derived from
+/// its content ([`store_upload`]), index it.
 /// Every file is checked before anything is stored, so a bad file fails the request as a whole.
 pub async fn add_images(
     State(state): State<AppState>,
@@ -588,38 +559,32 @@ pub async fn add_images(
         .map(|((u, _, f), g)| (u, f, g))
         .collect();
     let backend = state.backend.clone();
+    let upload_dir = state.upload_dir.clone();
     let added = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Added>> {
-        std::fs::create_dir_all(&root).map_err(|e| {
-            ApiError::internal(format!(
-                "cannot create the image root {}: {e}",
-                root.display()
-            ))
-        })?;
         let mut added = Vec::new();
-        let mut docs = Vec::new();
+        let mut batch = Vec::new();
         for (upload, format, generated) in items {
-            let digest = hex::encode(Sha256::digest(&upload.bytes));
-            let file = format!("upload-{}.{}", &digest[..20], extension(format));
-            let target = root.join(&file);
-            if !target.exists() {
-                let mut tmp = tempfile::NamedTempFile::new_in(&root)
-                    .map_err(|e| ApiError::internal(format!("cannot store the upload: {e}")))?;
-                std::io::Write::write_all(&mut tmp, &upload.bytes)
-                    .map_err(|e| ApiError::internal(format!("cannot store the upload: {e}")))?;
-                tmp.persist(&target)
-                    .map_err(|e| ApiError::internal(format!("cannot store the upload: {e}")))?;
-            }
-            docs.push(Document::from_model(&file, &generated.caption, &model));
+            let path = store_upload(&root, &upload_dir, &upload.bytes, format)
+                .map_err(|e| ApiError::internal(format!("cannot store the upload: {e}")))?;
+            batch.push((path.clone(), Ok(generated.clone())));
             added.push(Added {
                 name: upload.name,
-                url: image_url(&root, &file),
-                path: file,
+                url: image_url(&root, &path),
+                path,
                 caption: generated.caption,
                 logprob: generated.logprob,
             });
         }
-        backend.index(&docs).map_err(ApiError::search_down)?;
-        backend.finish().map_err(ApiError::search_down)?;
+        let mut indexer = CaptionIndexer::new(backend.as_ref(), model);
+        indexer.add(batch).map_err(ApiError::search_down)?;
+        let report = indexer.finish().map_err(ApiError::search_down)?;
+        if let Some(f) = report.failed.first() {
+            return Err(ApiError::internal(format!(
+                "{} could not be indexed: {}",
+                f.path.display(),
+                f.reason
+            )));
+        }
         Ok(added)
     })
     .await
@@ -628,6 +593,33 @@ pub async fn add_images(
         model: info.id.clone(),
         added,
     }))
+}
+
+/// Stores an uploaded image under `root/upload_dir/upload-<hash>.<ext>`, named by the first 20
+/// hex digits of its content's SHA-256 (the same image is stored once), written atomically.
+/// Returns its path relative to the root, with `/` separators (its path in the index).
+pub fn store_upload(
+    root: &Path,
+    upload_dir: &Path,
+    bytes: &[u8],
+    format: ImageFormat,
+) -> crate::Result<String> {
+    let digest = hex::encode(Sha256::digest(bytes));
+    let name = format!("upload-{}.{}", &digest[..20], extension(format));
+    let dir: Vec<String> = upload_dir
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let rel = if dir.is_empty() {
+        name
+    } else {
+        format!("{}/{name}", dir.join("/"))
+    };
+    let target = root.join(&rel);
+    if !target.exists() {
+        crate::util::write_atomic(&target, bytes)?;
+    }
+    Ok(rel)
 }
 
 /// Captions several prepared images concurrently (so the worker batches them).
@@ -722,7 +714,7 @@ pub async fn image_file(
     let bytes = tokio::fs::read(&file).await.map_err(|_| not_found())?;
     let format = image::guess_format(&bytes)
         .ok()
-        .filter(|f| accepted(*f))
+        .filter(|f| is_supported(*f))
         .ok_or_else(not_found)?;
     Ok((
         [
@@ -773,6 +765,26 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uploads_are_stored_once_in_their_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path =
+            store_upload(dir.path(), Path::new("uploads"), b"png", ImageFormat::Png).unwrap();
+        assert!(
+            path.starts_with("uploads/upload-") && path.ends_with(".png"),
+            "{path}"
+        );
+        assert_eq!(std::fs::read(dir.path().join(&path)).unwrap(), b"png");
+        let again =
+            store_upload(dir.path(), Path::new("uploads"), b"png", ImageFormat::Png).unwrap();
+        assert_eq!(again, path);
+        let jpeg = store_upload(dir.path(), Path::new("a/b"), b"jpg", ImageFormat::Jpeg).unwrap();
+        assert!(
+            jpeg.starts_with("a/b/upload-") && jpeg.ends_with(".jpg"),
+            "{jpeg}"
+        );
+    }
 
     #[test]
     fn base64_accepts_plain_and_data_urls() {

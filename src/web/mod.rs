@@ -6,11 +6,14 @@
 //! - The search backend is synchronous, so every call to it runs in `spawn_blocking`.
 //! - Bodies are limited (`max_body`), image types are detected from the bytes, and the decoded
 //!   pixel limit applies before any pixel is allocated.
+//! - Images added through `POST /api/images` are stored in their own folder under the image root
+//!   ([`server::DEFAULT_UPLOAD_DIR`] unless configured), named by their content's hash.
 //! - Files are served only from the image root (and the runs folder), after checking that the
 //!   resolved path, symlinks followed, is still inside it.
 
 pub mod api;
 pub mod pages;
+pub mod server;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -25,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::search::SearchBackend;
+pub use server::{ServerConfig, run as run_server};
 use worker::Captioner;
 
 /// The hand-written OpenAPI 3 description of the API, served as is at `/api/openapi.json`.
@@ -35,8 +39,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct AppState {
     pub captioner: Captioner,
     pub backend: Arc<dyn SearchBackend>,
-    /// Canonical folder that `/images/...` serves from and uploads are stored in.
+    /// Canonical folder that `/images/...` serves from.
     pub image_root: PathBuf,
+    /// Folder, relative to the image root, that `POST /api/images` stores images in.
+    pub upload_dir: PathBuf,
     /// Folder of training runs shown on `/runs`, if any.
     pub runs: Option<PathBuf>,
     pub max_body: usize,

@@ -119,9 +119,13 @@ impl Captioner {
                 }
                 run(engine, rx, options, &worker_stats);
             })
-            .map_err(|e| Error::Invalid(format!("cannot start the captioning thread: {e}")))?;
-        let info = ready_rx.recv().map_err(|_| {
-            Error::Invalid("the captioning thread stopped while loading the model".into())
+            .map_err(|e| Error::Thread {
+                name: "captioning".into(),
+                message: format!("cannot start it: {e}"),
+            })?;
+        let info = ready_rx.recv().map_err(|_| Error::Thread {
+            name: "captioning".into(),
+            message: "it stopped while loading the model".into(),
         })??;
         Ok((
             Captioner {

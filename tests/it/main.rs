@@ -5,6 +5,7 @@ mod browser;
 mod common;
 mod dataset;
 mod eval;
+mod logging;
 mod neuraltalk;
 mod score;
 mod search;

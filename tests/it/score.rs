@@ -138,3 +138,59 @@ fn bad_results_are_refused_with_a_reason() {
     ])
     .fails_with(&["bad.json", "entry 0", "caption"]);
 }
+
+/// The COCO captions of `coco_refs`, without any image file (an annotation file on its own).
+fn coco_refs_without_images(dir: &std::path::Path) -> std::path::PathBuf {
+    let refs = coco_refs(dir);
+    std::fs::remove_dir_all(dir.join("images")).unwrap();
+    refs
+}
+
+#[test]
+fn scoring_reads_captions_only_and_needs_no_image_files() {
+    let dir = tempdir();
+    let refs = coco_refs_without_images(dir.path());
+    let results = write(
+        &dir.path().join("results.json"),
+        r#"[{"image_id": 11, "caption": "a red square on a white background"},
+            {"image_id": "b.png", "caption": "two blue circles"}]"#,
+    );
+    // Neither the default image folder nor a given one exists.
+    for extra in [&[][..], &["--images", "/no/such/folder"][..]] {
+        let mut args = vec!["score", "--results", s(&results), "--references", s(&refs)];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        let out = run(&args).ok();
+        let v = out.json();
+        assert!(v["Bleu_1"].as_f64().unwrap() > 0.5, "{v}");
+        assert!(!out.stderr.contains("were found"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn indexing_captions_without_images_takes_captions_only() {
+    let dir = tempdir();
+    let refs = coco_refs_without_images(dir.path());
+    let index = dir.path().join("index");
+    // By default the images must be there, and the error says how to do without them.
+    run(&["index", "--dataset", s(&refs), "--index-path", s(&index)])
+        .fails_with(&["none of its 3 images were found", "--captions-only"]);
+    let out = run(&[
+        "index",
+        "--dataset",
+        s(&refs),
+        "--captions-only",
+        "--index-path",
+        s(&index),
+    ])
+    .ok();
+    assert!(out.stdout.contains("indexed 3 images"), "{}", out.stdout);
+    let out = run(&["query", "blue circles", "--json", "--index-path", s(&index)]).ok();
+    let hits = out.json();
+    assert!(
+        hits[0]["path"].as_str().unwrap().ends_with("b.png"),
+        "{hits}"
+    );
+    let help = run(&["index", "--help"]).ok();
+    assert!(help.stdout.contains("--captions-only"), "{}", help.stdout);
+}

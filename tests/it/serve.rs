@@ -240,7 +240,7 @@ fn serves_the_api_pages_and_files_safely() {
         assert_eq!(a["caption"], caption, "{a}");
         let path = a["path"].as_str().unwrap();
         assert!(
-            path.starts_with("upload-") && path.ends_with(".png"),
+            path.starts_with("uploads/upload-") && path.ends_with(".png"),
             "{path}"
         );
         assert!(d.join("root").join(path).is_file(), "{path} not stored");
@@ -660,4 +660,24 @@ fn cors_when_configured_and_503_when_the_backend_is_down() {
             .unwrap(),
     );
     assert_eq!(status, 200, "{body}");
+}
+
+/// Uploads have a folder of their own, named in `serve --help`; one outside the image root is
+/// refused before anything starts.
+#[test]
+fn uploads_go_to_their_own_folder() {
+    let help = run_in(Path::new("."), &["serve", "--help"]).ok();
+    assert!(
+        help.stdout.contains("--upload-dir") && help.stdout.contains("[default: uploads]"),
+        "{}",
+        help.stdout
+    );
+    let dir = tempdir();
+    for bad in ["../elsewhere", "/tmp/uploads"] {
+        run_in(
+            dir.path(),
+            &["serve", "--model", "missing", "--upload-dir", bad],
+        )
+        .fails_with(&["--upload-dir", "relative to the image root"]);
+    }
 }

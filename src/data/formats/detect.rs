@@ -9,6 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::Format;
+use crate::data::image_files::is_image_name;
 use crate::error::{Error, Result};
 
 /// A detected format and the file (or folder, for [`Format::Folder`]) to read.
@@ -17,9 +18,6 @@ pub struct Detected {
     pub format: Format,
     pub file: PathBuf,
 }
-
-/// File extensions the folder format treats as images.
-pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "gif", "bmp", "webp"];
 
 /// The Flickr8k token file's distributed name.
 pub const FLICKR8K_TOKEN_FILE: &str = "Flickr8k.token.txt";
@@ -182,14 +180,6 @@ fn has_sidecar_pair(dir: &Path) -> bool {
             let p = e.path();
             is_image_name(p) && p.with_extension("txt").is_file()
         })
-}
-
-/// True when the file name has an image extension (used only to find images in a folder; decoding
-/// goes by content).
-pub fn is_image_name(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn read_prefix(path: &Path, n: u64) -> Result<String> {

@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use super::detect::is_image_name;
 use super::{Duplicates, Raw, RawCaption, RawEntry, read_text};
+use crate::data::image_files::is_image_name;
 use crate::data::{Skipped, Split};
 use crate::error::{Error, Result};
 

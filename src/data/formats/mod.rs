@@ -14,6 +14,8 @@
 //!   different splits are refused in every format.
 //! - Images that are missing (and, with [`LoadOptions::check_images`], unreadable, corrupt or too
 //!   large) are skipped into [`Dataset::skipped`], or refused when [`LoadOptions::strict`] is set.
+//!   With [`LoadOptions::captions_only`] no image file is looked at: every entry with captions is
+//!   kept (scoring, and indexing captions, need no image).
 //! - Entries without a split get a deterministic, seeded split ([`SplitOptions`]).
 
 pub mod coco;
@@ -37,9 +39,8 @@ use crate::data::text::tokenize;
 use crate::error::{Error, Result};
 
 /// The dataset formats capsearch reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[value(rename_all = "kebab-case")]
 pub enum Format {
     /// Flickr8k as distributed: `Flickr8k.token.txt` + `Flickr_8k.{train,dev,test}Images.txt`.
     Flickr8k,
@@ -117,6 +118,7 @@ impl SplitOptions {
 
 /// How [`load`] reads a dataset. The default detects the format, uses the format's image root,
 /// splits 80/10/10 with seed 42, skips missing images and does not decode them.
+/// [`LoadOptions::captions_only`] leaves the image files alone altogether.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadOptions {
     /// The format; detected from the path and content when `None`.
@@ -132,6 +134,12 @@ pub struct LoadOptions {
     pub check_images: bool,
     /// Limits applied when images are decoded.
     pub limits: ImageLimits,
+    /// Read the captions only and never touch an image file: no existence check and no
+    /// decoding (`check_images` is ignored, and `strict` refuses nothing about images). Image
+    /// paths are still refused when they leave the root lexically (`..`, absolute paths); symlinks
+    /// are not followed, since nothing is opened. For scoring captions, or indexing them, with
+    /// an annotation file whose images are not at hand.
+    pub captions_only: bool,
 }
 
 /// Loads a dataset file or folder into the common in-memory form.
@@ -268,11 +276,9 @@ fn resolve_in_root(root_canon: &Path, full: &Path) -> Resolved {
 /// (`..`, absolute) or through a symlink. Used by loaders and by anything that opens a
 /// dataset image later (the image store, the web server).
 pub fn resolve_image(root: &Path, path: &str) -> Result<PathBuf> {
-    let refuse = || {
-        Error::Invalid(format!(
-            "image path {path:?} escapes the image root {}; refused",
-            root.display()
-        ))
+    let refuse = || Error::Image {
+        path: PathBuf::from(path),
+        message: format!("escapes the image root {}; refused", root.display()),
     };
     let clean = clean_relative(path).ok_or_else(refuse)?;
     let full = root.join(&clean);
@@ -300,33 +306,67 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
         duplicates,
     } = raw;
     let total_entries = entries.len();
+    let pending = merge_entries(&file, &image_root, entries, duplicates)?;
+    let kept = drop_captionless(pending, &mut skipped);
+    let (present, missing) = if opts.captions_only {
+        (kept, 0)
+    } else {
+        let (present, missing) = keep_found_images(&file, &image_root, kept, opts, &mut skipped)?;
+        let present = if opts.check_images {
+            keep_decodable_images(&file, &image_root, present, opts, &mut skipped)?
+        } else {
+            present
+        };
+        (present, missing)
+    };
+    if present.is_empty() {
+        return Err(nothing_usable(
+            file,
+            &image_root,
+            total_entries,
+            missing,
+            &skipped,
+        ));
+    }
+    let assigned = assign_splits(&present, &opts.split);
+    let samples = present
+        .into_iter()
+        .zip(assigned)
+        .map(|(p, split)| Sample {
+            path: p.path,
+            captions: p.captions,
+            split,
+        })
+        .collect();
+    Ok(Dataset {
+        format,
+        source: file,
+        image_root,
+        samples,
+        skipped,
+    })
+}
 
-    // 1. Paths, captions, duplicates.
+/// Cleans every entry's path (refusing one that leaves the root), checks its captions, and merges
+/// or refuses repeated entries of one image (see [`Duplicates`]), keeping the first entry's order.
+fn merge_entries(
+    file: &Path,
+    image_root: &Path,
+    entries: Vec<RawEntry>,
+    duplicates: Duplicates,
+) -> Result<Vec<Pending>> {
     let mut pending: Vec<Pending> = Vec::new();
     let mut by_path: HashMap<String, usize> = HashMap::new();
     for entry in entries {
         let clean = clean_relative(&entry.path)
-            .ok_or_else(|| escape_error(&file, &entry.location, &entry.path, &image_root))?;
-        let mut captions = Vec::with_capacity(entry.captions.len());
-        for c in entry.captions {
-            let text = c.text.trim();
-            if tokenize(text).is_empty() {
-                return Err(Error::parse(
-                    c.file.unwrap_or_else(|| file.clone()),
-                    Some(c.location),
-                    format!(
-                        "caption {text:?} of image {clean:?} is empty after tokenising (it has no letters or digits); write a caption or remove it"
-                    ),
-                ));
-            }
-            captions.push(text.to_string());
-        }
+            .ok_or_else(|| escape_error(file, &entry.location, &entry.path, image_root))?;
+        let captions = checked_captions(file, &clean, entry.captions)?;
         match by_path.get(&clean) {
             Some(&i) => {
                 let first = &mut pending[i];
                 if duplicates == Duplicates::Refuse {
                     return Err(Error::parse(
-                        &file,
+                        file,
                         Some(entry.location),
                         format!(
                             "duplicate entry for image {clean:?} (first at {}); give each image one entry with all its captions",
@@ -337,7 +377,7 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
                 match (first.split, entry.split) {
                     (Some(a), Some(b)) if a != b => {
                         return Err(Error::parse(
-                            &file,
+                            file,
                             Some(entry.location),
                             format!(
                                 "image {clean:?} is put in split {b} here but in split {a} at {}; an image belongs to one split",
@@ -365,8 +405,30 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
             }
         }
     }
-    drop(by_path);
+    Ok(pending)
+}
 
+/// The trimmed captions of image `clean`; an error names the first one with no token.
+fn checked_captions(file: &Path, clean: &str, raw: Vec<RawCaption>) -> Result<Vec<String>> {
+    let mut captions = Vec::with_capacity(raw.len());
+    for c in raw {
+        let text = c.text.trim();
+        if tokenize(text).is_empty() {
+            return Err(Error::parse(
+                c.file.unwrap_or_else(|| file.to_path_buf()),
+                Some(c.location),
+                format!(
+                    "caption {text:?} of image {clean:?} is empty after tokenising (it has no letters or digits); write a caption or remove it"
+                ),
+            ));
+        }
+        captions.push(text.to_string());
+    }
+    Ok(captions)
+}
+
+/// Moves the images without any caption into `skipped`.
+fn drop_captionless(pending: Vec<Pending>, skipped: &mut Vec<Skipped>) -> Vec<Pending> {
     let mut kept = Vec::with_capacity(pending.len());
     for p in pending {
         if p.captions.is_empty() {
@@ -378,18 +440,29 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
             kept.push(p);
         }
     }
+    kept
+}
 
-    // 2. Images exist and stay inside the root.
+/// Keeps the images that exist inside the image root; a missing one is skipped (an error with
+/// `strict`), one that resolves outside the root through a symlink is always an error. Returns
+/// the images kept and how many were missing.
+fn keep_found_images(
+    file: &Path,
+    image_root: &Path,
+    kept: Vec<Pending>,
+    opts: &LoadOptions,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(Vec<Pending>, usize)> {
     if !image_root.is_dir() {
         return Err(Error::Dataset {
-            path: file,
+            path: file.to_path_buf(),
             message: format!(
                 "image folder {} does not exist; give the folder the image paths are relative to with --images DIR",
                 image_root.display()
             ),
         });
     }
-    let root_canon = std::fs::canonicalize(&image_root).map_err(|e| Error::io(&image_root, e))?;
+    let root_canon = std::fs::canonicalize(image_root).map_err(|e| Error::io(image_root, e))?;
     let mut missing = 0usize;
     let mut present = Vec::with_capacity(kept.len());
     for p in kept {
@@ -398,7 +471,7 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
             Resolved::Inside => present.push(p),
             Resolved::Outside(target) => {
                 return Err(Error::parse(
-                    &file,
+                    file,
                     Some(p.location),
                     format!(
                         "image path {:?} resolves to {}, outside the image root {} (a symlink pointing out); refused",
@@ -411,7 +484,7 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
             Resolved::Missing(reason) => {
                 if opts.strict {
                     return Err(Error::parse(
-                        &file,
+                        file,
                         Some(p.location),
                         format!("image {reason}; without --strict it would be skipped"),
                     ));
@@ -424,80 +497,79 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
             }
         }
     }
+    Ok((present, missing))
+}
 
-    // 3. Optionally decode every image.
-    if opts.check_images && !present.is_empty() {
-        let bar = super::parallel::progress_bar(present.len() as u64, "checking images");
-        let problems = super::parallel::map_parallel(
-            &present,
-            super::parallel::default_threads(),
-            Some(&bar),
-            |p| {
-                super::image::decode(&image_root.join(&p.path), &opts.limits)
-                    .err()
-                    .map(|e| e.to_string())
-            },
-        );
-        bar.finish_and_clear();
-        let mut good = Vec::with_capacity(present.len());
-        for (p, problem) in present.into_iter().zip(problems) {
-            match problem {
-                None => good.push(p),
-                Some(reason) if opts.strict => {
-                    return Err(Error::parse(
-                        &file,
-                        Some(p.location),
-                        format!("unreadable image: {reason}; without --strict it would be skipped"),
-                    ));
-                }
-                Some(reason) => skipped.push(Skipped {
-                    entry: p.path,
-                    reason: format!("{reason} ({})", p.location),
-                }),
-            }
-        }
-        present = good;
-    }
-
+/// Decodes every image (in parallel) and keeps the ones that decode within the limits; the
+/// others are skipped (an error with `strict`).
+fn keep_decodable_images(
+    file: &Path,
+    image_root: &Path,
+    present: Vec<Pending>,
+    opts: &LoadOptions,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Pending>> {
     if present.is_empty() {
-        let message = if total_entries == 0 {
-            "has no entries: nothing to train on".to_string()
-        } else if missing > 0 && missing == skipped.len() {
-            format!(
-                "none of its {missing} images were found under {}; give the image folder with --images DIR",
-                image_root.display()
-            )
-        } else {
-            let first = skipped
-                .first()
-                .map(|s| format!(" (first: {}: {})", s.entry, s.reason))
-                .unwrap_or_default();
-            format!("no usable images: all {} skipped{first}", skipped.len())
-        };
-        return Err(Error::Dataset {
-            path: file,
-            message,
-        });
+        return Ok(present);
     }
+    let bar = crate::util::progress_bar(Some(present.len() as u64), "checking images");
+    let problems = super::parallel::map_parallel(
+        &present,
+        super::parallel::default_threads(),
+        Some(&bar),
+        |p| {
+            super::image::decode(&image_root.join(&p.path), &opts.limits)
+                .err()
+                .map(|e| e.to_string())
+        },
+    );
+    bar.finish_and_clear();
+    let mut good = Vec::with_capacity(present.len());
+    for (p, problem) in present.into_iter().zip(problems) {
+        match problem {
+            None => good.push(p),
+            Some(reason) if opts.strict => {
+                return Err(Error::parse(
+                    file,
+                    Some(p.location),
+                    format!("unreadable image: {reason}; without --strict it would be skipped"),
+                ));
+            }
+            Some(reason) => skipped.push(Skipped {
+                entry: p.path,
+                reason: format!("{reason} ({})", p.location),
+            }),
+        }
+    }
+    Ok(good)
+}
 
-    // 4. Splits.
-    let assigned = assign_splits(&present, &opts.split);
-    let samples = present
-        .into_iter()
-        .zip(assigned)
-        .map(|(p, split)| Sample {
-            path: p.path,
-            captions: p.captions,
-            split,
-        })
-        .collect();
-    Ok(Dataset {
-        format,
-        source: file,
-        image_root,
-        samples,
-        skipped,
-    })
+/// The error for a dataset that kept no image: empty, all images missing, or all skipped.
+fn nothing_usable(
+    file: PathBuf,
+    image_root: &Path,
+    total_entries: usize,
+    missing: usize,
+    skipped: &[Skipped],
+) -> Error {
+    let message = if total_entries == 0 {
+        "has no entries: nothing to train on".to_string()
+    } else if missing > 0 && missing == skipped.len() {
+        format!(
+            "none of its {missing} images were found under {}; give the image folder with --images DIR",
+            image_root.display()
+        )
+    } else {
+        let first = skipped
+            .first()
+            .map(|s| format!(" (first: {}: {})", s.entry, s.reason))
+            .unwrap_or_default();
+        format!("no usable images: all {} skipped{first}", skipped.len())
+    };
+    Error::Dataset {
+        path: file,
+        message,
+    }
 }
 
 /// Keeps given splits; gives the others a split from a seeded shuffle of their paths (sorted
