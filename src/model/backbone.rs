@@ -161,7 +161,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 pub enum BackboneNet {
     Vgg16(Vgg16),
     SmallCnn(SmallCnn),
-    EfficientNet(EfficientNet),
+    /// Boxed: far larger than the other variants.
+    EfficientNet(Box<EfficientNet>),
 }
 
 /// A frozen backbone, loaded (inference mode: batch norm uses its running statistics).
@@ -294,7 +295,7 @@ impl Backbone {
             source: weights.display().to_string(),
             weights_sha256: sha256_file(weights)?,
         };
-        Self::from_parts(info, BackboneNet::EfficientNet(net))
+        Self::from_parts(info, BackboneNet::EfficientNet(Box::new(net)))
     }
 
     /// The image encoder of a capsearch model directory, frozen: its CNN when it trained one,
@@ -357,7 +358,11 @@ impl Backbone {
                 }
                 BackboneNetwork::EfficientNet(c) => {
                     c.validate()?;
-                    BackboneNet::EfficientNet(load_weights_as(c.init(device), &weights, precision)?)
+                    BackboneNet::EfficientNet(Box::new(load_weights_as(
+                        c.init(device),
+                        &weights,
+                        precision,
+                    )?))
                 }
             };
             return Ok(Some((Self::from_parts(backbone, net)?, weights)));
@@ -393,7 +398,9 @@ impl Backbone {
         match &self.net {
             BackboneNet::Vgg16(v) => save_weights(v.clone(), &dir.join(BACKBONE_WEIGHTS))?,
             BackboneNet::SmallCnn(c) => save_weights(c.clone(), &dir.join(BACKBONE_WEIGHTS))?,
-            BackboneNet::EfficientNet(e) => save_weights(e.clone(), &dir.join(BACKBONE_WEIGHTS))?,
+            BackboneNet::EfficientNet(e) => {
+                save_weights(e.as_ref().clone(), &dir.join(BACKBONE_WEIGHTS))?
+            }
         }
         let json =
             serde_json::to_string_pretty(&self.info).map_err(|e| Error::Invalid(e.to_string()))?;
