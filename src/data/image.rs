@@ -63,6 +63,8 @@ pub enum Normalization {
     Caffe,
     /// RGB order, `x/255` in [0, 1] and nothing else.
     Unit,
+    /// RGB order, `(x - 127) / 128` (TensorFlow's EfficientNet-Lite).
+    Efficientnet,
 }
 
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -285,6 +287,8 @@ pub fn normalize_into(rgb: &[u8], preset: Normalization, out: &mut [f32]) {
             std::array::from_fn(|c| -CAFFE_MEAN_BGR[c]),
         ),
         Normalization::Unit => ([0, 1, 2], [1.0 / 255.0; 3], [0.0; 3]),
+        // exact: both factors are powers of two
+        Normalization::Efficientnet => ([0, 1, 2], [1.0 / 128.0; 3], [-127.0 / 128.0; 3]),
     };
     let (c0, rest) = out.split_at_mut(plane);
     let (c1, c2) = rest.split_at_mut(plane);
@@ -485,5 +489,10 @@ pub(crate) mod tests {
         assert!((imnet[0] - r0).abs() < 1e-5);
         assert!((imnet[3] - g1).abs() < 1e-5);
         assert!((imnet[5] - b1).abs() < 1e-5);
+
+        // Planar RGB, (x - 127) / 128 exactly.
+        let effnet = normalize(&rgb, Normalization::Efficientnet);
+        let expect = [255.0, 0.0, 0.0, 128.0, 0.0, 255.0].map(|x: f32| (x - 127.0) / 128.0);
+        assert_eq!(effnet, expect);
     }
 }

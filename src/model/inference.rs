@@ -23,7 +23,7 @@ pub struct Generated {
 /// A loaded model ready to caption.
 pub struct CaptionEngine {
     pub loaded: LoadedModel,
-    /// A frozen VGG-16 that turns images into the model's features (imported NeuralTalk models).
+    /// A frozen backbone that turns images into the model's features (EfficientNet, VGG-16, ...).
     backbone: Option<Backbone>,
     /// The decoder's CPU fast path (on the CPU device; `None` on a GPU, where burn's path runs).
     fast: Option<FastDecoder>,
@@ -49,18 +49,14 @@ impl CaptionEngine {
             ));
         }
         let loaded = load_model_as(dir, &device, precision)?;
-        let normalization = match loaded.info.preprocessing.normalization.as_str() {
-            "imagenet" => Normalization::Imagenet,
-            "caffe" => Normalization::Caffe,
-            "unit" => Normalization::Unit,
-            other => {
-                return Err(Error::Model {
-                    path: dir.join(super::artifact::MODEL_INFO),
-                    message: format!(
-                        "unknown normalization {other:?} (expected imagenet, caffe or unit)"
-                    ),
-                });
-            }
+        let name = &loaded.info.preprocessing.normalization;
+        let Some(normalization) = super::backbone::parse_normalization(name) else {
+            return Err(Error::Model {
+                path: dir.join(super::artifact::MODEL_INFO),
+                message: format!(
+                    "unknown normalization {name:?} (expected imagenet, caffe, unit or efficientnet)"
+                ),
+            });
         };
         let backbone = match loaded.model.cnn {
             Some(_) => None,
@@ -157,17 +153,25 @@ impl CaptionEngine {
             .collect()
     }
 
+    /// How images are brought to the model's square: as its frozen backbone was fed (e.g. the
+    /// centre crop of EfficientNet), else squashed.
+    pub fn resize_mode(&self) -> ResizeMode {
+        self.backbone
+            .as_ref()
+            .map_or(ResizeMode::Squash, |b| b.info.resize)
+    }
+
     /// Decoded, resized pixels of one image as the model wants them (`HWC` `u8`).
     pub fn prepare_image(&self, path: &Path) -> Result<Vec<u8>> {
         let size = self.loaded.info.preprocessing.image_size as u32;
-        crate::data::image::load_rgb8(path, size, ResizeMode::Squash, &self.limits)
+        crate::data::image::load_rgb8(path, size, self.resize_mode(), &self.limits)
     }
 
     /// Decoded, resized pixels of an in-memory image (`HWC` `u8`).
     pub fn prepare_image_bytes(&self, bytes: &[u8], name: &Path) -> Result<Vec<u8>> {
         let size = self.loaded.info.preprocessing.image_size;
         let image = crate::data::image::decode_bytes(bytes, name, &self.limits)?;
-        Ok(crate::data::image::resize_rgb8(&image, size as u32, ResizeMode::Squash).into_raw())
+        Ok(crate::data::image::resize_rgb8(&image, size as u32, self.resize_mode()).into_raw())
     }
 
     /// Captions prepared images (from [`CaptionEngine::prepare_image`]) in one batch.

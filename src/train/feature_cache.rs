@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::batch::images_tensor;
 use crate::data::formats::resolve_image;
-use crate::data::image::{ImageLimits, ResizeMode, load_rgb8};
+use crate::data::image::{ImageLimits, load_rgb8};
 use crate::data::parallel::{default_threads, map_parallel, progress_bar};
 use crate::data::{Dataset, Sample, Skipped};
 use crate::error::{Error, Result};
@@ -282,7 +282,7 @@ impl FeatureCache {
             let mut pending: Vec<(String, Vec<f32>)> = Vec::new();
             for chunk in missing.chunks(opts.batch_size.max(1)) {
                 let decoded = map_parallel(chunk, opts.threads, None, |(path, _)| {
-                    load_rgb8(path, size, ResizeMode::Squash, &opts.limits)
+                    load_rgb8(path, size, backbone.info.resize, &opts.limits)
                 });
                 let mut pixels = Vec::with_capacity(chunk.len());
                 let mut hashes = Vec::with_capacity(chunk.len());
@@ -515,6 +515,7 @@ mod tests {
     use super::*;
     use crate::data::Split;
     use crate::data::formats::Format;
+    use crate::data::image::ResizeMode;
     use crate::model::artifact::Preprocessing;
     use crate::model::backbone::{BackboneInfo, BackboneNet, BackboneNetwork};
     use crate::model::encoder::SmallCnnConfig;
@@ -576,6 +577,7 @@ mod tests {
                     image_size: 8,
                     normalization: "unit".into(),
                 },
+                resize: ResizeMode::Squash,
                 source: "test".into(),
                 weights_sha256: weights_sha256.into(),
             },

@@ -822,6 +822,15 @@ fn load_backbone(encoder: &FrozenEncoder, device: &Device) -> Result<Backbone> {
     match encoder.backbone {
         BackboneKind::Vgg16 => Backbone::vgg16(encoder.vgg16_config(), &encoder.weights, device),
         BackboneKind::Capsearch => Backbone::from_capsearch_model(&encoder.weights, device),
+        BackboneKind::EfficientnetLite0
+        | BackboneKind::EfficientnetLite1
+        | BackboneKind::EfficientnetLite2 => {
+            let variant = encoder.backbone.efficientnet_lite().unwrap_or_default();
+            let config = encoder
+                .efficientnet_config()
+                .ok_or_else(|| Error::Invalid(format!("no EfficientNet-Lite{variant} shape")))?;
+            Backbone::efficientnet(variant, config, &encoder.weights, device)
+        }
     }
 }
 

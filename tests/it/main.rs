@@ -4,6 +4,7 @@ mod bench;
 mod browser;
 mod common;
 mod dataset;
+mod efficientnet;
 mod eval;
 mod logging;
 mod neuraltalk;

@@ -1,0 +1,184 @@
+//! EfficientNet-Lite as a frozen backbone through the binary: training on its cached features,
+//! captioning photos of any size and aspect, and the errors for wrong, broken or unknown weights.
+//! The network is the tiny random-weight fixture (tests/fixtures/efficientnet/make_fixtures.py);
+//! the real Lite0 is checked in `model::efficientnet`'s unit tests.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{CAPTIONS, png_bytes, run_in, tempdir, write};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/efficientnet/effnet_tiny.pth")
+}
+
+/// A CSV dataset of four solid-colour images of different sizes and aspects, one caption each;
+/// val holds copies of them.
+fn photo_dataset(dir: &Path) {
+    let sizes = [(40, 24), (24, 40), (33, 33), (90, 17)];
+    let mut csv = String::from("image,caption,split\n");
+    for ((name, color, caption), (w, h)) in CAPTIONS.into_iter().zip(sizes) {
+        write(&dir.join("images").join(name), png_bytes(w, h, color));
+        write(&dir.join("val").join(name), png_bytes(h, w, color));
+        csv.push_str(&format!(
+            "images/{name},{caption},train\nval/{name},{caption},val\n"
+        ));
+    }
+    write(&dir.join("data.csv"), csv);
+}
+
+/// A config training on EfficientNet-Lite0's code with the fixture's shape and `weights`.
+fn config(backbone: &str, weights: &Path) -> String {
+    format!(
+        r#"
+[model]
+embed_size = 8
+hidden_size = 16
+[model.encoder]
+kind = "frozen"
+backbone = "{backbone}"
+weights = {weights:?}
+cache_dir = "cache"
+[model.encoder.efficientnet]
+stem = 8
+head = 16
+classes = 10
+image_size = 32
+stages = [
+  {{ expand = 1, kernel = 3, stride = 1, out = 8, repeats = 1 }},
+  {{ expand = 6, kernel = 3, stride = 2, out = 8, repeats = 2 }},
+  {{ expand = 6, kernel = 5, stride = 2, out = 16, repeats = 1 }},
+  {{ expand = 2, kernel = 5, stride = 1, out = 16, repeats = 2 }},
+]
+[data]
+word_count_threshold = 1
+[loop]
+epochs = 2
+batch_size = 4
+"#,
+        weights = weights.display().to_string()
+    )
+}
+
+fn train(dir: &Path, config: &str) -> crate::common::Output {
+    write(&dir.join("effnet.toml"), config);
+    run_in(
+        dir,
+        &[
+            "train",
+            "--config",
+            "effnet.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "effnet",
+            "--no-tui",
+        ],
+    )
+}
+
+/// Features cached under an `efficientnet-lite-…` key, images centre-cropped to the network's
+/// size with `(x − 127) / 128`, and the model captions photos through the stored network.
+#[test]
+fn trains_a_decoder_on_a_frozen_efficientnet_backbone() {
+    let dir = tempdir();
+    let d = dir.path();
+    photo_dataset(d);
+    let out = train(d, &config("efficientnet-lite0", &fixture())).ok();
+    assert!(
+        out.stderr.contains("computed 4 train features"),
+        "{}",
+        out.stderr
+    );
+    let caches: Vec<String> = std::fs::read_dir(d.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        caches.len() == 1 && caches[0].starts_with("efficientnet-lite-"),
+        "{caches:?}"
+    );
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("effnet").join(name)).unwrap())
+            .unwrap()
+    };
+    let info = read("model.json");
+    assert_eq!(info["preprocessing"]["image_size"], 32, "{info}");
+    assert_eq!(info["preprocessing"]["normalization"], "efficientnet");
+    assert_eq!(
+        info["captioner"]["encoder"]["backbone"],
+        "efficientnet-lite0-custom-s8-h16-i32"
+    );
+    assert_eq!(info["captioner"]["encoder"]["dim"], 16);
+    let backbone = read("backbone.json");
+    assert_eq!(backbone["resize"], "shorter-side-center-crop", "{backbone}");
+    assert_eq!(
+        backbone["network"]["network"], "efficient-net",
+        "{backbone}"
+    );
+
+    // A second run finds every feature in the cache.
+    let again = run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "effnet.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "effnet2",
+            "--no-tui",
+        ],
+    )
+    .ok();
+    assert!(
+        again.stderr.contains("train: 4 of 4 images cached"),
+        "{}",
+        again.stderr
+    );
+    let out = run_in(
+        d,
+        &[
+            "caption",
+            "--model",
+            "effnet",
+            "--json",
+            "images/red.png",
+            "images/white.png",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+}
+
+/// Weights of another network, a broken file and an unknown backbone: exit 2 with a message that
+/// says what is wrong, no panic.
+#[test]
+fn wrong_broken_or_unknown_weights_exit_2_with_a_message() {
+    let dir = tempdir();
+    let d = dir.path();
+    photo_dataset(d);
+
+    let vgg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vgg16/vgg16_tiny.pth");
+    train(d, &config("efficientnet-lite0", &vgg)).fails_with(&[
+        "vgg16_tiny.pth",
+        "97 missing: blocks.0.bn1.beta",
+        "32 unexpected: classifier.0.bias",
+    ]);
+
+    let bytes = std::fs::read(fixture()).unwrap();
+    let cut = write(&d.join("cut.pth"), &bytes[..bytes.len() / 2]);
+    train(d, &config("efficientnet-lite0", &cut)).fails_with(&["cut.pth"]);
+    let junk = write(&d.join("junk.pth"), "<html>not found</html>");
+    train(d, &config("efficientnet-lite0", &junk))
+        .fails_with(&["junk.pth", "not a PyTorch checkpoint"]);
+
+    train(d, &config("resnet101", &fixture())).fails_with(&[
+        "effnet.toml",
+        "resnet101",
+        "efficientnet-lite0",
+        "efficientnet-lite2",
+        "vgg16",
+        "capsearch",
+    ]);
+}
