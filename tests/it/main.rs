@@ -6,6 +6,7 @@ mod common;
 mod dataset;
 mod eval;
 mod neuraltalk;
+mod scenes;
 mod score;
 mod search;
 mod serve;
