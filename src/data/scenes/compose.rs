@@ -256,8 +256,8 @@ fn number_word(n: usize) -> &'static str {
 
 fn size_word<R: Rng + ?Sized>(rng: &mut R, s: SizeClass) -> &'static str {
     match s {
-        SizeClass::Small => *["small", "little"].choose(rng).unwrap_or(&"small"),
-        SizeClass::Large => *["large", "big"].choose(rng).unwrap_or(&"large"),
+        SizeClass::Small => ["small", "little"].choose(rng).unwrap_or(&"small"),
+        SizeClass::Large => ["large", "big"].choose(rng).unwrap_or(&"large"),
     }
 }
 
@@ -381,12 +381,16 @@ pub fn caption<R: Rng + ?Sized>(rng: &mut R, assets: &Assets, scene: &Scene) -> 
             let lead = *["a photo of", "a picture of", "there is", "you can see"]
                 .choose(rng)
                 .unwrap_or(&"a photo of");
-            let lead = if lead == "there is" && scene.things.len() > 1 {
+            let list = thing_list(rng, assets, scene, sized);
+            // "there is a frog and an apple", "there are two frogs".
+            let lead = if lead == "there is"
+                && !(list.starts_with("a ") || list.starts_with("an ") || list.starts_with("the "))
+            {
                 "there are"
             } else {
                 lead
             };
-            format!("{lead} {} {place}", thing_list(rng, assets, scene, sized))
+            format!("{lead} {list} {place}")
         }
         _ => format!("{} {place}", thing_list(rng, assets, scene, sized)),
     };

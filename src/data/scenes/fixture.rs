@@ -64,8 +64,18 @@ fn jpeg(img: &RgbImage) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The fixture's stamps: (path, kind, caption override, shape, colour, `.txt` description).
-pub const STAMPS: [(&str, &str, &str, u8, [u8; 3], &str); 5] = [
+/// One fixture stamp: path, kind, caption override, shape, colour, `.txt` description.
+pub type FixtureStamp = (
+    &'static str,
+    &'static str,
+    &'static str,
+    u8,
+    [u8; 3],
+    &'static str,
+);
+
+/// The fixture's stamps.
+pub const STAMPS: [FixtureStamp; 5] = [
     (
         "round/red_disc.png",
         "disc",
