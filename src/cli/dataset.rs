@@ -1,4 +1,5 @@
-//! `capsearch dataset`: generate the procedural `shapes` dataset, and check any dataset.
+//! `capsearch dataset`: generate the procedural `shapes` dataset or the photographic `scenes`
+//! dataset, and check any dataset.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use crate::data::check::summarize;
 use crate::data::formats::{self, Format, LoadOptions, SplitOptions};
+use crate::data::scenes::{self, ScenesOptions, assets::AssetPaths};
 use crate::data::shapes::{self, ShapesOptions};
 use crate::data::text::DEFAULT_WORD_COUNT_THRESHOLD;
 
@@ -23,6 +25,11 @@ pub enum DatasetCommand {
     /// Draw the procedural `shapes` dataset: 1–3 coloured shapes per image, 5 true captions each,
     /// written as PNGs plus a Karpathy-style `dataset_shapes.json` with train/val/test splits.
     Shapes(ShapesArgs),
+    /// Compose the `scenes` dataset: 1–3 photographed things (Tux Paint's photographic stamps)
+    /// on crops of real landscape and room photos, 5 true captions each, JPEGs plus a
+    /// Karpathy-style `dataset_scenes.json` with per-image labels (kind, box, size, setting).
+    /// Needs the assets of `datasets/fetch-scenes.sh`.
+    Scenes(ScenesArgs),
     /// Load a dataset (any supported format) and print a summary: format, images, captions per
     /// image, splits, vocabulary size, skipped images and caption lengths. Exits with status 2 when
     /// the dataset cannot be trained on.
@@ -47,6 +54,38 @@ pub struct ShapesArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+/// Options of `dataset scenes`.
+#[derive(Debug, Args)]
+pub struct ScenesArgs {
+    /// Output folder; gets `images/` and `dataset_scenes.json`.
+    #[arg(long, default_value = "datasets/generated/scenes")]
+    pub out: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 5000)]
+    pub images: usize,
+    /// Random seed: the same seed and assets give the same dataset, byte for byte.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Image side in pixels (32 to 1024).
+    #[arg(long, default_value_t = scenes::DEFAULT_SIZE)]
+    pub size: u32,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Folder of the committed lists (stamps.tsv, kinds.tsv, settings.tsv).
+    #[arg(long, default_value = "datasets/scenes")]
+    pub lists: PathBuf,
+    /// Folder `datasets/fetch-scenes.sh` unpacked the packages into (one folder per package).
+    #[arg(long, default_value = "datasets/assets")]
+    pub assets: PathBuf,
+    /// The stamps folder (`.../usr/share/tuxpaint/stamps`), instead of the one under --assets.
+    #[arg(long)]
+    pub stamps: Option<PathBuf>,
+    /// The folder holding `<package>/<path>` of settings.tsv, instead of --assets.
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
 }
 
 /// Options of `dataset check`.
@@ -85,6 +124,7 @@ pub struct CheckArgs {
 pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
     match args.command {
         DatasetCommand::Shapes(a) => run_shapes(a),
+        DatasetCommand::Scenes(a) => run_scenes(a),
         DatasetCommand::Check(a) => run_check(a),
     }
 }
@@ -104,6 +144,37 @@ fn run_shapes(a: ShapesArgs) -> anyhow::Result<()> {
         a.size,
         a.size,
         summary.json.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_scenes(a: ScenesArgs) -> anyhow::Result<()> {
+    let mut paths = AssetPaths::fetched(&a.lists, &a.assets);
+    if let Some(dir) = a.stamps {
+        paths.stamps = dir;
+    }
+    if let Some(dir) = a.settings {
+        paths.settings = dir;
+    }
+    let mut opts = ScenesOptions::new(&a.out, paths, a.images, a.seed);
+    opts.size = a.size;
+    if let Some(t) = a.threads {
+        opts.threads = t.max(1);
+    }
+    let start = Instant::now();
+    let s = scenes::generate(&opts)?;
+    let [train, val, test] = s.splits;
+    println!(
+        "wrote {} images ({}×{} JPEG; train {train}, val {val}, test {test}) from {} stamps of {} kinds ({} held out for test) on {} settings, and {} in {:.1}s",
+        s.images,
+        a.size,
+        a.size,
+        s.stamps,
+        s.kinds,
+        s.unseen_stamps,
+        s.settings,
+        s.json.display(),
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -357,6 +357,7 @@ mod tests {
             path: p.into(),
             captions: caps.iter().map(|s| s.to_string()).collect(),
             split: Split::Train,
+            labels: None,
         };
         Dataset {
             format: Format::Csv,

@@ -226,6 +226,7 @@ mod tests {
             path: path.into(),
             captions: caps.iter().map(|s| s.to_string()).collect(),
             split,
+            labels: None,
         }
     }
 

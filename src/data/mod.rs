@@ -8,7 +8,9 @@ pub mod check;
 pub mod formats;
 pub mod image;
 pub mod image_files;
+pub mod labels;
 pub mod parallel;
+pub mod scenes;
 pub mod shapes;
 pub mod text;
 
@@ -72,6 +74,10 @@ pub struct Sample {
     /// Reference captions as written in the dataset (raw, untokenised). Never empty.
     pub captions: Vec<String>,
     pub split: Split,
+    /// What the image shows (kinds, boxes, setting), for generated datasets that record it
+    /// (Karpathy JSON's `labels` field); `None` for datasets without ground truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<labels::Labels>,
 }
 
 /// An entry that a loader left out, and why (missing image, unreadable image, empty captions...).

@@ -258,6 +258,7 @@ mod tests {
                     path: p.to_string(),
                     captions: vec![format!("caption of {p}")],
                     split: Split::Test,
+                    labels: None,
                 })
                 .collect(),
             skipped: Vec::new(),

@@ -332,6 +332,7 @@ mod tests {
                 path: name.into(),
                 captions: caps.iter().map(|c| c.to_string()).collect(),
                 split: Split::Test,
+                labels: None,
             });
         }
         std::fs::write(dir.join("broken.png"), b"not a png").unwrap();
@@ -341,12 +342,14 @@ mod tests {
                 path: "broken.png".into(),
                 captions: vec!["a broken image".into()],
                 split: Split::Test,
+                labels: None,
             },
         );
         samples.push(Sample {
             path: "red.png".into(),
             captions: vec!["a red square".into()],
             split: Split::Train,
+            labels: None,
         });
         // "zebra" is not in the vocabulary: it becomes <unk>.
         let tokens: Vec<Vec<String>> = ["a red square", "a green circle", "two blue triangles"]
@@ -486,6 +489,7 @@ mod tests {
             path: "x.png".into(),
             captions: caps.iter().map(|c| c.to_string()).collect(),
             split,
+            labels: None,
         };
         let mut dataset = Dataset {
             source: "d.json".into(),

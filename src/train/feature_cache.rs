@@ -547,6 +547,7 @@ mod tests {
             path: p.into(),
             captions: vec!["a thing".into()],
             split: Split::Train,
+            labels: None,
         };
         Dataset {
             format: Format::Csv,

@@ -8,6 +8,7 @@ mod efficientnet;
 mod eval;
 mod logging;
 mod neuraltalk;
+mod scenes;
 mod score;
 mod search;
 mod serve;

@@ -1,14 +1,19 @@
 //! Karpathy's split JSON (`dataset_flickr8k.json`, `dataset_coco.json`, `dataset_flickr30k.json`):
 //! `images[].{filename, filepath?, split, sentences[].{raw, tokens}}`. `restval` counts as train.
 //! The image path is `filepath/filename` (COCO's entries carry `filepath: "val2014"`), relative
-//! to `--images` or, by default, the JSON file's folder.
+//! to `--images` or, by default, the JSON file's folder. An image's optional `labels` (ground truth
+//! written by `dataset scenes`, see [`crate::data::labels`]) is read into `Sample::labels`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Duplicates, Raw, RawCaption, RawEntry, parent_dir, parse_json, read_file};
+use super::{
+    Duplicates, Raw, RawCaption, RawEntry, clean_relative, parent_dir, parse_json, read_file,
+};
 use crate::data::Split;
+use crate::data::labels::Labels;
 use crate::error::{Error, Result};
 
 #[derive(Deserialize)]
@@ -25,6 +30,8 @@ struct Image {
     split: Option<String>,
     #[serde(default)]
     sentences: Vec<Sentence>,
+    #[serde(default)]
+    labels: Option<Labels>,
 }
 
 #[derive(Deserialize)]
@@ -35,7 +42,13 @@ struct Sentence {
     tokens: Vec<String>,
 }
 
-pub(crate) fn read(file: &Path, images: Option<&Path>) -> Result<Raw> {
+/// Reads the file; each image's `labels`, when present, go into `labels` keyed by the image's
+/// clean relative path (the key `Sample::path` will have).
+pub(crate) fn read(
+    file: &Path,
+    images: Option<&Path>,
+    labels: &mut HashMap<String, Labels>,
+) -> Result<Raw> {
     let bytes = read_file(file)?;
     let parsed: File = parse_json(
         file,
@@ -69,6 +82,9 @@ pub(crate) fn read(file: &Path, images: Option<&Path>) -> Result<Raw> {
                 )
             })?),
         };
+        if let (Some(l), Some(clean)) = (image.labels, clean_relative(&path)) {
+            labels.insert(clean, l);
+        }
         let captions = image
             .sentences
             .into_iter()

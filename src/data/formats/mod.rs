@@ -34,6 +34,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::image::ImageLimits;
+use super::labels::Labels;
 use super::{Dataset, Sample, Skipped, Split};
 use crate::data::text::tokenize;
 use crate::error::{Error, Result};
@@ -160,15 +161,23 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     };
     tracing::debug!(format = %format, file = %file.display(), "loading dataset");
     let images = opts.images.as_deref();
+    // Ground truth some formats carry beside the captions (Karpathy's `labels`), by clean path.
+    let mut labels: HashMap<String, Labels> = HashMap::new();
     let raw = match format {
         Format::Flickr8k => flickr8k::read(&file, images)?,
-        Format::Karpathy => karpathy::read(&file, images)?,
+        Format::Karpathy => karpathy::read(&file, images, &mut labels)?,
         Format::Coco => coco::read(&file, images)?,
         Format::Custom => custom::read(&file, images)?,
         Format::Csv => csv::read(&file, images)?,
         Format::Folder => folder::read(&file, images)?,
     };
-    finish(format, file, raw, opts)
+    let mut dataset = finish(format, file, raw, opts)?;
+    if !labels.is_empty() {
+        for sample in &mut dataset.samples {
+            sample.labels = labels.remove(&sample.path);
+        }
+    }
+    Ok(dataset)
 }
 
 /// One caption as a reader found it.
@@ -336,6 +345,7 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
             path: p.path,
             captions: p.captions,
             split,
+            labels: None,
         })
         .collect();
     Ok(Dataset {
