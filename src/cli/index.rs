@@ -48,9 +48,9 @@ pub struct IndexArgs {
     pub image_root: Option<PathBuf>,
 
     /// Index the captions of every entry of --dataset without looking for its image files (for
-    /// an annotation file whose images are elsewhere or absent). Without it, entries whose image
-    /// is missing under the image root are skipped, as in training. Results then name paths that
-    /// may not exist on this machine.
+    /// an annotation file whose images are elsewhere or absent); results may then name paths
+    /// that do not exist on this machine. Without it, entries whose image is missing under the
+    /// image root are skipped, as in training.
     #[arg(long, requires = "dataset")]
     pub captions_only: bool,
 
