@@ -352,11 +352,7 @@ fn prepare(upload: &Upload, info: &ModelInfo) -> ApiResult<(Vec<u8>, ImageFormat
     let image =
         crate::data::image::decode_bytes(&upload.bytes, Path::new(&upload.name), &info.limits)
             .map_err(|e| ApiError::bad_image(e.to_string()))?;
-    let rgb = crate::data::image::resize_rgb8(
-        &image,
-        info.image_size as u32,
-        crate::data::image::ResizeMode::Squash,
-    );
+    let rgb = crate::data::image::resize_rgb8(&image, info.image_size as u32, info.resize);
     Ok((rgb.into_raw(), format))
 }
 

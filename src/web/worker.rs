@@ -22,8 +22,10 @@ struct Job {
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
     pub id: String,
-    /// Side of the square the model's images are resized to.
+    /// Side of the square the model's images are resized to...
     pub image_size: usize,
+    /// ...and how (as its backbone was fed: EfficientNet crops, the rest squash).
+    pub resize: crate::data::image::ResizeMode,
     pub limits: crate::data::image::ImageLimits,
 }
 
@@ -112,6 +114,7 @@ impl Captioner {
                 let info = ModelInfo {
                     id: engine.model_id().to_string(),
                     image_size: engine.loaded.info.preprocessing.image_size,
+                    resize: engine.resize_mode(),
                     limits: engine.limits,
                 };
                 if ready_tx.send(Ok(info)).is_err() {
