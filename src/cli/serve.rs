@@ -32,6 +32,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub runs: Option<PathBuf>,
 
+    /// Folder of evaluation reports (`capsearch eval` writes reports/NAME): each run on `/runs`
+    /// links the reports of its model, served under `/reports/...`.
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<PathBuf>,
+
     /// Largest request body, e.g. 10MB or 512KiB.
     #[arg(long, default_value = "10MB", value_parser = parse_size)]
     pub max_body: usize,
@@ -88,6 +93,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ),
         None => None,
     };
+    let reports = match &args.reports {
+        Some(r) => Some(
+            r.canonicalize()
+                .with_context(|| format!("--reports {}: no such folder", r.display()))?,
+        ),
+        None => None,
+    };
     // Opened outside the async runtime: the Elasticsearch backend owns a runtime of its own.
     let backend: Arc<dyn search::SearchBackend> = Arc::from(search::open_backend(&args.backend)?);
     let (captioner, worker_thread) = worker::Captioner::start(
@@ -106,6 +118,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         backend: backend.clone(),
         image_root,
         runs,
+        reports,
         max_body: args.max_body,
     };
     let http = HttpOptions {

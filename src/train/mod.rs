@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod feature_cache;
 pub mod fit;
 pub mod inputs;
+pub mod overview;
 pub mod progress;
 pub mod report;
 pub mod step;
