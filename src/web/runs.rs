@@ -233,8 +233,11 @@ fn row_html(run: &RunEntry) -> String {
     )
 }
 
-/// A small line chart: each series is (points, colour, markers). Only numbers go into the SVG.
-pub fn svg_chart(label: &str, series: &[(&Vec<(f64, f64)>, &str, bool)]) -> String {
+/// One line of a chart: its points, colour, and whether each point gets a marker.
+pub type Series<'a> = (&'a Vec<(f64, f64)>, &'a str, bool);
+
+/// A small line chart. Only numbers go into the SVG.
+pub fn svg_chart(label: &str, series: &[Series]) -> String {
     const W: f64 = 160.0;
     const H: f64 = 56.0;
     const PAD: f64 = 4.0;
