@@ -49,6 +49,17 @@ pub fn progress_bar(total: Option<u64>, label: &str) -> ProgressBar {
     bar
 }
 
+/// A duration for people: "45s", "4m 12s", "1h 02m", "2d 03h".
+pub fn format_duration(duration: std::time::Duration) -> String {
+    let s = duration.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {:02}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d {:02}h", s / 86400, s / 3600 % 24),
+    }
+}
+
 /// Reads a `[N, D]` (or `[D]`, as one row) float32/float64 `.npy` file into row-major `f32`
 /// values and the row count. Fortran-ordered arrays are transposed into row order.
 pub fn read_npy_matrix(path: &Path) -> Result<(Vec<f32>, usize)> {

@@ -2,32 +2,18 @@
 //! DejaVu Sans subset, so the PNG has text on machines without fonts).
 
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
 use crate::error::{Error, Result};
+use crate::eval::plot::{FAMILY, register_font};
 
-const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-subset.ttf");
-const FAMILY: &str = "sans-serif";
 const SIZE: (u32, u32) = (800, 450);
 const COLORS: [RGBColor; 3] = [
     RGBColor(31, 119, 180),
     RGBColor(230, 115, 0),
     RGBColor(44, 160, 44),
 ];
-
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        for style in [FontStyle::Normal, FontStyle::Bold] {
-            if plotters::style::register_font(FAMILY, style, FONT).is_err() {
-                tracing::warn!("the embedded plot font could not be loaded; plots will lack text");
-            }
-        }
-    });
-}
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Report {

@@ -124,7 +124,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let run = result?;
 
-    let metrics_csv = model.join("metrics.csv");
+    let metrics_csv = crate::model::run_dir::RunDir::new(model).metrics();
     let written = write_report(
         &run,
         &out,

@@ -36,6 +36,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub runs: Option<PathBuf>,
 
+    /// Folder of evaluation reports (`capsearch eval` writes reports/NAME): each run on `/runs`
+    /// links the reports of its model, served under `/reports/...`.
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<PathBuf>,
+
     /// Largest request body, e.g. 10MB or 512KiB.
     #[arg(long, default_value = "10MB", value_parser = parse_size)]
     pub max_body: usize,
@@ -77,6 +82,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         image_root: args.image_root,
         upload_dir: args.upload_dir,
         runs: args.runs,
+        reports: args.reports,
         http: HttpOptions {
             max_body: args.max_body,
             cors_origin: args.cors_origin,

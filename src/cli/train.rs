@@ -3,12 +3,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::device::DeviceArg;
 use crate::data::formats::{LoadOptions, load};
-use crate::train::config::TrainConfig;
+use crate::model::run_dir::RunDir;
+use crate::train::config::{ConfigOverrides, run_config};
 use crate::train::fit::{TrainRequest, train};
 
 /// Train a CNN+LSTM captioner, with a terminal dashboard.
@@ -71,33 +71,21 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let mut config = if args.resume && args.out.join("config.toml").exists() {
-        TrainConfig::load(&args.out.join("config.toml"))?
-    } else {
-        TrainConfig::load(&args.config)?
+    let overrides = ConfigOverrides {
+        dataset: args.dataset.clone(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        time_budget: args.time_budget.clone(),
+        seed: args.seed,
     };
-    if let Some(v) = args.epochs {
-        config.run.epochs = v;
-    }
-    if let Some(v) = args.batch_size {
-        config.run.batch_size = v;
-    }
-    if let Some(v) = args.lr {
-        config.optim.lr = v;
-    }
-    if let Some(v) = args.time_budget {
-        config.run.time_budget = Some(v);
-    }
-    if let Some(v) = args.seed {
-        config.run.seed = v;
-    }
-    config.validate()?;
-    let dataset_path = args
-        .dataset
-        .clone()
-        .or_else(|| config.dataset.as_ref().map(PathBuf::from))
-        .context("no dataset: pass --dataset PATH or set `dataset` in the config")?;
-    config.dataset = Some(dataset_path.display().to_string());
+    let config = run_config(
+        &args.config,
+        &RunDir::new(&args.out),
+        args.resume,
+        &overrides,
+    )?;
+    let dataset_path = PathBuf::from(config.dataset.as_deref().unwrap_or_default());
     let dataset = load(&dataset_path, &LoadOptions::default())?;
     let no_tui = args.no_tui || !std::io::stdout().is_terminal();
     let mut reporter = crate::train::dashboard::reporter(no_tui);

@@ -1,25 +1,27 @@
 //! Training curves as PNG, drawn with `plotters` from a run's `metrics.csv`.
 //!
-//! `metrics.csv` has the header `epoch,iteration,train_loss,val_loss,val_perplexity,val_bleu4,lr,
-//! images_per_sec,elapsed_s`; any cell but `epoch` may be empty (per-iteration rows carry the
-//! training loss, per-epoch rows the validation numbers). Columns may come in any order, and extra
-//! columns are ignored.
+//! `metrics.csv` is read by [`crate::model::metrics`]: per-iteration rows carry the training loss,
+//! per-epoch rows the validation numbers; columns may come in any order, and extra columns are
+//! ignored.
 //!
 //! Text is drawn with a subset of DejaVu Sans embedded in the binary
 //! (`assets/fonts/DejaVuSans-subset.ttf`, 22 KiB, ASCII and Latin-1), so plots look the same on
 //! machines without fonts.
 
 use std::io::Cursor;
-use std::path::Path;
 use std::sync::Once;
 
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::error::{Error, Result};
+pub use crate::model::metrics::{
+    MetricsRow, parse_metrics as parse_metrics_csv, read_metrics as read_metrics_csv,
+};
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-subset.ttf");
-const FAMILY: &str = "sans-serif";
+/// The family the embedded font is registered under; see [`register_font`].
+pub const FAMILY: &str = "sans-serif";
 /// Size of every plot, in pixels.
 pub const PLOT_SIZE: (u32, u32) = (800, 450);
 
@@ -29,7 +31,9 @@ const VAL: RGBColor = RGBColor(230, 115, 0);
 const GRID: RGBColor = RGBColor(232, 232, 232);
 const AXIS_TEXT: RGBColor = RGBColor(60, 60, 60);
 
-fn register_font() {
+/// Registers the embedded font with plotters (once per process), so every plot (these curves,
+/// `capsearch bench`'s) has text on machines without fonts.
+pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         for style in [FontStyle::Normal, FontStyle::Bold] {
@@ -38,107 +42,6 @@ fn register_font() {
             }
         }
     });
-}
-
-/// One row of `metrics.csv`. Empty cells are `None`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MetricsRow {
-    pub epoch: f64,
-    pub iteration: Option<f64>,
-    pub train_loss: Option<f64>,
-    pub val_loss: Option<f64>,
-    pub val_perplexity: Option<f64>,
-    pub val_bleu4: Option<f64>,
-    pub lr: Option<f64>,
-    pub images_per_sec: Option<f64>,
-    pub elapsed_s: Option<f64>,
-}
-
-/// Reads a run's `metrics.csv`.
-pub fn read_metrics_csv(path: &Path) -> Result<Vec<MetricsRow>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    parse_metrics_csv(file, path)
-}
-
-/// Parses `metrics.csv` content; `path` is only used in error messages.
-pub fn parse_metrics_csv<R: std::io::Read>(reader: R, path: &Path) -> Result<Vec<MetricsRow>> {
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(reader);
-    let headers = csv
-        .headers()
-        .map_err(|e| Error::parse(path, Some("header".into()), e.to_string()))?
-        .clone();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let epoch_col = col("epoch").ok_or_else(|| {
-        Error::parse(
-            path,
-            Some("header".into()),
-            format!(
-                "no `epoch` column (found: {}); expected epoch,iteration,train_loss,val_loss,val_perplexity,val_bleu4,lr,images_per_sec,elapsed_s",
-                headers.iter().collect::<Vec<_>>().join(",")
-            ),
-        )
-    })?;
-    let names = [
-        "iteration",
-        "train_loss",
-        "val_loss",
-        "val_perplexity",
-        "val_bleu4",
-        "lr",
-        "images_per_sec",
-        "elapsed_s",
-    ];
-    let cols: Vec<Option<usize>> = names.iter().map(|n| col(n)).collect();
-    let mut rows = Vec::new();
-    for (i, record) in csv.records().enumerate() {
-        let line = i + 2;
-        let record =
-            record.map_err(|e| Error::parse(path, Some(format!("line {line}")), e.to_string()))?;
-        let cell = |c: Option<usize>, name: &str| -> Result<Option<f64>> {
-            let Some(text) = c.and_then(|c| record.get(c)) else {
-                return Ok(None);
-            };
-            if text.is_empty() {
-                return Ok(None);
-            }
-            text.parse::<f64>().map(Some).map_err(|_| {
-                Error::parse(
-                    path,
-                    Some(format!("line {line}, column {name}")),
-                    format!(
-                        "{text:?} is not a number; leave the cell empty when there is no value"
-                    ),
-                )
-            })
-        };
-        let Some(epoch) = cell(Some(epoch_col), "epoch")? else {
-            return Err(Error::parse(
-                path,
-                Some(format!("line {line}, column epoch")),
-                "the epoch cell is empty; every row needs its epoch",
-            ));
-        };
-        let v: Vec<Option<f64>> = cols
-            .iter()
-            .zip(names)
-            .map(|(c, n)| cell(*c, n))
-            .collect::<Result<_>>()?;
-        rows.push(MetricsRow {
-            epoch,
-            iteration: v[0],
-            train_loss: v[1],
-            val_loss: v[2],
-            val_perplexity: v[3],
-            val_bleu4: v[4],
-            lr: v[5],
-            images_per_sec: v[6],
-            elapsed_s: v[7],
-        });
-    }
-    Ok(rows)
 }
 
 /// A rendered plot: its file name in a report folder, a title, and PNG bytes.
@@ -227,12 +130,7 @@ fn loss_curve(rows: &[MetricsRow]) -> Result<Option<Curve>> {
     // x is the global iteration when the file has one; validation rows without an iteration sit
     // at the last iteration seen before them. Without iterations, x is the epoch.
     let by_iteration = rows.iter().any(|r| r.iteration.is_some());
-    let is_step_row = |r: &MetricsRow| {
-        r.train_loss.is_some()
-            && r.val_loss.is_none()
-            && r.val_perplexity.is_none()
-            && r.val_bleu4.is_none()
-    };
+    let is_step_row = |r: &MetricsRow| r.train_loss.is_some() && !r.is_epoch();
     let has_step_rows = rows.iter().any(is_step_row);
     let mut train = Vec::new();
     let mut val = Vec::new();
@@ -480,6 +378,7 @@ fn format_tick(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const CSV: &str = "epoch,iteration,train_loss,val_loss,val_perplexity,val_bleu4,lr,images_per_sec,elapsed_s\n\
         1,1,5.0,,,,0.001,100,1\n\

@@ -6,7 +6,8 @@
 //!   vocab.json    the vocabulary
 //!   model.bpk     the weights (burnpack), the best checkpoint of a training run
 //! ```
-//! Training runs add `config.toml`, `metrics.csv` and `last/` (resume state) beside them.
+//! Training runs add `config.toml`, `metrics.csv` and `last/` (resume state) beside them (see
+//! [`super::run_dir`]).
 //! Models trained on a frozen backbone add `backbone.json` and `backbone.bpk` (see
 //! [`super::backbone`]).
 

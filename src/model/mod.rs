@@ -9,7 +9,9 @@ pub mod encoder;
 pub mod fast_decode;
 pub mod inference;
 pub mod lstm;
+pub mod metrics;
 pub mod precision;
+pub mod run_dir;
 pub mod vgg16;
 
 pub use captioner::{Captioner, CaptionerConfig, EncoderConfig};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::encoder::SmallCnnConfig;
+use crate::model::run_dir::RunDir;
 
 /// The image encoder a run trains with (`[model.encoder]`, chosen by `kind`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -501,9 +502,120 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// What the command line may change in a config: `capsearch train`'s overrides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigOverrides {
+    /// The dataset (over the config's `dataset`).
+    pub dataset: Option<PathBuf>,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: Option<f64>,
+    pub time_budget: Option<String>,
+    pub seed: Option<u64>,
+}
+
+impl ConfigOverrides {
+    /// Applies the overrides to `config`.
+    pub fn apply(&self, config: &mut TrainConfig) {
+        if let Some(v) = &self.dataset {
+            config.dataset = Some(v.display().to_string());
+        }
+        if let Some(v) = self.epochs {
+            config.run.epochs = v;
+        }
+        if let Some(v) = self.batch_size {
+            config.run.batch_size = v;
+        }
+        if let Some(v) = self.lr {
+            config.optim.lr = v;
+        }
+        if let Some(v) = &self.time_budget {
+            config.run.time_budget = Some(v.clone());
+        }
+        if let Some(v) = self.seed {
+            config.run.seed = v;
+        }
+    }
+}
+
+/// The config a run trains with. A resumed run continues with its own `config.toml` (the config
+/// it started with, overrides included), not `config_path`; a new run reads `config_path`. The
+/// overrides are applied on top either way (so `--resume --epochs 40` extends a run), and the
+/// result is validated. The dataset must then be known, from the overrides or the config.
+pub fn run_config(
+    config_path: &Path,
+    run: &RunDir,
+    resume: bool,
+    overrides: &ConfigOverrides,
+) -> Result<TrainConfig> {
+    let mut config = if resume && run.config().exists() {
+        TrainConfig::load(&run.config())?
+    } else {
+        TrainConfig::load(config_path)?
+    };
+    overrides.apply(&mut config);
+    config.validate()?;
+    if config.dataset.is_none() {
+        return Err(Error::Invalid(
+            "no dataset: pass --dataset PATH or set `dataset` in the config".into(),
+        ));
+    }
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--resume` reads the run's own config.toml, not --config; overrides apply on top.
+    #[test]
+    fn a_resumed_run_keeps_its_config_and_takes_the_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = dir.path().join("given.toml");
+        std::fs::write(
+            &given,
+            "dataset = \"a.csv\"\n[loop]\nepochs = 3\nseed = 1\n",
+        )
+        .unwrap();
+        let run = RunDir::new(dir.path().join("run"));
+        std::fs::create_dir_all(run.root()).unwrap();
+        let mut saved = TrainConfig::load(&given).unwrap();
+        saved.run.epochs = 7;
+        saved.run.seed = 9;
+        saved.save(&run.config()).unwrap();
+        let overrides = ConfigOverrides {
+            epochs: Some(12),
+            ..Default::default()
+        };
+
+        let fresh = run_config(&given, &run, false, &overrides).unwrap();
+        assert_eq!((fresh.run.epochs, fresh.run.seed), (12, 1));
+        let resumed = run_config(&given, &run, true, &overrides).unwrap();
+        assert_eq!((resumed.run.epochs, resumed.run.seed), (12, 9));
+        // a run without a config.toml (none yet) resumes from --config
+        let other = RunDir::new(dir.path().join("other"));
+        assert_eq!(
+            run_config(&given, &other, true, &overrides)
+                .unwrap()
+                .run
+                .seed,
+            1
+        );
+
+        let bad = ConfigOverrides {
+            batch_size: Some(0),
+            ..Default::default()
+        };
+        let err = run_config(&given, &run, true, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loop.batch_size"), "{err}");
+        std::fs::write(&given, "[loop]\nepochs = 3\n").unwrap();
+        let err = run_config(&given, &other, false, &ConfigOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no dataset"), "{err}");
+    }
 
     #[test]
     fn durations() {

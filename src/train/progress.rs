@@ -5,9 +5,9 @@
 //! epoch once validation is done, a line whenever the best checkpoint changes, the validation
 //! samples whenever their captions change, and a summary line at the end.
 
-use super::dashboard::{
-    TrainingReporter, TrainingStatus, format_bleu, format_bytes, format_duration, format_eta,
-    format_loss, format_lr, format_rate, summary_line,
+use super::report::{
+    Phase, SampleCaption, TrainingReporter, TrainingStatus, format_bleu, format_bytes,
+    format_duration, format_eta, format_loss, format_lr, format_rate, summary_line,
 };
 
 /// Reports progress as `tracing::info!` lines. It never asks the run to stop: without a terminal
@@ -19,8 +19,8 @@ pub struct LogReporter {
     last_iteration_logged: Option<usize>,
     last_epoch_logged: Option<usize>,
     last_best_logged: Option<(usize, u64)>,
-    last_samples_logged: Vec<super::dashboard::SampleCaption>,
-    last_phase: String,
+    last_samples_logged: Vec<SampleCaption>,
+    last_phase: Phase,
 }
 
 impl LogReporter {
@@ -49,14 +49,14 @@ impl LogReporter {
         let phase_changed = status.phase != self.last_phase;
         if phase_changed {
             self.last_phase.clone_from(&status.phase);
-            if status.phase == "stopping" {
+            if status.phase == Phase::Stopping {
                 lines.push("stopping: saving a checkpoint, then exiting".to_string());
             } else {
                 tracing::debug!("phase: {}", status.phase);
             }
         }
 
-        if status.phase == "training"
+        if status.phase == Phase::Training
             && status.global_iteration > 0
             && self
                 .last_iteration_logged
@@ -74,7 +74,7 @@ impl LogReporter {
                 .val_bleu4
                 .last()
                 .is_some_and(|p| p.0.round() as usize >= epoch);
-            let moved_on = !matches!(status.phase.as_str(), "validating" | "decoding");
+            let moved_on = !matches!(status.phase, Phase::Validating | Phase::Decoding);
             if bleu_in || moved_on {
                 self.last_epoch_logged = Some(epoch);
                 lines.push(epoch_line(status, epoch));
@@ -197,7 +197,7 @@ impl TrainingReporter for LogReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::dashboard::{BestCheckpoint, SampleCaption};
+    use crate::train::report::{BestCheckpoint, StopReason};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -215,7 +215,7 @@ mod tests {
             eta: Some(Duration::from_secs(1390)),
             epoch_eta: Some(Duration::from_secs(62)),
             memory_bytes: Some(537_214_976),
-            phase: "training".into(),
+            phase: Phase::Training,
             ..TrainingStatus::default()
         }
     }
@@ -255,10 +255,10 @@ mod tests {
         // Updates every 5 iterations, a line every 10: iterations 5, 15, 25, ..., 95.
         assert_eq!(iteration_lines, 10);
 
-        s.phase = "validating".into();
+        s.phase = Phase::Validating;
         s.val_loss.push((1.0, 2.1));
         assert!(reporter.lines(&s).is_empty(), "waits for BLEU-4");
-        s.phase = "decoding".into();
+        s.phase = Phase::Decoding;
         s.val_bleu4.push((1.0, 17.25));
         s.samples = vec![SampleCaption {
             image: "val/1.png".into(),
@@ -274,7 +274,7 @@ mod tests {
                 "sample val/1.png: \"a red circle\" (reference: \"a red circle\")",
             ]
         );
-        s.phase = "saving".into();
+        s.phase = Phase::Saving;
         s.best = Some(BestCheckpoint {
             epoch: 1,
             bleu4: 17.25,
@@ -286,7 +286,7 @@ mod tests {
         );
         assert!(reporter.lines(&s).is_empty(), "nothing new, nothing logged");
 
-        s.phase = "stopping".into();
+        s.phase = Phase::Stopping;
         assert_eq!(
             reporter.lines(&s),
             vec!["stopping: saving a checkpoint, then exiting"]
@@ -298,10 +298,10 @@ mod tests {
         let mut reporter = LogReporter::every(1000);
         let mut s = status();
         step(&mut s, 100);
-        s.phase = "validating".into();
+        s.phase = Phase::Validating;
         s.val_loss.push((1.0, 2.1));
         assert!(reporter.lines(&s).is_empty());
-        s.phase = "saving".into();
+        s.phase = Phase::Saving;
         let lines = reporter.lines(&s);
         assert_eq!(lines.len(), 1);
         assert!(lines[0].contains("BLEU-4 - (best -)"), "{}", lines[0]);
@@ -337,7 +337,7 @@ mod tests {
             step(&mut s, 10);
             reporter.update(&s);
             s.val_loss.push((1.0, 2.1));
-            s.phase = "finished".into();
+            s.phase = Phase::Ended(StopReason::Finished);
             assert!(!reporter.stop_requested());
             reporter.finish(&s);
         });

@@ -727,15 +727,28 @@ pub async fn run_file(
     State(state): State<AppState>,
     axum::extract::Path(path): axum::extract::Path<String>,
 ) -> ApiResult<Response> {
+    file_under(state.runs.as_deref(), &path, "run").await
+}
+
+/// `GET /reports/{path}`: a file of an evaluation report under `--reports`.
+pub async fn report_file(
+    State(state): State<AppState>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> ApiResult<Response> {
+    file_under(state.reports.as_deref(), &path, "report").await
+}
+
+/// A report-like file under `root` (HTML, images, JSON, CSV, Markdown, TOML), or 404.
+async fn file_under(root: Option<&Path>, path: &str, what: &str) -> ApiResult<Response> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no run file {path:?}"),
+            format!("no {what} file {path:?}"),
         )
     };
-    let runs = state.runs.as_ref().ok_or_else(not_found)?;
-    let file = resolve_under(runs, &path).ok_or_else(not_found)?;
+    let root = root.ok_or_else(not_found)?;
+    let file = resolve_under(root, path).ok_or_else(not_found)?;
     let content_type = match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "html" => "text/html; charset=utf-8",
         "png" => "image/png",

@@ -14,6 +14,7 @@
 pub mod api;
 pub mod pages;
 pub mod server;
+pub mod runs;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -45,6 +46,9 @@ pub struct AppState {
     pub upload_dir: PathBuf,
     /// Folder of training runs shown on `/runs`, if any.
     pub runs: Option<PathBuf>,
+    /// Folder of evaluation reports (`capsearch eval` writes `reports/NAME`), linked from `/runs`
+    /// and served under `/reports/...`, if any.
+    pub reports: Option<PathBuf>,
     pub max_body: usize,
 }
 
@@ -68,10 +72,12 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/images/{*path}", get(api::image_file))
         .route("/runs/{*path}", get(api::run_file))
+        .route("/reports/{*path}", get(api::report_file))
+        .route("/api/runs", get(runs::runs_json))
         .route("/", get(pages::home))
         .route("/browse", get(pages::browse))
         .route("/upload", get(pages::upload))
-        .route("/runs", get(pages::runs))
+        .route("/runs", get(runs::runs_page))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(http.max_body))
         .layer(middleware::from_fn(security_headers))

@@ -2,13 +2,11 @@
 //! from data (captions, paths, names) is HTML-escaped on the server, or set with `textContent` in
 //! the browser.
 
-use std::path::Path;
-
 use axum::extract::{Query, State};
 use axum::response::Html;
 use serde::Deserialize;
 
-use super::{AppState, encode_path};
+use super::AppState;
 use crate::eval::report::html_escape as esc;
 use crate::search::{Hit, SearchBackend};
 
@@ -57,9 +55,14 @@ td a{color:var(--accent)}
 progress{width:100%;height:10px}
 ul.files{list-style:none;padding:0;margin:16px 0 0}
 ul.files li{padding:8px 0;border-bottom:1px solid var(--line)}
+table.runs td{vertical-align:top}
+table.runs td[data-field]{white-space:nowrap}
+table.runs svg.curve{display:block}
+tr.live td:first-child{box-shadow:inset 3px 0 0 #12b76a}
+tr.live [data-field=status]{color:#067647;font-weight:600}
 "#;
 
-fn layout(title: &str, active: &str, body: &str) -> Html<String> {
+pub(super) fn layout(title: &str, active: &str, body: &str) -> Html<String> {
     let link = |href: &str, label: &str| {
         let class = if href == active { " class=\"on\"" } else { "" };
         format!("<a href=\"{href}\"{class}>{label}</a>")
@@ -319,122 +322,4 @@ file.addEventListener('change',()=>send(file.files));
         limit = esc(&indicatif::HumanBytes(state.max_body as u64).to_string()),
     );
     layout("Upload", "/upload", &body)
-}
-
-/// `/runs`: the training runs under `--runs`, with links to their reports.
-pub async fn runs(State(state): State<AppState>) -> Html<String> {
-    let Some(dir) = state.runs.clone() else {
-        return layout(
-            "Runs",
-            "/runs",
-            "<h1>Training runs</h1><div class=\"panel empty\">Start the server with <code>--runs checkpoints</code> to list training runs here.</div>",
-        );
-    };
-    let rows = tokio::task::spawn_blocking(move || list_runs(&dir))
-        .await
-        .unwrap_or_default();
-    let mut body = String::from(
-        "<h1>Training runs</h1><p class=\"lead\">How the models were trained, with their evaluation reports.</p>",
-    );
-    if rows.is_empty() {
-        body.push_str(
-            "<div class=\"panel empty\">No runs found (a run is a folder with a model.json).</div>",
-        );
-        return layout("Runs", "/runs", &body);
-    }
-    body.push_str("<table><tr><th>Run</th><th>Model</th><th>Epochs logged</th><th>Files</th></tr>");
-    for run in rows {
-        let links: Vec<String> = run
-            .files
-            .iter()
-            .map(|f| {
-                format!(
-                    "<a href=\"/runs/{}\">{}</a>",
-                    esc(&encode_path(&format!("{}/{}", run.dir, f))),
-                    esc(f)
-                )
-            })
-            .collect();
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&run.dir),
-            esc(&run.name),
-            run.epochs
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "–".into()),
-            links.join(" · ")
-        ));
-    }
-    body.push_str("</table>");
-    layout("Runs", "/runs", &body)
-}
-
-struct RunRow {
-    dir: String,
-    name: String,
-    epochs: Option<usize>,
-    /// Reports and logs inside the run, relative to it.
-    files: Vec<String>,
-}
-
-fn list_runs(root: &Path) -> Vec<RunRow> {
-    let mut rows = Vec::new();
-    for entry in walkdir::WalkDir::new(root)
-        .max_depth(3)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file() && e.file_name() == "model.json")
-    {
-        let Some(run_dir) = entry.path().parent() else {
-            continue;
-        };
-        let Some(rel) = run_dir
-            .strip_prefix(root)
-            .ok()
-            .and_then(|p| p.to_str())
-            .map(|s| s.replace('\\', "/"))
-        else {
-            continue;
-        };
-        if rel.is_empty() {
-            continue;
-        }
-        let name = std::fs::read_to_string(entry.path())
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string))
-            .unwrap_or_default();
-        let epochs = std::fs::read_to_string(run_dir.join("metrics.csv"))
-            .ok()
-            .map(|t| t.lines().count().saturating_sub(1));
-        let mut files: Vec<String> = walkdir::WalkDir::new(run_dir)
-            .max_depth(3)
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_file())
-            .filter_map(|e| {
-                let n = e.file_name().to_str()?;
-                matches!(
-                    n,
-                    "index.html" | "metrics.csv" | "config.toml" | "eval.json" | "report.md"
-                )
-                .then(|| {
-                    e.path()
-                        .strip_prefix(run_dir)
-                        .ok()?
-                        .to_str()
-                        .map(|s| s.replace('\\', "/"))
-                })?
-            })
-            .collect();
-        files.sort();
-        rows.push(RunRow {
-            dir: rel,
-            name,
-            epochs,
-            files,
-        });
-    }
-    rows.sort_by(|a, b| a.dir.cmp(&b.dir));
-    rows
 }

@@ -26,6 +26,9 @@ pub struct ServerConfig {
     pub upload_dir: PathBuf,
     /// Folder of training runs listed on `/runs`.
     pub runs: Option<PathBuf>,
+    /// Folder of evaluation reports (`capsearch eval` writes `reports/NAME`), linked from `/runs`
+    /// and served under `/reports/...`.
+    pub reports: Option<PathBuf>,
     pub http: HttpOptions,
     pub worker: worker::WorkerOptions,
     pub device: burn::prelude::Device,
@@ -83,6 +86,10 @@ pub fn run(
         Some(r) => Some(r.canonicalize().map_err(|e| Error::io(r, e))?),
         None => None,
     };
+    let reports = match &config.reports {
+        Some(r) => Some(r.canonicalize().map_err(|e| Error::io(r, e))?),
+        None => None,
+    };
     // Opened outside the async runtime: the Elasticsearch backend owns a runtime of its own.
     let backend: Arc<dyn search::SearchBackend> = Arc::from(search::open_backend(&config.backend)?);
     let (captioner, worker_thread) =
@@ -94,6 +101,7 @@ pub fn run(
         image_root,
         upload_dir: config.upload_dir.clone(),
         runs,
+        reports,
         max_body: config.http.max_body,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -18,6 +18,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::blocking::multipart;
 use serde_json::{Value, json};
 
+use capsearch::model::metrics::{MetricsLog, MetricsRow};
+
 use crate::common::{CAPTIONS, png_bytes, tempdir, write};
 use crate::serve::{Server, train_tiny};
 
@@ -141,7 +143,42 @@ fn search_by_uploading_a_shapes_image_in_chromium() {
         })
         .collect();
     let query_image = write(&d.join("query/shape.png"), &shapes[0]);
-    let server = Server::start(d, &["--image-root", "root", "--index-path", "index"]);
+    // A run in progress beside the trained one: 2 of 5 epochs so far.
+    let live = d.join("runs/live");
+    write(&live.join("config.toml"), "[loop]\nepochs = 5\n");
+    let mut log = MetricsLog::open(&live.join("metrics.csv"), 0).unwrap();
+    for epoch in 1..=2 {
+        log.append(&MetricsRow::iteration(
+            epoch,
+            epoch * 10,
+            3.0 / epoch as f64,
+            1e-3,
+            90.0,
+            10.0,
+        ))
+        .unwrap();
+        log.append(&MetricsRow::epoch(
+            epoch,
+            epoch * 10,
+            2.5,
+            10.0 * epoch as f64,
+            1e-3,
+            90.0,
+            11.0,
+        ))
+        .unwrap();
+    }
+    let server = Server::start(
+        d,
+        &[
+            "--image-root",
+            "root",
+            "--index-path",
+            "index",
+            "--runs",
+            "runs",
+        ],
+    );
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -206,6 +243,7 @@ fn search_by_uploading_a_shapes_image_in_chromium() {
             server.url.clone(),
             query_image.clone(),
             out.clone(),
+            live.clone(),
         ))
         .await;
         let _ = client.close().await;
@@ -220,7 +258,7 @@ fn search_by_uploading_a_shapes_image_in_chromium() {
 }
 
 /// Everything the browser does; the session is closed by the caller whatever happens here.
-async fn drive(client: Client, base: String, image: PathBuf, out: PathBuf) {
+async fn drive(client: Client, base: String, image: PathBuf, out: PathBuf, live: PathBuf) {
     let client = &client;
     client.goto(&format!("{base}/")).await.unwrap();
     let title = client.title().await.unwrap();
@@ -304,4 +342,53 @@ async fn drive(client: Client, base: String, image: PathBuf, out: PathBuf) {
         img.width(),
         img.height()
     );
+
+    // The Runs page: the finished run and the live one, whose row follows its metrics.csv.
+    client.goto(&format!("{base}/runs")).await.unwrap();
+    let epochs = |run: &str| {
+        format!(
+            "return document.querySelector('tr[data-run=\"{run}\"] [data-field=epochs]').textContent"
+        )
+    };
+    let tiny = client.execute(&epochs("tiny"), vec![]).await.unwrap();
+    assert_eq!(tiny, Value::String("150 / 150".into()));
+    let now = client.execute(&epochs("live"), vec![]).await.unwrap();
+    assert_eq!(now, Value::String("2 / 5".into()));
+    let status = client
+        .execute(
+            "return document.querySelector('tr[data-run=\"live\"] [data-field=status]').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        Value::String("live · epoch 2 · iteration 20".into())
+    );
+    let mut log = MetricsLog::open(&live.join("metrics.csv"), 20).unwrap();
+    log.append(&MetricsRow::iteration(3, 30, 0.9, 1e-3, 90.0, 20.0))
+        .unwrap();
+    log.append(&MetricsRow::epoch(3, 30, 2.0, 35.5, 1e-3, 90.0, 21.0))
+        .unwrap();
+    wait_until(
+        client,
+        "the live run's row to show epoch 3",
+        &format!(
+            "{}.trim() === '3 / 5'",
+            epochs("live").replacen("return ", "return (", 1) + ")"
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    let best = client
+        .execute(
+            "return document.querySelector('tr[data-run=\"live\"] [data-field=best]').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(best, Value::String("35.50 (epoch 3)".into()));
+    let shot = out.join("runs.png");
+    std::fs::write(&shot, client.screenshot().await.unwrap()).unwrap();
+    say(&format!("browser test: screenshot {}", shot.display()));
 }

@@ -681,3 +681,79 @@ fn uploads_go_to_their_own_folder() {
         .fails_with(&["--upload-dir", "relative to the image root"]);
     }
 }
+
+/// The Runs page counts epochs (not the lines of metrics.csv, which has iteration rows too), shows
+/// the best validation BLEU-4, the wall time and the curves, and links the run's evaluation report
+/// (written by `capsearch eval` to reports/NAME), which the server then serves.
+#[test]
+fn the_runs_page_counts_epochs_and_links_the_eval_report() {
+    let dir = tempdir();
+    let d = dir.path();
+    train_tiny(d);
+    let metrics = std::fs::read_to_string(d.join("runs/tiny/metrics.csv")).unwrap();
+    let epoch_rows = metrics.lines().filter(|l| l.ends_with(",epoch")).count();
+    assert_eq!(epoch_rows, 150, "{metrics}");
+    assert!(
+        metrics.lines().count() - 1 > epoch_rows,
+        "iteration rows too"
+    );
+    run_in(
+        d,
+        &[
+            "eval",
+            "--model",
+            "runs/tiny",
+            "--dataset",
+            "data/data.csv",
+            "--split",
+            "val",
+        ],
+    )
+    .ok();
+    assert!(d.join("reports/tiny/index.html").is_file());
+
+    let server = Server::start(d, &["--runs", "runs", "--reports", "reports"]);
+    let client = Client::new();
+    let page = client
+        .get(server.at("/runs"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("<td data-field=\"epochs\">150 / 150</td>"),
+        "{page}"
+    );
+    assert!(!page.contains("Epochs logged"), "{page}");
+    assert!(page.contains("100.00 (epoch "), "best BLEU-4: {page}");
+    assert!(
+        page.contains("<svg") && page.contains("<polyline"),
+        "{page}"
+    );
+    assert!(!page.contains("report.md"), "{page}");
+    assert!(page.contains("href=\"/reports/tiny/index.html\""), "{page}");
+    assert!(page.contains("/runs/tiny/metrics.csv"), "{page}");
+    assert!(page.contains("finished"), "how the run ended: {page}");
+    let report = client
+        .get(server.at("/reports/tiny/index.html"))
+        .send()
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    assert!(report.text().unwrap().contains("BLEU-4"));
+    for path in [
+        "/reports/../runs/tiny/model.json",
+        "/reports/%2e%2e/runs/tiny/model.json",
+    ] {
+        assert_eq!(server.raw_get(path).0, 404, "{path}");
+    }
+
+    let (status, json) = json_of(client.get(server.at("/api/runs")).send().unwrap());
+    assert_eq!(status, 200);
+    let run = &json["runs"][0];
+    assert_eq!(run["dir"], "tiny", "{json}");
+    assert_eq!(run["epochs_done"], 150, "{json}");
+    assert_eq!(run["planned_epochs"], 150, "{json}");
+    assert_eq!(run["live"], false, "{json}");
+    assert!(run["best_bleu4"].as_f64().unwrap() > 99.99, "{json}");
+    assert!(run["wall_s"].as_f64().unwrap() > 0.0, "{json}");
+}
