@@ -23,7 +23,7 @@ for tool in apt-get dpkg-deb; do
         echo "fetch-scenes.sh: $tool is not installed." >&2
         echo "  On Debian/Ubuntu: it comes with apt (apt-get) and dpkg (dpkg-deb)." >&2
         echo "  Elsewhere: download the .deb files of: $packages" >&2
-        echo "  from https://packages.debian.org, unpack each into $assets/PACKAGE (dpkg-deb -x, or ar x + tar)," >&2
+        echo "  from Debian's package archive, unpack each into $assets/PACKAGE (dpkg-deb -x, or ar x + tar)," >&2
         echo "  or run capsearch dataset scenes --stamps DIR --settings DIR with folders you already have." >&2
         exit 2
     fi

@@ -80,8 +80,7 @@ pub struct ImageInfo {
     pub height: u32,
 }
 
-/// Names of the formats we decode, for messages.
-const SUPPORTED: &str = "PNG, JPEG, GIF, BMP or WebP";
+use super::image_files::{IMAGE_FORMAT_NAMES as SUPPORTED, is_supported, unsupported_photo_format};
 
 fn read_limited(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -119,6 +118,12 @@ fn checked_decoder<'a>(
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
+    // Photo formats capsearch does not read (HEIC, AVIF, ...) are named, not called "unknown".
+    if let Some(name) = unsupported_photo_format(bytes) {
+        return Err(err(format!(
+            "{name} image: capsearch does not read {name}; convert it to JPEG or PNG first (supported: {SUPPORTED})"
+        )));
+    }
     let Some(format) = reader.format() else {
         let looks_text = bytes
             .iter()
@@ -133,6 +138,11 @@ fn checked_decoder<'a>(
             }
         )));
     };
+    if !is_supported(format) {
+        return Err(err(format!(
+            "{format:?} images are not supported (supported: {SUPPORTED})"
+        )));
+    }
     let mut reader = reader;
     let mut decoder_limits = Limits::default();
     // No side may exceed 65,535 pixels (JPEG's own limit) or the pixel budget: this bounds what a
@@ -421,6 +431,36 @@ pub(crate) mod tests {
         // Within limits the same kind of header is accepted by the probe.
         let fine = write(dir.path(), "fine.png", &bomb_png_header(100, 100));
         assert_eq!(probe(&fine, &limits).unwrap().width, 100);
+    }
+
+    /// Photo libraries hold TIFF (decoded) and HEIC or AVIF (named in the refusal, not "unknown").
+    #[test]
+    fn tiff_decodes_and_heic_avif_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ImageLimits::default();
+        let img = RgbImage::from_fn(6, 3, |x, _| Rgb([if x < 3 { 200 } else { 10 }, 20, 30]));
+        let tiff = dir.path().join("scan.tiff");
+        img.save_with_format(&tiff, ImageFormat::Tiff).unwrap();
+        let info = probe(&tiff, &limits).unwrap();
+        assert_eq!(
+            (info.format, info.width, info.height),
+            (ImageFormat::Tiff, 6, 3)
+        );
+        assert_eq!(decode(&tiff, &limits).unwrap().to_rgb8(), img);
+
+        let mut heic = vec![0, 0, 0, 24];
+        heic.extend_from_slice(b"ftypheic\0\0\0\0mif1heic\0\0\0\0");
+        let p = write(dir.path(), "phone.jpg", &heic);
+        let e = decode(&p, &limits).unwrap_err().to_string();
+        assert!(
+            e.contains("phone.jpg") && e.contains("HEIC") && e.contains("convert it to JPEG"),
+            "{e}"
+        );
+        let mut avif = vec![0, 0, 0, 24];
+        avif.extend_from_slice(b"ftypavif\0\0\0\0mif1avif\0\0\0\0");
+        let p = write(dir.path(), "x.avif", &avif);
+        let e = decode(&p, &limits).unwrap_err().to_string();
+        assert!(e.contains("AVIF") && e.contains("TIFF"), "{e}");
     }
 
     #[test]

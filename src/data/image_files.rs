@@ -8,19 +8,64 @@ use image::ImageFormat;
 use crate::error::{Error, Result};
 
 /// File extensions treated as images when a folder is listed (decoding goes by content).
-pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "gif", "bmp", "webp"];
+pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"];
 
 /// The image formats capsearch reads, in the order of [`IMAGE_EXTENSIONS`]' names.
-pub const IMAGE_FORMATS: [ImageFormat; 5] = [
+pub const IMAGE_FORMATS: [ImageFormat; 6] = [
     ImageFormat::Png,
     ImageFormat::Jpeg,
     ImageFormat::Gif,
     ImageFormat::Bmp,
     ImageFormat::WebP,
+    ImageFormat::Tiff,
 ];
 
 /// The formats named for people, e.g. in an error that refuses another format.
-pub const IMAGE_FORMAT_NAMES: &str = "PNG, JPEG, GIF, BMP or WebP";
+pub const IMAGE_FORMAT_NAMES: &str = "PNG, JPEG, GIF, BMP, WebP or TIFF";
+
+/// Photo formats that photo libraries hold and capsearch does not read, by file extension: a
+/// folder run reports each such file as skipped, with the format's name, instead of passing over
+/// it without a word.
+pub const UNSUPPORTED_PHOTO_EXTENSIONS: [(&str, &str); 12] = [
+    ("heic", "HEIC"),
+    ("heif", "HEIF"),
+    ("avif", "AVIF"),
+    ("jxl", "JPEG XL"),
+    ("dng", "DNG (camera raw)"),
+    ("cr2", "CR2 (camera raw)"),
+    ("cr3", "CR3 (camera raw)"),
+    ("nef", "NEF (camera raw)"),
+    ("arw", "ARW (camera raw)"),
+    ("raf", "RAF (camera raw)"),
+    ("orf", "ORF (camera raw)"),
+    ("rw2", "RW2 (camera raw)"),
+];
+
+/// The name of an unsupported photo format, recognised from the bytes: the ISO base media file
+/// format's `ftyp` box of HEIC/HEIF and AVIF files (what phones write).
+pub fn unsupported_photo_format(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() < 12 || &bytes[4..8] != b"ftyp" {
+        return None;
+    }
+    match &bytes[8..12] {
+        b"avif" | b"avis" => Some("AVIF"),
+        b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" => Some("HEIC"),
+        b"mif1" | b"msf1" => Some("HEIF"),
+        _ => None,
+    }
+}
+
+/// Why a file of this name is skipped although it is a photo: its format, when capsearch does not
+/// read it.
+fn unsupported_photo_reason(path: &Path) -> Option<String> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    UNSUPPORTED_PHOTO_EXTENSIONS
+        .iter()
+        .find(|(e, _)| *e == ext)
+        .map(|(_, name)| {
+            format!("{name} photos are not supported; convert it to JPEG or PNG ({IMAGE_FORMAT_NAMES} are read)")
+        })
+}
 
 /// True when the file name has an image extension (used only to find images in a folder; decoding
 /// goes by content).
@@ -42,6 +87,7 @@ pub fn extension(format: ImageFormat) -> &'static str {
         ImageFormat::Gif => "gif",
         ImageFormat::Bmp => "bmp",
         ImageFormat::WebP => "webp",
+        ImageFormat::Tiff => "tif",
         _ => "png",
     }
 }
@@ -53,6 +99,7 @@ pub fn mime(format: ImageFormat) -> &'static str {
         ImageFormat::Gif => "image/gif",
         ImageFormat::Bmp => "image/bmp",
         ImageFormat::WebP => "image/webp",
+        ImageFormat::Tiff => "image/tiff",
         _ => "image/png",
     }
 }
@@ -69,7 +116,8 @@ pub struct Unreadable {
 pub struct ImageList {
     /// Image files, in the order of the inputs; each folder's images sorted by file name.
     pub images: Vec<PathBuf>,
-    /// Entries of the folders that could not be read (no permission, a broken symlink, ...).
+    /// Entries of the folders that could not be read (no permission, a broken symlink, ...), and
+    /// photos in a format capsearch does not read (HEIC, AVIF, camera raw), each with the reason.
     pub unreadable: Vec<Unreadable>,
 }
 
@@ -105,6 +153,12 @@ pub fn list_images(inputs: &[PathBuf]) -> Result<ImageList> {
                 }
             };
             if !is_image_name(entry.path()) {
+                if let Some(reason) = unsupported_photo_reason(entry.path()) {
+                    out.unreadable.push(Unreadable {
+                        path: entry.into_path(),
+                        reason,
+                    });
+                }
                 continue;
             }
             let kind = entry.file_type();
@@ -140,7 +194,9 @@ mod tests {
             assert!(IMAGE_EXTENSIONS.contains(&extension(f)));
             assert!(mime(f).starts_with("image/"));
         }
-        assert!(!is_supported(ImageFormat::Tiff));
+        assert!(is_supported(ImageFormat::Tiff));
+        assert!(is_image_name(Path::new("scan.TIFF")));
+        assert!(!is_supported(ImageFormat::Avif));
     }
 
     #[test]
@@ -148,7 +204,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("sub")).unwrap();
-        for f in ["b.png", "a.jpg", "notes.txt", "sub/c.gif"] {
+        for f in ["b.png", "a.jpg", "notes.txt", "sub/c.gif", "sub/phone.HEIC"] {
             std::fs::write(root.join(f), b"x").unwrap();
         }
         let mut expected = vec![
@@ -168,10 +224,24 @@ mod tests {
         assert_eq!(list.images, expected);
         #[cfg(unix)]
         {
-            assert_eq!(list.unreadable.len(), 1, "{list:?}");
+            assert_eq!(list.unreadable.len(), 2, "{list:?}");
             assert_eq!(list.unreadable[0].path, root.join("broken.png"));
         }
+        let heic = list.unreadable.last().unwrap();
+        assert_eq!(heic.path, root.join("sub/phone.HEIC"));
+        assert!(heic.reason.contains("HEIC photos are not supported"), "{heic:?}");
         assert!(list_images(&[root.join("missing")]).is_err());
+    }
+
+    #[test]
+    fn heic_and_avif_are_named_from_their_bytes() {
+        let mut heic = vec![0, 0, 0, 24];
+        heic.extend_from_slice(b"ftypheic\0\0\0\0mif1heic");
+        assert_eq!(unsupported_photo_format(&heic), Some("HEIC"));
+        let mut avif = vec![0, 0, 0, 24];
+        avif.extend_from_slice(b"ftypavif\0\0\0\0");
+        assert_eq!(unsupported_photo_format(&avif), Some("AVIF"));
+        assert_eq!(unsupported_photo_format(b"\x89PNG\r\n\x1a\n\0\0\0\0"), None);
     }
 
     #[cfg(unix)]
