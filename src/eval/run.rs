@@ -393,6 +393,7 @@ mod tests {
             image_root: dir.to_path_buf(),
             samples,
             skipped: vec![],
+            kinds: None,
         };
         (engine, dataset)
     }
@@ -501,6 +502,7 @@ mod tests {
                 sample(&["a cat", "a cat", "a cat"], Split::Test),
             ],
             skipped: vec![],
+            kinds: None,
         };
         assert_eq!(
             most_frequent_train_caption(&dataset).as_deref(),
