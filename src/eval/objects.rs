@@ -21,13 +21,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::labels::{LabelledObject, Lexicon};
 
+/// A name as tokens, and the kinds (indices) it covers.
+type Name = (Vec<String>, Vec<usize>);
+
 /// A lexicon made ready for matching token sequences.
 #[derive(Debug, Clone)]
 pub struct ObjectMatcher {
     /// Kind names, sorted; indices below refer to them.
     kinds: Vec<String>,
     /// First token → names starting with it: (tokens, kinds covered), longest first.
-    names: HashMap<String, Vec<(Vec<String>, Vec<usize>)>>,
+    names: HashMap<String, Vec<Name>>,
 }
 
 impl ObjectMatcher {
@@ -43,7 +46,7 @@ impl ObjectMatcher {
                 }
             }
         }
-        let mut names: HashMap<String, Vec<(Vec<String>, Vec<usize>)>> = HashMap::new();
+        let mut names: HashMap<String, Vec<Name>> = HashMap::new();
         for (tokens, kinds) in covered {
             names
                 .entry(tokens[0].clone())

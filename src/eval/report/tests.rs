@@ -294,7 +294,7 @@ fn object_metrics_appear_in_every_report_file_only_when_measured() {
     run.baseline = Some(Baseline {
         caption: "a red circle".into(),
         source: "the most frequent training caption".into(),
-        metrics: run.metrics.clone(),
+        metrics: run.metrics,
         objects: Some(scores(2, 1)),
     });
     let md = markdown(&run, &[], 2);
