@@ -369,6 +369,7 @@ mod tests {
                 sample("c.png", &["a broken one"]),
             ],
             skipped: vec![],
+            kinds: None,
         }
     }
 

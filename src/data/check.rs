@@ -218,6 +218,7 @@ mod tests {
                 entry: "gone.jpg".into(),
                 reason: "missing".into(),
             }],
+            kinds: None,
         }
     }
 

@@ -18,7 +18,22 @@
 //! ```
 //!
 //! `box` is `[x_min, y_min, x_max, y_max]` in fractions of the image's width and height, (0, 0)
-//! top left, tight around the thing's visible pixels.
+//! top left, tight around the thing's visible pixels. Shapes also carry `"cell": [row, column]`,
+//! the 3×3 grid cell their position words describe.
+//!
+//! Beside the images, the file's top-level `kinds` field is the [`Lexicon`]: for each kind, the
+//! words and phrases a caption may use for it (`names`: singular, plural, synonyms, exemplar
+//! phrases) and the wider names that also cover it (`category`), which object metrics match
+//! captions against:
+//!
+//! ```json
+//! "kinds": {
+//!   "frog": {"names": ["frog", "frogs"], "category": ["amphibian", "amphibians"]},
+//!   "circle": {"names": ["circle", "circles", "disk", "disks", "round shape", "round shapes"]}
+//! }
+//! ```
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +69,55 @@ pub struct LabelledObject {
     /// True when the exemplar never appears in training images (a held-out stamp of its kind).
     #[serde(default, skip_serializing_if = "is_false")]
     pub unseen: bool,
+    /// `[row, column]` of the 3×3 grid cell it stands in, where the generator places things on
+    /// a grid (shapes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<[u8; 2]>,
+}
+
+/// How captions name each kind: the Karpathy JSON's top-level `kinds` field, kind → names.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Lexicon {
+    pub kinds: BTreeMap<String, KindNames>,
+}
+
+/// The words and phrases a caption may use for one kind, as written (lower case, no article).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct KindNames {
+    /// Names of the kind itself: singular, plural, synonyms, exemplar phrases ("granny smith apple").
+    pub names: Vec<String>,
+    /// Wider names that cover this kind and others ("bird", "birds").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<String>,
+}
+
+impl Lexicon {
+    /// Adds names (and category names) of a kind, keeping each name once, in first-seen order.
+    pub fn add<'a>(
+        &mut self,
+        kind: &str,
+        names: impl IntoIterator<Item = &'a str>,
+        category: impl IntoIterator<Item = &'a str>,
+    ) {
+        let entry = self.kinds.entry(kind.to_string()).or_default();
+        let push = |list: &mut Vec<String>, name: &str| {
+            let name = name
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase();
+            if !name.is_empty() && !list.contains(&name) {
+                list.push(name);
+            }
+        };
+        for n in names {
+            push(&mut entry.names, n);
+        }
+        for c in category {
+            push(&mut entry.category, c);
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -93,6 +157,7 @@ mod tests {
                 bbox: [0.25, 0.5, 0.75, 1.0],
                 size: SizeClass::Large,
                 unseen: true,
+                cell: None,
             }],
         };
         let json = serde_json::to_string(&labels).unwrap();
@@ -107,5 +172,28 @@ mod tests {
         .unwrap();
         assert!(!shape.unseen);
         assert_eq!(shape.color.as_deref(), Some("red"));
+        assert_eq!(shape.cell, None);
+        let placed: LabelledObject = serde_json::from_str(
+            r#"{"kind":"circle","box":[0,0,1,1],"size":"small","cell":[2,0]}"#,
+        )
+        .unwrap();
+        assert_eq!(placed.cell, Some([2, 0]));
+    }
+
+    #[test]
+    fn lexicon_json_shape_and_add() {
+        let mut lexicon = Lexicon::default();
+        lexicon.add(
+            "frog",
+            ["frog", "frogs", "Frog", " green  frog "],
+            ["amphibian"],
+        );
+        lexicon.add("circle", ["circle", "circles"], []);
+        let json = serde_json::to_string(&lexicon).unwrap();
+        assert_eq!(
+            json,
+            r#"{"circle":{"names":["circle","circles"]},"frog":{"names":["frog","frogs","green frog"],"category":["amphibian"]}}"#
+        );
+        assert_eq!(serde_json::from_str::<Lexicon>(&json).unwrap(), lexicon);
     }
 }

@@ -100,6 +100,10 @@ pub struct Dataset {
     pub samples: Vec<Sample>,
     /// Entries left out while loading.
     pub skipped: Vec<Skipped>,
+    /// How captions name each labelled kind (Karpathy JSON's top-level `kinds`, written by the
+    /// generators); `None` for datasets without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<labels::Lexicon>,
 }
 
 impl Dataset {

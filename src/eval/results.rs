@@ -262,6 +262,7 @@ mod tests {
                 })
                 .collect(),
             skipped: Vec::new(),
+            kinds: None,
         }
     }
 

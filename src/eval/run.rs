@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use indicatif::ProgressBar;
 
+use super::objects::{ObjectMatcher, ObjectScores, object_scores};
 use super::report::{
     Baseline, CaptionedImage, CheckpointIdentity, DatasetIdentity, DecodeSettings, EvalRun,
     ImageId, score_images,
@@ -19,6 +20,7 @@ use super::report::{
 use super::results::declared_integer_ids;
 use crate::data::batch::{arrange_tokens, images_tensor};
 use crate::data::formats::resolve_image;
+use crate::data::labels::LabelledObject;
 use crate::data::text::tokenize;
 use crate::data::{Dataset, Sample, Skipped, Split};
 use crate::error::{Error, Result};
@@ -110,6 +112,8 @@ pub fn evaluate_model(
     let with_perplexity = engine.loaded.model.cnn.is_some();
 
     let mut captioned = Vec::with_capacity(samples.len());
+    // The labelled things of each captioned image (empty when it has no labels).
+    let mut things: Vec<&[LabelledObject]> = Vec::with_capacity(samples.len());
     let mut skipped = Vec::new();
     let mut nll = Nll::default();
     for chunk in samples.chunks(options.batch_size.max(1)) {
@@ -148,6 +152,12 @@ pub fn evaluate_model(
                 nll.tokens += batch.tokens;
             }
             for (r, g) in readable.into_iter().zip(generated) {
+                things.push(
+                    r.sample
+                        .labels
+                        .as_ref()
+                        .map_or(&[][..], |l| l.objects.as_slice()),
+                );
                 captioned.push(CaptionedImage {
                     image_id: match ids.get(&r.sample.path) {
                         Some(&n) => ImageId::Number(n),
@@ -174,6 +184,26 @@ pub fn evaluate_model(
         });
     }
     let count = captioned.len();
+    // Object metrics, when the dataset has a kinds lexicon and labels on the evaluated images.
+    let matcher = dataset
+        .kinds
+        .as_ref()
+        .filter(|_| things.iter().any(|t| !t.is_empty()))
+        .map(|kinds| ObjectMatcher::new(kinds, tokenize));
+    let objects_of = |captions: &[&str]| -> Option<ObjectScores> {
+        let matcher = matcher.as_ref()?;
+        let tokens: Vec<Vec<String>> = captions.iter().map(|c| tokenize(c)).collect();
+        Some(object_scores(
+            matcher,
+            tokens.iter().map(Vec::as_slice).zip(things.iter().copied()),
+        ))
+    };
+    let objects = objects_of(
+        &captioned
+            .iter()
+            .map(|c: &CaptionedImage| c.caption.as_str())
+            .collect::<Vec<_>>(),
+    );
     let baseline = match most_frequent_train_caption(dataset) {
         Some(caption) => {
             let candidates = vec![caption.as_str(); captioned.len()];
@@ -183,6 +213,7 @@ pub fn evaluate_model(
                 .collect();
             Some(Baseline {
                 metrics: super::evaluate(&candidates, &references)?.scores,
+                objects: objects_of(&candidates),
                 caption,
                 source: "the most frequent training caption".into(),
             })
@@ -221,6 +252,7 @@ pub fn evaluate_model(
         images,
         skipped,
         baseline,
+        objects,
     })
 }
 
@@ -393,6 +425,7 @@ mod tests {
             image_root: dir.to_path_buf(),
             samples,
             skipped: vec![],
+            kinds: None,
         };
         (engine, dataset)
     }
@@ -501,6 +534,7 @@ mod tests {
                 sample(&["a cat", "a cat", "a cat"], Split::Test),
             ],
             skipped: vec![],
+            kinds: None,
         };
         assert_eq!(
             most_frequent_train_caption(&dataset).as_deref(),

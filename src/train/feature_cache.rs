@@ -560,6 +560,7 @@ mod tests {
                 sample("2.png"),
             ],
             skipped: vec![],
+            kinds: None,
         }
     }
 

@@ -315,3 +315,81 @@ fn eval_errors_are_clear() {
         "does not exist",
     ]);
 }
+
+/// On a generated shapes set (labelled things, a kinds lexicon), `eval.json`, `eval.md` and
+/// `index.html` carry object recall and precision for the model and the image-blind baseline.
+#[test]
+fn eval_reports_object_metrics_on_labelled_shapes() {
+    let dir = tempdir();
+    let d = dir.path();
+    run_in(
+        d,
+        &[
+            "dataset", "shapes", "--out", "shapes", "--images", "24", "--size", "16", "--seed", "5",
+        ],
+    )
+    .ok();
+    write_tiny_config(&d.join("tiny.toml"), 5);
+    let config = std::fs::read_to_string(d.join("tiny.toml"))
+        .unwrap()
+        .replace("epochs = 150", "epochs = 3");
+    write(&d.join("tiny.toml"), config);
+    run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--dataset",
+            "shapes",
+            "--out",
+            "run",
+            "--no-tui",
+        ],
+    )
+    .ok();
+    run_in(
+        d,
+        &[
+            "eval",
+            "--model",
+            "run",
+            "--dataset",
+            "shapes",
+            "--split",
+            "train",
+            "--out",
+            "reports/shapes",
+        ],
+    )
+    .ok();
+    let report = d.join("reports/shapes");
+    let json = read_json(&report.join("eval.json"));
+    for (who, objects) in [
+        ("model", &json["objects"]),
+        ("baseline", &json["baseline"]["objects"]),
+    ] {
+        assert!(
+            objects["objects"].as_u64().unwrap() >= 20,
+            "{who}: {objects}"
+        );
+        for key in ["recall", "precision"] {
+            // Precision is absent only when the captions name no shape at all.
+            if objects[key].is_null() && key == "precision" {
+                assert_eq!(objects["mentions"], 0, "{who}: {objects}");
+                continue;
+            }
+            let v = objects[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{who} {key}: {objects}"));
+            assert!((0.0..=1.0).contains(&v), "{who} {key} = {v}");
+        }
+        // Shapes have no unseen exemplars: no seen/unseen split.
+        assert!(objects.get("unseen_recall").is_none(), "{who}: {objects}");
+    }
+    let md = std::fs::read_to_string(report.join("eval.md")).unwrap();
+    assert!(md.contains("## Objects"), "{md}");
+    assert!(md.contains("| image-blind baseline |"), "{md}");
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("<th>object recall</th>"));
+}

@@ -2,7 +2,8 @@
 //! `images[].{filename, filepath?, split, sentences[].{raw, tokens}}`. `restval` counts as train.
 //! The image path is `filepath/filename` (COCO's entries carry `filepath: "val2014"`), relative
 //! to `--images` or, by default, the JSON file's folder. An image's optional `labels` (ground truth
-//! written by `dataset scenes`, see [`crate::data::labels`]) is read into `Sample::labels`.
+//! written by `dataset scenes` and `dataset shapes`, see [`crate::data::labels`]) is read into
+//! `Sample::labels`, and the file's top-level `kinds` lexicon into `Dataset::kinds`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,12 +14,14 @@ use super::{
     Duplicates, Raw, RawCaption, RawEntry, clean_relative, parent_dir, parse_json, read_file,
 };
 use crate::data::Split;
-use crate::data::labels::Labels;
+use crate::data::labels::{Labels, Lexicon};
 use crate::error::{Error, Result};
 
 #[derive(Deserialize)]
 struct File {
     images: Vec<Image>,
+    #[serde(default)]
+    kinds: Option<Lexicon>,
 }
 
 #[derive(Deserialize)]
@@ -43,11 +46,13 @@ struct Sentence {
 }
 
 /// Reads the file; each image's `labels`, when present, go into `labels` keyed by the image's
-/// clean relative path (the key `Sample::path` will have).
+/// clean relative path (the key `Sample::path` will have); the file's `kinds`, when present, into
+/// `kinds`.
 pub(crate) fn read(
     file: &Path,
     images: Option<&Path>,
     labels: &mut HashMap<String, Labels>,
+    kinds: &mut Option<Lexicon>,
 ) -> Result<Raw> {
     let bytes = read_file(file)?;
     let parsed: File = parse_json(
@@ -55,6 +60,7 @@ pub(crate) fn read(
         &bytes,
         "Karpathy split file (images[].filename, sentences)",
     )?;
+    *kinds = parsed.kinds;
     let image_root = images
         .map(Path::to_path_buf)
         .unwrap_or_else(|| parent_dir(file));

@@ -163,15 +163,17 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     let images = opts.images.as_deref();
     // Ground truth some formats carry beside the captions (Karpathy's `labels`), by clean path.
     let mut labels: HashMap<String, Labels> = HashMap::new();
+    let mut kinds = None;
     let raw = match format {
         Format::Flickr8k => flickr8k::read(&file, images)?,
-        Format::Karpathy => karpathy::read(&file, images, &mut labels)?,
+        Format::Karpathy => karpathy::read(&file, images, &mut labels, &mut kinds)?,
         Format::Coco => coco::read(&file, images)?,
         Format::Custom => custom::read(&file, images)?,
         Format::Csv => csv::read(&file, images)?,
         Format::Folder => folder::read(&file, images)?,
     };
     let mut dataset = finish(format, file, raw, opts)?;
+    dataset.kinds = kinds;
     if !labels.is_empty() {
         for sample in &mut dataset.samples {
             sample.labels = labels.remove(&sample.path);
@@ -354,6 +356,7 @@ fn finish(format: Format, file: PathBuf, raw: Raw, opts: &LoadOptions) -> Result
         image_root,
         samples,
         skipped,
+        kinds: None,
     })
 }
 

@@ -237,6 +237,7 @@ pub fn labels(assets: &Assets, scene: &Scene, boxes: &[[f32; 4]]) -> Labels {
                     ],
                     size: p.size,
                     unseen: stamp.unseen,
+                    cell: None,
                 }
             })
             .collect(),

@@ -26,7 +26,7 @@ use serde::Serialize;
 use self::assets::{AssetPaths, Assets};
 use super::Split;
 use super::formats::{SplitOptions, split_counts};
-use super::labels::Labels;
+use super::labels::{Labels, Lexicon};
 use super::shapes::image_rng;
 use super::text::tokenize;
 use crate::error::{Error, Result};
@@ -117,6 +117,8 @@ pub fn generate_one(
 struct JsonFile<'a> {
     dataset: &'static str,
     generator: GeneratorInfo,
+    /// How captions name each kind (see [`Lexicon`]).
+    kinds: Lexicon,
     images: Vec<JsonImage<'a>>,
 }
 
@@ -260,6 +262,7 @@ pub fn generate_from(opts: &ScenesOptions, assets: &Assets) -> Result<ScenesSumm
             unseen_stamps,
             settings: assets.settings.len(),
         },
+        kinds: lexicon(assets),
         images,
     };
     let json_path = opts.out.join(JSON_NAME);
@@ -274,6 +277,30 @@ pub fn generate_from(opts: &ScenesOptions, assets: &Assets) -> Result<ScenesSumm
         settings: assets.settings.len(),
         unseen_stamps,
     })
+}
+
+/// How captions name the kinds that have stamps: singular and plural, each stamp's phrase
+/// (without its article), and the category's names.
+pub fn lexicon(assets: &Assets) -> Lexicon {
+    let mut lexicon = Lexicon::default();
+    for stamp in &assets.stamps {
+        let k = &assets.kinds[stamp.kind];
+        let phrase = stamp
+            .phrase
+            .split_once(' ')
+            .filter(|(first, _)| matches!(*first, "a" | "an" | "the" | "some"))
+            .map_or(stamp.phrase.as_str(), |(_, rest)| rest);
+        let category = k
+            .category
+            .iter()
+            .flat_map(|(one, many)| [one.as_str(), many.as_str()]);
+        lexicon.add(
+            &k.kind,
+            [k.singular.as_str(), k.plural.as_str(), phrase],
+            category,
+        );
+    }
+    lexicon
 }
 
 #[cfg(test)]

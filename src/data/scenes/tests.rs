@@ -215,6 +215,18 @@ fn captions_name_the_setting_and_unseen_stamps_stay_out_of_training() {
     let labels = ds.samples[0].labels.clone().expect("labels read back");
     assert_eq!(labels, serde_json::from_value::<Labels>(first).unwrap());
     assert!(ds.samples.iter().all(|s| s.labels.is_some()));
+    // And the top-level kinds lexicon into the dataset: every labelled kind has its names.
+    let kinds = ds.kinds.clone().expect("kinds read back");
+    assert_eq!(
+        kinds,
+        serde_json::from_value::<Lexicon>(v["kinds"].clone()).unwrap()
+    );
+    for s in &ds.samples {
+        for o in &s.labels.as_ref().unwrap().objects {
+            let names = &kinds.kinds[&o.kind].names;
+            assert!(names.len() >= 2, "{}: {names:?}", o.kind);
+        }
+    }
 }
 
 #[test]

@@ -8,10 +8,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::grammar::captions;
-use super::render::render;
-use super::scene::{Scene, sample_scene};
+use super::render::{labels, render};
+use super::scene::{Kind, Scene, sample_scene};
 use crate::data::Split;
 use crate::data::formats::{SplitOptions, split_counts};
+use crate::data::labels::{Labels, Lexicon};
 use crate::data::text::tokenize;
 use crate::error::{Error, Result};
 
@@ -64,6 +65,8 @@ pub struct ShapesSummary {
 struct JsonFile<'a> {
     dataset: &'static str,
     generator: Generator,
+    /// How captions name each kind (see [`Lexicon`]).
+    kinds: Lexicon,
     images: Vec<JsonImage<'a>>,
 }
 
@@ -85,6 +88,7 @@ struct JsonImage<'a> {
     sentids: Vec<usize>,
     sentences: Vec<JsonSentence<'a>>,
     scene: &'a Scene,
+    labels: Labels,
 }
 
 #[derive(Serialize)]
@@ -198,6 +202,7 @@ pub fn generate(opts: &ShapesOptions) -> Result<ShapesSummary> {
                 sentids: sentences.iter().map(|s| s.sentid).collect(),
                 sentences,
                 scene,
+                labels: labels(scene),
             }
         })
         .collect();
@@ -210,6 +215,7 @@ pub fn generate(opts: &ShapesOptions) -> Result<ShapesSummary> {
             size: opts.size,
             images: opts.images,
         },
+        kinds: lexicon(),
         images,
     };
     let json_path = opts.out.join(JSON_NAME);
@@ -220,6 +226,19 @@ pub fn generate(opts: &ShapesOptions) -> Result<ShapesSummary> {
         images: opts.images,
         splits: counts,
     })
+}
+
+/// How captions name each kind of shape: every synonym, singular and plural.
+pub fn lexicon() -> Lexicon {
+    let mut lexicon = Lexicon::default();
+    for kind in Kind::ALL {
+        lexicon.add(
+            kind.name(),
+            kind.names().iter().flat_map(|(one, many)| [*one, *many]),
+            [],
+        );
+    }
+    lexicon
 }
 
 /// True when `path` looks like a shapes dataset folder (holds [`JSON_NAME`]).

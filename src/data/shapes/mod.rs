@@ -35,8 +35,8 @@ mod tests;
 pub use corpus::indexed_caption;
 pub use generate::{
     DEFAULT_SIZE, Generated, JSON_NAME, ShapesOptions, ShapesSummary, generate, generate_one,
-    image_rng, is_shapes_dir,
+    image_rng, is_shapes_dir, lexicon,
 };
 pub use grammar::{caption, captions, random_caption};
-pub use render::render;
+pub use render::{labels, render};
 pub use scene::{Background, Color, Kind, Pattern, Scene, Shape, Size, Tone, sample_scene};

@@ -3,7 +3,8 @@
 use image::{Rgb, RgbImage};
 use rand::{Rng, RngExt};
 
-use super::scene::{Background, Kind, Pattern, Scene};
+use super::scene::{Background, Kind, Pattern, Scene, Size};
+use crate::data::labels::{LabelledObject, Labels, SizeClass};
 
 fn inside(kind: Kind, u: f32, v: f32) -> bool {
     // (u, v) relative to the centre in units of the radius, v pointing down.
@@ -13,6 +14,51 @@ fn inside(kind: Kind, u: f32, v: f32) -> bool {
         Kind::Diamond => u.abs() + v.abs() <= 1.05,
         Kind::Triangle => (-1.0..=0.85).contains(&v) && u.abs() <= (v + 1.0) * 0.55,
         Kind::Cross => (u.abs() <= 0.32 && v.abs() <= 1.0) || (v.abs() <= 0.32 && u.abs() <= 1.0),
+    }
+}
+
+/// The extent of what [`inside`] covers, `[u_min, v_min, u_max, v_max]` in units of the radius,
+/// cut to the square `render` draws in (±1).
+fn extent(kind: Kind) -> [f32; 4] {
+    match kind {
+        Kind::Square => [-0.85, -0.85, 0.85, 0.85],
+        Kind::Triangle => [-1.0, -1.0, 1.0, 0.85],
+        Kind::Circle | Kind::Diamond | Kind::Cross => [-1.0, -1.0, 1.0, 1.0],
+    }
+}
+
+/// The scene's labels: each shape's kind, colour, size, grid cell, and its box (tight around the
+/// drawn shape, in fractions of the side, three decimals rounded outwards).
+pub fn labels(scene: &Scene) -> Labels {
+    Labels {
+        setting: None,
+        setting_photo: None,
+        objects: scene
+            .shapes
+            .iter()
+            .map(|s| {
+                let [u0, v0, u1, v1] = extent(s.kind);
+                let down = |f: f32| ((f * 1000.0).floor() / 1000.0).clamp(0.0, 1.0);
+                let up = |f: f32| ((f * 1000.0).ceil() / 1000.0).clamp(0.0, 1.0);
+                LabelledObject {
+                    kind: s.kind.name().to_string(),
+                    stamp: None,
+                    color: Some(s.color.names()[0].to_string()),
+                    bbox: [
+                        down(s.x + u0 * s.radius),
+                        down(s.y + v0 * s.radius),
+                        up(s.x + u1 * s.radius),
+                        up(s.y + v1 * s.radius),
+                    ],
+                    size: match s.size {
+                        Size::Small => SizeClass::Small,
+                        Size::Large => SizeClass::Large,
+                    },
+                    unseen: false,
+                    cell: Some([s.cell.0, s.cell.1]),
+                }
+            })
+            .collect(),
     }
 }
 

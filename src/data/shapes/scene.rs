@@ -27,6 +27,11 @@ impl Kind {
         Kind::Cross,
     ];
 
+    /// The kind's label (the plain singular name).
+    pub fn name(self) -> &'static str {
+        self.names()[0].0
+    }
+
     /// Names of the kind, (singular, plural), the first being the plain one.
     pub(super) fn names(self) -> &'static [(&'static str, &'static str)] {
         match self {

@@ -205,3 +205,101 @@ fn random_captions_cover_the_grammar() {
     let distinct: HashSet<&String> = corpus.iter().collect();
     assert!(distinct.len() > 1500, "{}", distinct.len());
 }
+
+/// Each shape's drawn pixels lie inside its label's box, and the box is tight (within a pixel of
+/// the drawn extent); kind, colour, size and cell are the scene's.
+#[test]
+fn labels_match_the_pixels() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let side = 96u32;
+    for _ in 0..60 {
+        let scene = sample_scene(&mut rng);
+        let l = labels(&scene);
+        assert_eq!(l.objects.len(), scene.shapes.len());
+        let quiet = |shapes: Vec<Shape>| {
+            let s = Scene {
+                shapes,
+                noise: 0,
+                ..scene.clone()
+            };
+            render(&s, side, &mut ChaCha8Rng::seed_from_u64(0))
+        };
+        let empty = quiet(vec![]);
+        for (s, o) in scene.shapes.iter().zip(&l.objects) {
+            assert_eq!(o.kind, s.kind.name());
+            assert_eq!(o.color.as_deref(), Some(s.color.names()[0]));
+            assert_eq!(o.size.as_str(), s.size.names()[0]);
+            assert_eq!(o.cell, Some([s.cell.0, s.cell.1]));
+            let alone = quiet(vec![*s]);
+            let (mut x0, mut y0, mut x1, mut y1) = (side, side, 0, 0);
+            for (x, y, p) in alone.enumerate_pixels() {
+                if *p != *empty.get_pixel(x, y) {
+                    x0 = x0.min(x);
+                    y0 = y0.min(y);
+                    x1 = x1.max(x + 1);
+                    y1 = y1.max(y + 1);
+                }
+            }
+            assert!(x1 > x0, "{s:?} drew nothing");
+            let f = side as f32;
+            let [bx0, by0, bx1, by1] = o.bbox;
+            // Every changed pixel overlaps the box...
+            assert!(x0 as f32 / f >= bx0 - 1.0 / f && (x1 as f32) / f <= bx1 + 1.0 / f);
+            assert!(y0 as f32 / f >= by0 - 1.0 / f && (y1 as f32) / f <= by1 + 1.0 / f);
+            assert!(
+                (x0 as f32 + 1.0) / f > bx0 && (x1 as f32 - 1.0) / f < bx1,
+                "{s:?} {o:?}"
+            );
+            assert!(
+                (y0 as f32 + 1.0) / f > by0 && (y1 as f32 - 1.0) / f < by1,
+                "{s:?} {o:?}"
+            );
+            // ...and the box is tight: its sides are within two pixels of the drawn extent.
+            for (drawn, labelled) in [(x0, bx0), (y0, by0), (x1, bx1), (y1, by1)] {
+                assert!(
+                    (drawn as f32 / f - labelled).abs() <= 2.0 / f,
+                    "{s:?}: drawn {drawn}/{side} vs box {o:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dataset_file_carries_labels_and_the_kinds_lexicon() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = ShapesOptions::new(d.path(), 6, 3);
+    o.size = 24;
+    o.threads = 1;
+    generate(&o).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join(JSON_NAME)).unwrap()).unwrap();
+    assert_eq!(
+        v["kinds"]["circle"]["names"],
+        serde_json::json!([
+            "circle",
+            "circles",
+            "disk",
+            "disks",
+            "round shape",
+            "round shapes"
+        ])
+    );
+    assert_eq!(v["kinds"].as_object().unwrap().len(), 5);
+    let ds = crate::data::formats::load(
+        &d.path().join(JSON_NAME),
+        &crate::data::formats::LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(ds.kinds, Some(lexicon()));
+    for (i, s) in ds.samples.iter().enumerate() {
+        let l = s.labels.as_ref().expect("labels read back");
+        let scene: Scene = serde_json::from_value(v["images"][i]["scene"].clone()).unwrap();
+        assert_eq!(*l, labels(&scene));
+        assert!(
+            l.objects
+                .iter()
+                .all(|o| o.bbox[0] < o.bbox[2] && o.cell.is_some())
+        );
+    }
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 use base64::Engine as _;
 
 use super::markdown::READING_NOTES;
-use super::record::EvalRun;
+use super::record::{EvalRun, OBJECTS_NOTE, object_rows, share_text};
 use super::{ReportOptions, best_and_worst, decode_text, title};
 use crate::eval::Scores;
 use crate::eval::plot::Curve;
@@ -122,6 +122,50 @@ fn metric_table_html(scores: &Scores, perplexity: Option<f64>) -> String {
     s
 }
 
+/// The object table (empty when the run has no object metrics).
+fn object_table_html(run: &EvalRun) -> String {
+    let (rows, apart) = object_rows(run);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<h2>Objects</h2><table class=\"metrics objects\"><thead><tr><th>Captions</th><th>Bleu_4</th><th>CIDEr</th><th>object recall</th><th>object precision</th>",
+    );
+    if apart {
+        s.push_str("<th>seen recall</th><th>unseen recall</th>");
+    }
+    s.push_str("</tr></thead><tbody>\n");
+    for r in &rows {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.4}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+            html_escape(r.who),
+            r.bleu_4,
+            r.cider,
+            share_text(r.objects.recall),
+            share_text(r.objects.precision)
+        );
+        if apart {
+            let _ = write!(
+                s,
+                "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                share_text(r.objects.seen_recall),
+                share_text(r.objects.unseen_recall)
+            );
+        }
+        s.push_str("</tr>\n");
+    }
+    let o = rows[0].objects;
+    let _ = writeln!(
+        s,
+        "</tbody></table>\n<p class=\"note\">{} things labelled ({} from unseen exemplars). {}</p>",
+        o.objects,
+        o.unseen_objects,
+        html_escape(OBJECTS_NOTE)
+    );
+    s
+}
+
 fn card(run: &EvalRun, i: usize, thumbs: &HashMap<usize, String>) -> String {
     let img = &run.images[i];
     let picture = match thumbs.get(&i) {
@@ -196,6 +240,7 @@ pub fn html(
     }
     let notes = html_escape(READING_NOTES).replace('`', "");
     let _ = writeln!(s, "<p class=\"note\">{notes}</p>");
+    s.push_str(&object_table_html(run));
     if !curves.is_empty() {
         s.push_str("<h2>Training curves</h2><div class=\"curves\">\n");
         for c in curves {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::record::EvalRun;
+use super::record::{EvalRun, OBJECTS_NOTE, object_rows, share_text};
 use super::{best_and_worst, decode_text, title};
 use crate::eval::Scores;
 use crate::eval::plot::Curve;
@@ -44,6 +44,53 @@ pub fn metric_table_md(scores: &Scores, perplexity: Option<f64>) -> String {
             "| perplexity | {p:.2} | | ≥ 1, lower is better | per-word perplexity of the reference captions (teacher-forced) |"
         );
     }
+    s
+}
+
+/// The object table as Markdown (empty when the run has no object metrics).
+pub fn object_table_md(run: &EvalRun) -> String {
+    let (rows, apart) = object_rows(run);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "## Objects
+
+| Captions | Bleu_4 | CIDEr | object recall | object precision |",
+    );
+    s.push_str(if apart {
+        " seen recall | unseen recall |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    } else {
+        "\n|---|---:|---:|---:|---:|\n"
+    });
+    for r in &rows {
+        let _ = write!(
+            s,
+            "| {} | {:.4} | {:.4} | {} | {} |",
+            r.who,
+            r.bleu_4,
+            r.cider,
+            share_text(r.objects.recall),
+            share_text(r.objects.precision)
+        );
+        if apart {
+            let _ = write!(
+                s,
+                " {} | {} |",
+                share_text(r.objects.seen_recall),
+                share_text(r.objects.unseen_recall)
+            );
+        }
+        s.push('\n');
+    }
+    let o = rows[0].objects;
+    let _ = writeln!(
+        s,
+        "\n{} things labelled ({} from unseen exemplars). {}\n",
+        o.objects,
+        o.unseen_objects,
+        md_escape(OBJECTS_NOTE)
+    );
     s
 }
 
@@ -112,6 +159,7 @@ pub fn markdown(run: &EvalRun, curves: &[Curve], ranked: usize) -> String {
         let _ = writeln!(s, "\n{}", md_escape(&b.summary(&run.metrics)));
     }
     let _ = writeln!(s, "\n{READING_NOTES}\n");
+    s.push_str(&object_table_md(run));
     let _ = writeln!(
         s,
         "- Checkpoint: `{}` (config {}{})",

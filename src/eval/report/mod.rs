@@ -22,10 +22,11 @@ mod tests;
 
 pub use compare::{Comparison, compare};
 pub use html::{html, html_escape};
-pub use markdown::{markdown, metric_table_md, metric_table_text};
+pub use markdown::{markdown, metric_table_md, metric_table_text, object_table_md};
 pub use record::{
     Baseline, CaptionedImage, CheckpointIdentity, DatasetIdentity, DecodeSettings, EvalRun,
-    ImageId, ImageResult, ResultEntry, results, score_images,
+    ImageId, ImageResult, OBJECTS_NOTE, ObjectRow, ResultEntry, object_rows, results, score_images,
+    share_text,
 };
 
 use std::collections::BTreeMap;
@@ -33,7 +34,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::Scores;
 use super::plot;
 use crate::error::{Error, Result};
 use crate::util::write_atomic;
@@ -94,13 +94,17 @@ struct EvalJsonIn {
     run: EvalRun,
 }
 
-fn metric_notes(scores: &Scores) -> BTreeMap<&'static str, String> {
+fn metric_notes(run: &EvalRun) -> BTreeMap<&'static str, String> {
+    let scores = &run.metrics;
     let mut notes: BTreeMap<&'static str, String> = scores
         .rows()
         .into_iter()
         .map(|r| (r.key, format!("{}; {}", r.scale, r.convention)))
         .collect();
     notes.insert("perplexity", PERPLEXITY_NOTE.to_string());
+    if run.objects.is_some() {
+        notes.insert("objects", format!("0–1, higher is better; {OBJECTS_NOTE}"));
+    }
     notes
 }
 
@@ -130,7 +134,7 @@ pub fn write_report(run: &EvalRun, dir: &Path, opts: &ReportOptions) -> Result<W
     let eval_json = EvalJson {
         format: EVAL_FORMAT,
         capsearch_version: env!("CARGO_PKG_VERSION"),
-        metric_notes: metric_notes(&run.metrics),
+        metric_notes: metric_notes(run),
         run,
     };
     put("eval.json", &to_json(&eval_json, &dir.join("eval.json"))?)?;

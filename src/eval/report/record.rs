@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Skipped;
 use crate::error::Result;
+use crate::eval::objects::ObjectScores;
 use crate::eval::{ImageScores, Scores};
 
 /// An image's identity in results files: COCO's integer id, or the image path for other datasets.
@@ -89,6 +90,10 @@ pub struct EvalRun {
     /// The image-blind baseline scored on the same images, when the dataset has training captions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Baseline>,
+    /// Object recall and precision of the captions, when the dataset labels the things in its
+    /// images and has a kinds lexicon (see [`crate::eval::objects`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectScores>,
 }
 
 /// A caption that ignores the image, given to every evaluated image and scored like the model's
@@ -101,6 +106,9 @@ pub struct Baseline {
     pub source: String,
     /// Its corpus metrics on the evaluated images.
     pub metrics: Scores,
+    /// Its object metrics, when the run has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectScores>,
 }
 
 impl Baseline {
@@ -119,6 +127,48 @@ impl Baseline {
         )
     }
 }
+
+/// One row of the object table: whose captions, their BLEU-4 and CIDEr-D, and their object metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRow<'a> {
+    pub who: &'static str,
+    pub bleu_4: f64,
+    pub cider: f64,
+    pub objects: &'a ObjectScores,
+}
+
+/// The rows of the object table (the model's captions, then the image-blind baseline's), empty
+/// when the run has no object metrics; and whether seen and unseen recall are reported apart.
+pub fn object_rows(run: &EvalRun) -> (Vec<ObjectRow<'_>>, bool) {
+    let Some(model) = &run.objects else {
+        return (Vec::new(), false);
+    };
+    let mut rows = vec![ObjectRow {
+        who: "model",
+        bleu_4: run.metrics.bleu_4,
+        cider: run.metrics.cider,
+        objects: model,
+    }];
+    if let Some(b) = &run.baseline
+        && let Some(o) = &b.objects
+    {
+        rows.push(ObjectRow {
+            who: "image-blind baseline",
+            bleu_4: b.metrics.bleu_4,
+            cider: b.metrics.cider,
+            objects: o,
+        });
+    }
+    (rows, model.unseen_objects > 0)
+}
+
+/// A share for a table cell: four decimals, or "–" when there is nothing to divide.
+pub fn share_text(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_string(), |v| format!("{v:.4}"))
+}
+
+/// What the object columns mean, under the table.
+pub const OBJECTS_NOTE: &str = "Object recall: the share of the labelled things in the images whose kind the caption names (by a name of the kind, or a category that covers it). Object precision: the share of the distinct kinds and categories a caption names that fit something in its image. Both micro-averaged over the split; names come from the dataset's kinds lexicon.";
 
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { f64::INFINITY }

@@ -78,6 +78,7 @@ fn sample_run(dir: &Path, n: usize) -> EvalRun {
             reason: "gone.png: no such file".into(),
         }],
         baseline: None,
+        objects: None,
     }
 }
 
@@ -269,4 +270,53 @@ fn escaping() {
         "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
     );
     assert_eq!(md_escape("a|b*c\nd"), "a\\|b\\*c d");
+}
+
+#[test]
+fn object_metrics_appear_in_every_report_file_only_when_measured() {
+    use crate::eval::objects::ObjectScores;
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = sample_run(dir.path(), 3);
+    let plain = markdown(&run, &[], 2);
+    assert!(!plain.contains("## Objects"), "{plain}");
+    let scores = |named, correct| ObjectScores {
+        recall: Some(named as f64 / 8.0),
+        precision: Some(correct as f64 / 5.0),
+        seen_recall: Some(0.5),
+        unseen_recall: Some(0.25),
+        objects: 8,
+        named,
+        unseen_objects: 4,
+        mentions: 5,
+        correct_mentions: correct,
+    };
+    run.objects = Some(scores(6, 4));
+    run.baseline = Some(Baseline {
+        caption: "a red circle".into(),
+        source: "the most frequent training caption".into(),
+        metrics: run.metrics,
+        objects: Some(scores(2, 1)),
+    });
+    let md = markdown(&run, &[], 2);
+    assert!(md.contains("## Objects"), "{md}");
+    assert!(md.contains("| model | "), "{md}");
+    assert!(md.contains("| 0.7500 | 0.8000 | 0.5000 | 0.2500 |"), "{md}");
+    assert!(md.contains("| image-blind baseline | "), "{md}");
+    assert!(md.contains("| 0.2500 | 0.2000 |"), "{md}");
+    assert!(
+        md.contains("8 things labelled (4 from unseen exemplars)"),
+        "{md}"
+    );
+    let out = dir.path().join("report");
+    write_report(&run, &out, &ReportOptions::default()).unwrap();
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("<th>unseen recall</th>"), "{html}");
+    assert!(html.contains("<td class=\"num\">0.7500</td>"));
+    let back = read_eval_json(&out.join("eval.json")).unwrap();
+    assert_eq!(back.objects, run.objects);
+    assert_eq!(back.baseline.unwrap().objects, Some(scores(2, 1)));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(json["objects"]["recall"], 0.75);
+    assert!(json["metric_notes"]["objects"].is_string());
 }
