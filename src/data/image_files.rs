@@ -229,7 +229,10 @@ mod tests {
         }
         let heic = list.unreadable.last().unwrap();
         assert_eq!(heic.path, root.join("sub/phone.HEIC"));
-        assert!(heic.reason.contains("HEIC photos are not supported"), "{heic:?}");
+        assert!(
+            heic.reason.contains("HEIC photos are not supported"),
+            "{heic:?}"
+        );
         assert!(list_images(&[root.join("missing")]).is_err());
     }
 

@@ -13,8 +13,8 @@
 
 pub mod api;
 pub mod pages;
-pub mod server;
 pub mod runs;
+pub mod server;
 pub mod worker;
 
 use std::net::SocketAddr;
