@@ -279,7 +279,7 @@ pub fn reset_peak_rss() -> bool {
 }
 
 /// Which benchmark `capsearch bench` runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BenchKind {
     /// Training images/s on the `shapes` model, and a batch-size sweep.
     Train,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use super::choice::ChoiceParser;
 use super::device::DeviceArg;
 use crate::bench::serve::ServeBenchOptions;
 use crate::bench::{BenchKind, BenchOptions, render_markdown, run_benchmarks};
@@ -15,7 +16,7 @@ use crate::bench::{BenchKind, BenchOptions, render_markdown, run_benchmarks};
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Which benchmark to run.
-    #[arg(value_enum)]
+    #[arg(value_parser = ChoiceParser::<BenchKind>::new())]
     pub which: BenchKind,
     /// Print the report as JSON instead of Markdown tables.
     #[arg(long)]

@@ -9,6 +9,7 @@ use std::marker::PhantomData;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
+use crate::bench::BenchKind;
 use crate::data::formats::Format;
 use crate::model::precision::Precision;
 use crate::search::BackendKind;
@@ -133,6 +134,38 @@ impl Choice for BackendKind {
                 "A tantivy index in a folder (`--index-path`); needs no server"
             }
             BackendKind::Elasticsearch => "An Elasticsearch 8 cluster (`--es-url`, `--es-index`)",
+        }
+    }
+}
+
+impl Choice for BenchKind {
+    const ALL: &'static [Self] = &[
+        BenchKind::Train,
+        BenchKind::Caption,
+        BenchKind::Search,
+        BenchKind::Serve,
+        BenchKind::All,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            BenchKind::Train => "train",
+            BenchKind::Caption => "caption",
+            BenchKind::Search => "search",
+            BenchKind::Serve => "serve",
+            BenchKind::All => "all",
+        }
+    }
+    fn help(self) -> &'static str {
+        match self {
+            BenchKind::Train => "Training images/s on the `shapes` model, and a batch-size sweep",
+            BenchKind::Caption => {
+                "NeuralTalk-sized caption latency and throughput, and VGG-16's forward pass"
+            }
+            BenchKind::Search => "Embedded search: indexing docs/s, query latency, index size",
+            BenchKind::Serve => {
+                "`capsearch serve` under load: requests/s, p50/p99 latency, errors and the server's peak RSS on `POST /api/search` (images) and `GET /api/query`"
+            }
+            BenchKind::All => "All of the above",
         }
     }
 }
