@@ -115,3 +115,91 @@ pub(crate) fn read(
         duplicates: Duplicates::Refuse,
     })
 }
+// ---- Writing: the one home of the layout the generators (`shapes`, `scenes`) write ----
+
+/// One image of a generated dataset, for [`write_generated`]: stored as `images/FILENAME`.
+pub struct GeneratedImage<'a, E> {
+    pub filename: &'a str,
+    pub split: Split,
+    pub captions: &'a [String],
+    /// Fields written after `sentences` (flattened), e.g. `labels`.
+    pub extra: E,
+}
+
+#[derive(serde::Serialize)]
+struct OutFile<'a, G, E> {
+    dataset: &'a str,
+    generator: &'a G,
+    /// How captions name each kind (see [`Lexicon`](crate::data::labels::Lexicon)).
+    kinds: &'a crate::data::labels::Lexicon,
+    images: Vec<OutImage<'a, E>>,
+}
+
+#[derive(serde::Serialize)]
+struct OutImage<'a, E> {
+    imgid: usize,
+    filepath: &'static str,
+    filename: &'a str,
+    split: &'static str,
+    sentids: Vec<usize>,
+    sentences: Vec<OutSentence<'a>>,
+    #[serde(flatten)]
+    extra: &'a E,
+}
+
+#[derive(serde::Serialize)]
+struct OutSentence<'a> {
+    raw: &'a str,
+    tokens: Vec<String>,
+    imgid: usize,
+    sentid: usize,
+}
+
+/// Writes a generated dataset as Karpathy's split JSON (atomically): `dataset`, the `generator`'s
+/// description, the `kinds` lexicon, and the images with their captions (tokenized as the loader
+/// does), numbered in order, and each image's `extra` fields.
+pub fn write_generated<G: serde::Serialize, E: serde::Serialize>(
+    path: &Path,
+    dataset: &str,
+    generator: &G,
+    kinds: &crate::data::labels::Lexicon,
+    images: &[GeneratedImage<'_, E>],
+) -> Result<()> {
+    let mut sentid = 0;
+    let images = images
+        .iter()
+        .enumerate()
+        .map(|(imgid, image)| {
+            let sentences: Vec<OutSentence> = image
+                .captions
+                .iter()
+                .map(|raw| {
+                    sentid += 1;
+                    OutSentence {
+                        raw,
+                        tokens: crate::data::text::tokenize(raw),
+                        imgid,
+                        sentid: sentid - 1,
+                    }
+                })
+                .collect();
+            OutImage {
+                imgid,
+                filepath: "images",
+                filename: image.filename,
+                split: image.split.as_str(),
+                sentids: sentences.iter().map(|s| s.sentid).collect(),
+                sentences,
+                extra: &image.extra,
+            }
+        })
+        .collect();
+    let file = OutFile {
+        dataset,
+        generator,
+        kinds,
+        images,
+    };
+    let json = serde_json::to_vec(&file).map_err(|e| Error::serialize(path, e))?;
+    crate::util::write_atomic(path, &json)
+}

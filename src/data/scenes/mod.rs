@@ -25,10 +25,10 @@ use serde::Serialize;
 
 use self::assets::{AssetPaths, Assets};
 use super::Split;
+use super::formats::karpathy::{GeneratedImage, write_generated};
 use super::formats::{SplitOptions, split_counts};
 use super::labels::{Labels, Lexicon};
 use super::shapes::image_rng;
-use super::text::tokenize;
 use crate::error::{Error, Result};
 
 /// Default image side.
@@ -114,15 +114,6 @@ pub fn generate_one(
 }
 
 #[derive(Serialize)]
-struct JsonFile<'a> {
-    dataset: &'static str,
-    generator: GeneratorInfo,
-    /// How captions name each kind (see [`Lexicon`]).
-    kinds: Lexicon,
-    images: Vec<JsonImage<'a>>,
-}
-
-#[derive(Serialize)]
 struct GeneratorInfo {
     name: &'static str,
     version: u32,
@@ -134,23 +125,10 @@ struct GeneratorInfo {
     settings: usize,
 }
 
+/// What a scenes image adds to the Karpathy fields.
 #[derive(Serialize)]
-struct JsonImage<'a> {
-    imgid: usize,
-    filepath: &'static str,
-    filename: &'a str,
-    split: &'static str,
-    sentids: Vec<usize>,
-    sentences: Vec<JsonSentence<'a>>,
+struct SceneFields<'a> {
     labels: &'a Labels,
-}
-
-#[derive(Serialize)]
-struct JsonSentence<'a> {
-    raw: &'a str,
-    tokens: Vec<String>,
-    imgid: usize,
-    sentid: usize,
 }
 
 fn validate(opts: &ScenesOptions) -> Result<()> {
@@ -217,57 +195,33 @@ pub fn generate_from(opts: &ScenesOptions, assets: &Assets) -> Result<ScenesSumm
     bar.finish_and_clear();
     let generated: Vec<(Vec<String>, Labels)> = results.into_iter().collect::<Result<_>>()?;
 
-    let mut sentid = 0;
-    let images = generated
-        .iter()
-        .zip(&names)
-        .enumerate()
-        .map(|(i, ((caps, labels), name))| {
-            let sentences: Vec<JsonSentence> = caps
-                .iter()
-                .map(|raw| {
-                    sentid += 1;
-                    JsonSentence {
-                        raw,
-                        tokens: tokenize(raw),
-                        imgid: i,
-                        sentid: sentid - 1,
-                    }
-                })
-                .collect();
-            JsonImage {
-                imgid: i,
-                filepath: "images",
-                filename: name,
-                split: split_of(i).as_str(),
-                sentids: sentences.iter().map(|s| s.sentid).collect(),
-                sentences,
-                labels,
-            }
-        })
-        .collect();
     let unseen_stamps = assets.stamps.iter().filter(|s| s.unseen).count();
     let mut kinds: Vec<usize> = assets.stamps.iter().map(|s| s.kind).collect();
     kinds.sort_unstable();
     kinds.dedup();
-    let file = JsonFile {
-        dataset: "scenes",
-        generator: GeneratorInfo {
-            name: "capsearch dataset scenes",
-            version: 1,
-            seed: opts.seed,
-            size: opts.size,
-            images: opts.images,
-            stamps: assets.stamps.len(),
-            unseen_stamps,
-            settings: assets.settings.len(),
-        },
-        kinds: lexicon(assets),
-        images,
+    let generator = GeneratorInfo {
+        name: "capsearch dataset scenes",
+        version: 1,
+        seed: opts.seed,
+        size: opts.size,
+        images: opts.images,
+        stamps: assets.stamps.len(),
+        unseen_stamps,
+        settings: assets.settings.len(),
     };
+    let images: Vec<_> = generated
+        .iter()
+        .zip(&names)
+        .enumerate()
+        .map(|(i, ((captions, labels), filename))| GeneratedImage {
+            filename,
+            split: split_of(i),
+            captions,
+            extra: SceneFields { labels },
+        })
+        .collect();
     let json_path = opts.out.join(JSON_NAME);
-    let json = serde_json::to_vec(&file).map_err(|e| Error::Invalid(e.to_string()))?;
-    crate::util::write_atomic(&json_path, &json)?;
+    write_generated(&json_path, "scenes", &generator, &lexicon(assets), &images)?;
     Ok(ScenesSummary {
         json: json_path,
         images: opts.images,

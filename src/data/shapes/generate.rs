@@ -11,9 +11,9 @@ use super::grammar::captions;
 use super::render::{labels, render};
 use super::scene::{Kind, Scene, sample_scene};
 use crate::data::Split;
+use crate::data::formats::karpathy::{GeneratedImage, write_generated};
 use crate::data::formats::{SplitOptions, split_counts};
 use crate::data::labels::{Labels, Lexicon};
-use crate::data::text::tokenize;
 use crate::error::{Error, Result};
 
 /// What `dataset shapes` generates.
@@ -62,15 +62,6 @@ pub struct ShapesSummary {
 }
 
 #[derive(Serialize)]
-struct JsonFile<'a> {
-    dataset: &'static str,
-    generator: Generator,
-    /// How captions name each kind (see [`Lexicon`]).
-    kinds: Lexicon,
-    images: Vec<JsonImage<'a>>,
-}
-
-#[derive(Serialize)]
 struct Generator {
     name: &'static str,
     version: u32,
@@ -79,24 +70,11 @@ struct Generator {
     images: usize,
 }
 
+/// What a shapes image adds to the Karpathy fields.
 #[derive(Serialize)]
-struct JsonImage<'a> {
-    imgid: usize,
-    filepath: &'static str,
-    filename: &'a str,
-    split: &'static str,
-    sentids: Vec<usize>,
-    sentences: Vec<JsonSentence<'a>>,
+struct ShapeFields<'a> {
     scene: &'a Scene,
     labels: Labels,
-}
-
-#[derive(Serialize)]
-struct JsonSentence<'a> {
-    raw: &'a str,
-    tokens: Vec<String>,
-    imgid: usize,
-    sentid: usize,
 }
 
 /// The RNG of image `index` for a seed: independent streams, so output is the same on any
@@ -176,51 +154,29 @@ pub fn generate(opts: &ShapesOptions) -> Result<ShapesSummary> {
             Split::Test
         }
     };
-    let mut sentid = 0;
-    let images = generated
+    let generator = Generator {
+        name: "capsearch dataset shapes",
+        version: 1,
+        seed: opts.seed,
+        size: opts.size,
+        images: opts.images,
+    };
+    let images: Vec<_> = generated
         .iter()
         .zip(&names)
         .enumerate()
-        .map(|(i, ((scene, caps), name))| {
-            let sentences: Vec<JsonSentence> = caps
-                .iter()
-                .map(|raw| {
-                    sentid += 1;
-                    JsonSentence {
-                        raw,
-                        tokens: tokenize(raw),
-                        imgid: i,
-                        sentid: sentid - 1,
-                    }
-                })
-                .collect();
-            JsonImage {
-                imgid: i,
-                filepath: "images",
-                filename: name,
-                split: split_of(i).as_str(),
-                sentids: sentences.iter().map(|s| s.sentid).collect(),
-                sentences,
+        .map(|(i, ((scene, captions), filename))| GeneratedImage {
+            filename,
+            split: split_of(i),
+            captions,
+            extra: ShapeFields {
                 scene,
                 labels: labels(scene),
-            }
+            },
         })
         .collect();
-    let file = JsonFile {
-        dataset: "shapes",
-        generator: Generator {
-            name: "capsearch dataset shapes",
-            version: 1,
-            seed: opts.seed,
-            size: opts.size,
-            images: opts.images,
-        },
-        kinds: lexicon(),
-        images,
-    };
     let json_path = opts.out.join(JSON_NAME);
-    let json = serde_json::to_vec(&file).map_err(|e| Error::Invalid(e.to_string()))?;
-    crate::util::write_atomic(&json_path, &json)?;
+    write_generated(&json_path, "shapes", &generator, &lexicon(), &images)?;
     Ok(ShapesSummary {
         json: json_path,
         images: opts.images,
