@@ -228,10 +228,11 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
                 None => loss,
             };
             if !loss_value.is_finite() {
-                return Err(Error::Invalid(format!(
-                    "training diverged at epoch {epoch}, iteration {}: loss is {loss_value}; lower optim.lr or set optim.grad_clip",
-                    it + 1
-                )));
+                return Err(Error::Diverged {
+                    epoch,
+                    iteration: it + 1,
+                    loss: loss_value,
+                });
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);

@@ -456,6 +456,8 @@ fn serves_the_api_pages_and_files_safely() {
         "/api/images",
         "/images/{path}",
         "/healthz",
+        "/api/runs",
+        "/reports/{path}",
     ] {
         assert!(spec["paths"].get(route).is_some(), "{route} undocumented");
     }
