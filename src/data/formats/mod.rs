@@ -609,6 +609,18 @@ fn assign_splits(items: &[Pending], opts: &SplitOptions) -> Vec<Split> {
     out.into_iter().map(|s| s.unwrap_or(Split::Train)).collect()
 }
 
+/// The split of item `i` when the first `counts[0]` items train, the next `counts[1]` validate and
+/// the rest test (how the generators lay out their images).
+pub fn split_of_index(i: usize, counts: [usize; 3]) -> Split {
+    if i < counts[0] {
+        Split::Train
+    } else if i < counts[0] + counts[1] {
+        Split::Val
+    } else {
+        Split::Test
+    }
+}
+
 /// Train/val/test counts for `n` items: rounded shares, at least one training item when there is
 /// any item and a non-zero training share.
 pub fn split_counts(n: usize, opts: &SplitOptions) -> [usize; 3] {

@@ -26,7 +26,7 @@ use serde::Serialize;
 use self::assets::{AssetPaths, Assets};
 use super::Split;
 use super::formats::karpathy::{GeneratedImage, write_generated};
-use super::formats::{SplitOptions, split_counts};
+use super::formats::{SplitOptions, split_counts, split_of_index};
 use super::labels::{Labels, Lexicon};
 use super::shapes::image_rng;
 use crate::error::{Error, Result};
@@ -167,15 +167,7 @@ pub fn generate_from(opts: &ScenesOptions, assets: &Assets) -> Result<ScenesSumm
         .map(|i| format!("scene_{i:0digits$}.jpg"))
         .collect();
     let counts = split_counts(opts.images, &opts.split);
-    let split_of = |i: usize| {
-        if i < counts[0] {
-            Split::Train
-        } else if i < counts[0] + counts[1] {
-            Split::Val
-        } else {
-            Split::Test
-        }
-    };
+    let split_of = |i: usize| split_of_index(i, counts);
 
     let bar = super::parallel::progress_bar(opts.images as u64, "composing scenes");
     let indices: Vec<usize> = (0..opts.images).collect();

@@ -10,9 +10,8 @@ use serde::Serialize;
 use super::grammar::captions;
 use super::render::{labels, render};
 use super::scene::{Kind, Scene, sample_scene};
-use crate::data::Split;
 use crate::data::formats::karpathy::{GeneratedImage, write_generated};
-use crate::data::formats::{SplitOptions, split_counts};
+use crate::data::formats::{SplitOptions, split_counts, split_of_index};
 use crate::data::labels::{Labels, Lexicon};
 use crate::error::{Error, Result};
 
@@ -145,15 +144,7 @@ pub fn generate(opts: &ShapesOptions) -> Result<ShapesSummary> {
     let generated: Vec<(Scene, Vec<String>)> = results.into_iter().collect::<Result<_>>()?;
 
     let counts = split_counts(opts.images, &opts.split);
-    let split_of = |i: usize| {
-        if i < counts[0] {
-            Split::Train
-        } else if i < counts[0] + counts[1] {
-            Split::Val
-        } else {
-            Split::Test
-        }
-    };
+    let split_of = |i: usize| split_of_index(i, counts);
     let generator = Generator {
         name: "capsearch dataset shapes",
         version: 1,
