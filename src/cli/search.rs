@@ -114,6 +114,8 @@ mod tests {
             path: format!("{score}"),
             caption: String::new(),
             score,
+            caption_score: Some(score),
+            visual_score: None,
         }
     }
 

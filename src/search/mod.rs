@@ -78,6 +78,10 @@ pub struct Document {
     pub kind: DocKind,
     /// When it was indexed, in milliseconds since the Unix epoch.
     pub timestamp: i64,
+    /// The image's embedding for visual search (see [`VectorSpace`]), when the indexer computed
+    /// one. Every document of one index has the same length; backends compare by cosine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
 }
 
 impl Document {
@@ -93,6 +97,7 @@ impl Document {
             source: model.into(),
             kind: DocKind::Model,
             timestamp: now_millis(),
+            embedding: None,
         }
     }
 
@@ -108,6 +113,7 @@ impl Document {
             source: dataset.into(),
             kind: DocKind::Dataset,
             timestamp: now_millis(),
+            embedding: None,
         }
     }
 
@@ -142,8 +148,26 @@ pub struct Hit {
     pub path: String,
     /// The document's caption that best matches the query (see [`best_caption`]).
     pub caption: String,
-    /// The backend's relevance score (BM25 on both backends; higher is better).
+    /// The score results are ranked by (higher is better): BM25 for caption search, cosine
+    /// similarity for visual search, the fused reciprocal-rank score for hybrid search.
     pub score: f32,
+    /// The caption (BM25) score, when the caption search found this document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption_score: Option<f32>,
+    /// The cosine similarity of the document's embedding to the query's, when visual search
+    /// found this document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visual_score: Option<f32>,
+}
+
+/// What the image vectors of an index are: their length, and what computed them (for example
+/// `efficientnet-lite0 pooled 1280-d` or a captioner's projected image vector). Kept in the index's
+/// metadata; an indexer refuses to mix vectors of different spaces in one index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorSpace {
+    pub dims: usize,
+    /// What computed the vectors, in words a user recognises.
+    pub embedder: String,
 }
 
 /// How many documents one model or dataset contributed to an index.
@@ -240,6 +264,22 @@ pub trait SearchBackend: Send + Sync {
 
     /// Deletes the whole index. Returns false if there was none.
     fn drop_index(&self) -> Result<bool>;
+
+    /// The documents whose embeddings are nearest to `vector` by cosine similarity, best first,
+    /// skipping the first `offset`; each [`Hit`] has `score` = `visual_score` = the similarity.
+    /// Documents without an embedding are never returned.
+    fn nearest(&self, vector: &[f32], size: usize, offset: usize) -> Result<Vec<Hit>> {
+        let _ = (vector, size, offset);
+        Err(Error::Search(format!(
+            "the {} backend cannot search by image vector yet",
+            self.name()
+        )))
+    }
+
+    /// The vector space of the index's embeddings, or `None` when it holds none.
+    fn vector_space(&self) -> Result<Option<VectorSpace>> {
+        Ok(None)
+    }
 
     /// Finishes a bulk run: the embedded backend waits for its background segment merges and
     /// releases the writer lock (so another process can write); Elasticsearch has nothing to do.
@@ -431,6 +471,7 @@ pub fn dataset_documents(dataset: &Dataset, split: Option<Split>) -> Vec<Documen
             source: name.clone(),
             kind: DocKind::Dataset,
             timestamp,
+            embedding: None,
         })
         .collect()
 }
@@ -482,6 +523,8 @@ mod tests {
             path: "a.jpg".into(),
             caption: "a dog".into(),
             score: 1.5,
+            caption_score: Some(1.5),
+            visual_score: None,
         };
         assert_eq!(
             serde_json::to_string(&hit).unwrap(),

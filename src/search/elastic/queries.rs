@@ -31,6 +31,8 @@ impl Inner {
                 path: source["path"].as_str().unwrap_or_default().to_string(),
                 caption: best_caption(text, &captions),
                 score,
+                caption_score: Some(score),
+                visual_score: None,
             })
             .collect())
     }
@@ -59,6 +61,8 @@ impl Inner {
                 path: source["path"].as_str().unwrap_or_default().to_string(),
                 caption: captions.into_iter().next().unwrap_or_default(),
                 score: 0.0,
+                caption_score: None,
+                visual_score: None,
             })
             .collect())
     }

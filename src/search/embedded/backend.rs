@@ -125,6 +125,8 @@ impl SearchBackend for EmbeddedBackend {
                 path,
                 caption: best_caption(text, &captions),
                 score,
+                caption_score: Some(score),
+                visual_score: None,
             });
         }
         Ok(hits)
@@ -190,6 +192,8 @@ impl SearchBackend for EmbeddedBackend {
                 path,
                 caption,
                 score: 0.0,
+                caption_score: None,
+                visual_score: None,
             });
         }
         Ok(hits)
