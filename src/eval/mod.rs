@@ -18,6 +18,7 @@ pub mod objects;
 pub mod plot;
 pub mod report;
 pub mod results;
+pub mod retrieval;
 pub mod rouge;
 pub mod run;
 pub mod tokenize;
