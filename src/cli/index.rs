@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::data::Split;
 use crate::data::formats::{self, Format, LoadOptions};
+use crate::search::shard::Shard;
 use crate::search::{self, IndexStats, SearchBackend};
 
 /// Index captions for search, or show (`--stats`) or delete (`--drop`) an index.
@@ -57,6 +58,13 @@ pub struct IndexArgs {
     /// Index only this split (train, val or test); default: every image.
     #[arg(long, requires = "dataset")]
     pub split: Option<Split>,
+
+    /// Index only share K of N (K from 1 to N) of the images, chosen by a hash of each image's
+    /// path relative to the folder (--images DIR; for --dataset, relative to its image root), so
+    /// that N machines, each given its own K, fill one index together with no image missed or
+    /// indexed twice. Every machine must name the folder by the same path.
+    #[arg(long, value_name = "K/N", conflicts_with = "images")]
+    pub shard: Option<Shard>,
 
     /// Documents per write.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -126,13 +134,19 @@ fn index_dataset(
         }
         Err(e) => return Err(e.into()),
     };
-    let docs = search::dataset_documents(&dataset, args.split);
+    let mut docs = search::dataset_documents(&dataset, args.split);
+    if let Some(shard) = args.shard {
+        docs.retain(|d| shard.holds_file(&dataset.image_root, std::path::Path::new(&d.path)));
+    }
     if docs.is_empty() {
         bail!(
-            "dataset {} has no images{} to index",
+            "dataset {} has no images{}{} to index",
             path.display(),
             args.split
                 .map(|s| format!(" in split {s}"))
+                .unwrap_or_default(),
+            args.shard
+                .map(|s| format!(" in shard {s}"))
                 .unwrap_or_default()
         );
     }
@@ -151,9 +165,12 @@ fn index_dataset(
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "indexed {written} images ({captions} captions) of {} ({}, dataset {:?}) into the {} index \
-         at {} in {seconds:.1}s ({:.0} images/s)",
+        "indexed {written} images ({captions} captions) of {}{} ({}, dataset {:?}) into the {} \
+         index at {} in {seconds:.1}s ({:.0} images/s)",
         path.display(),
+        args.shard
+            .map(|s| format!(" (shard {s})"))
+            .unwrap_or_default(),
         dataset.format,
         dataset.name(),
         backend.name(),

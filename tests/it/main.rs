@@ -13,3 +13,4 @@ mod score;
 mod search;
 mod serve;
 mod train;
+mod vectors;

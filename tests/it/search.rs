@@ -25,15 +25,15 @@ use indicatif::ProgressBar;
 use serde_json::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
+pub(super) enum Kind {
     Embedded,
     Elastic,
 }
 
 /// A fresh, empty index for one test, removed when dropped.
-struct Fixture {
-    backend: Box<dyn SearchBackend>,
-    opts: BackendOptions,
+pub(super) struct Fixture {
+    pub(super) backend: Box<dyn SearchBackend>,
+    pub(super) opts: BackendOptions,
     _dir: tempfile::TempDir,
 }
 
@@ -85,7 +85,7 @@ fn unique_index(test: &str) -> String {
 }
 
 /// A fresh backend of `kind`, or None (after saying so) when Elasticsearch is not available.
-fn fixture(kind: Kind, test: &str) -> Option<Fixture> {
+pub(super) fn fixture(kind: Kind, test: &str) -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
     let opts = match kind {
         Kind::Embedded => BackendOptions {
@@ -687,7 +687,7 @@ impl Drop for PrivateServer {
     }
 }
 
-fn capsearch(args: &[&str], opts: &BackendOptions) -> Output {
+pub(super) fn capsearch(args: &[&str], opts: &BackendOptions) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_capsearch"));
     cmd.args(args).env_remove("ES_URL").env_remove("ES_INDEX");
     match opts.backend {
@@ -703,7 +703,7 @@ fn capsearch(args: &[&str], opts: &BackendOptions) -> Output {
     cmd.stdin(Stdio::null()).output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -826,7 +826,7 @@ fn both_backends_return_the_same_results() {
 }
 
 /// Writes a 2x2 PNG.
-fn png(path: &Path) {
+pub(super) fn png(path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     image::RgbImage::from_pixel(2, 2, image::Rgb([200, 30, 30]))
         .save(path)

@@ -1,11 +1,12 @@
-//! Writing and deleting documents with `_bulk`, in batches by count and bytes; items rejected
-//! with 429 are sent again.
+//! Writing and deleting documents with `_bulk`, in batches by count and bytes, each with its
+//! image vector when it has one; items rejected with 429 are sent again.
 
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
 use super::client::{Inner, reason};
+use super::{VECTOR_FIELD, check_vector};
 use crate::error::{Error, Result};
 use crate::search::{Document, doc_id};
 
@@ -26,6 +27,7 @@ impl Inner {
 
     pub(super) async fn index_docs(&self, docs: &[Document]) -> Result<usize> {
         self.ensure_index().await?;
+        self.check_embeddings(docs).await?;
         for batch in batches(docs, self.config.batch_docs, self.config.batch_bytes) {
             let mut pending: Vec<&(String, String, &Document)> = batch.iter().collect();
             let mut attempt = 0;
@@ -83,6 +85,30 @@ impl Inner {
         }
         self.refresh().await?;
         Ok(docs.len())
+    }
+
+    /// Checks the documents' embeddings before anything is sent: the index must hold a vector
+    /// space (declared with `set_vector_space`) and each vector must fit it.
+    async fn check_embeddings(&self, docs: &[Document]) -> Result<()> {
+        let Some(first) = docs.iter().find(|d| d.embedding.is_some()) else {
+            return Ok(());
+        };
+        let Some(space) = self.vector_space().await? else {
+            return Err(Error::Search(format!(
+                "{} holds no image vectors, so the embedding of {:?} has nowhere to go: declare \
+                 the vectors' space first (SearchBackend::set_vector_space)",
+                self.describe(),
+                first.path
+            )));
+        };
+        for doc in docs {
+            if let Some(vector) = &doc.embedding {
+                let what = format!("the embedding of {:?}", doc.path);
+                space.ensure_dims(vector, &what)?;
+                check_vector(vector, &what)?;
+            }
+        }
+        Ok(())
     }
 
     fn bulk_failure(&self, failures: &[(String, Value)], of: usize) -> Error {
@@ -160,14 +186,17 @@ fn batches(
             .iter()
             .filter(|c| !c.trim().is_empty())
             .collect();
-        let source = json!({
+        let mut source = json!({
             "path": doc.path,
             "caption": captions,
             "kind": doc.kind.as_str(),
             doc.kind.as_str(): doc.source,
             "timestamp": doc.timestamp,
-        })
-        .to_string();
+        });
+        if let Some(vector) = &doc.embedding {
+            source[VECTOR_FIELD] = json!(vector);
+        }
+        let source = source.to_string();
         let size = action.len() + source.len() + 2;
         if !batch.is_empty() && (batch.len() >= max_docs.max(1) || bytes + size > max_bytes) {
             out.push(std::mem::take(&mut batch));
@@ -200,7 +229,13 @@ mod tests {
         assert_eq!(source["model"], "m");
         assert_eq!(source["kind"], "model");
         assert_eq!(source["caption"], json!(["a dog"]));
+        assert!(source.get(VECTOR_FIELD).is_none(), "no embedding, no field");
         let action: Value = serde_json::from_str(&b[0][0].0).unwrap();
         assert_eq!(action["index"]["_id"], doc_id("0.jpg"));
+        let mut with = Document::from_model("v.jpg", "a dog", "m");
+        with.embedding = Some(vec![0.5, -0.25]);
+        let b = batches(std::slice::from_ref(&with), 10, usize::MAX);
+        let source: Value = serde_json::from_str(&b[0][0].1).unwrap();
+        assert_eq!(source[VECTOR_FIELD], json!([0.5, -0.25]));
     }
 }

@@ -2,6 +2,7 @@
 //! 5xx, and the error messages that name the cluster, the call and what would fix it.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -9,21 +10,23 @@ use elasticsearch::cluster::ClusterHealthParts;
 use elasticsearch::http::StatusCode;
 use elasticsearch::http::response::Response;
 use elasticsearch::indices::{
-    IndicesCreateParts, IndicesDeleteParts, IndicesGetMappingParts, IndicesRefreshParts,
-    IndicesStatsParts,
+    IndicesCreateParts, IndicesDeleteParts, IndicesGetMappingParts, IndicesPutMappingParts,
+    IndicesRefreshParts, IndicesStatsParts,
 };
 use elasticsearch::{BulkParts, CountParts, Elasticsearch, SearchParts};
 use serde_json::Value;
 
 use super::ElasticConfig;
 use crate::error::{Error, Result};
-use crate::search::missing_index;
+use crate::search::{VectorSpace, missing_index};
 
 pub(super) struct Inner {
     pub(super) client: Elasticsearch,
     pub(super) config: ElasticConfig,
     /// Set once the index is known to exist with our mapping.
     pub(super) ready: AtomicBool,
+    /// The index's vector space, once read from (or written to) its mapping's `_meta`.
+    pub(super) space: Mutex<Option<VectorSpace>>,
 }
 
 /// A request on its way.
@@ -206,6 +209,23 @@ impl Inner {
                 self.client
                     .indices()
                     .create(IndicesCreateParts::Index(index))
+                    .body(body)
+                    .send()
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// `PUT /<index>/_mapping` with `body` (new fields and `_meta`).
+    pub(super) async fn api_put_mapping(&self, what: &str, body: &Value) -> Result<Reply> {
+        let indices = [self.index()];
+        self.call(what, || {
+            let body = body.clone();
+            Box::pin(async move {
+                self.client
+                    .indices()
+                    .put_mapping(IndicesPutMappingParts::Index(&indices))
                     .body(body)
                     .send()
                     .await

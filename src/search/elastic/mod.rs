@@ -9,9 +9,19 @@
 //!   rejected with 429 are sent again, and whole requests answered 429 or 5xx are retried, with
 //!   exponential backoff. The index is refreshed before a write returns, so a query right after
 //!   sees it.
-//! - Only documented Elasticsearch 8 REST APIs are used: index create/get-mapping/refresh/delete/
-//!   stats, `_bulk`, `_search` (match, match_all sorted by path, bool, term, terms, terms aggregation), `_count` and
-//!   `_cluster/health`.
+//! - Image vectors: the index gains a `dense_vector` field `embedding` ([`vector_mapping`]:
+//!   `similarity: cosine`, `index: true`, the server's default HNSW quantisation, `int8_hnsw`
+//!   since Elasticsearch 8.14) when its vector space is first declared
+//!   ([`SearchBackend::set_vector_space`]), through the put-mapping API, which may add fields to
+//!   an existing index; so an index first filled with captions alone gains vectors later. The
+//!   [`VectorSpace`] is kept in the mapping's `_meta` (`vector_space`), where
+//!   [`SearchBackend::vector_space`] reads it. Bulk writes carry each document's embedding;
+//!   [`SearchBackend::nearest`] is a `knn` search (`k` = offset + size, `num_candidates` =
+//!   max(2k, 100), at most 10,000), and converts the `_score` Elasticsearch reports for cosine,
+//!   (1 + cos) / 2, back to the cosine similarity.
+//! - Only documented Elasticsearch 8 REST APIs are used: index create/get-mapping/put-mapping/
+//!   refresh/delete/stats, `_bulk`, `_search` (match, match_all sorted by path, bool, term, terms,
+//!   terms aggregation, top-level `knn`), `_count` and `_cluster/health`.
 //!
 //! The client is async; [`ElasticBackend`] owns a one-thread tokio runtime, runs each call as a
 //! task on it and waits for the answer, so the [`SearchBackend`] trait stays synchronous and the
@@ -33,8 +43,8 @@ mod queries;
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use elasticsearch::Elasticsearch;
@@ -43,7 +53,7 @@ use elasticsearch::http::Url;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use serde_json::{Value, json};
 
-use super::{DocKind, Document, Health, Hit, IndexStats, SearchBackend};
+use super::{DocKind, Document, Health, Hit, IndexStats, SearchBackend, VectorSpace};
 use crate::error::{Error, Result};
 use client::Inner;
 
@@ -121,6 +131,45 @@ pub fn mapping() -> Value {
     })
 }
 
+/// The field that holds each document's image vector.
+pub const VECTOR_FIELD: &str = "embedding";
+
+/// The most `k` (and `num_candidates`) a `knn` search may ask for: Elasticsearch refuses more.
+pub const MAX_KNN_CANDIDATES: usize = 10_000;
+
+/// The mapping update that gives an index its image vectors: the `dense_vector` field (cosine,
+/// indexed for approximate kNN with the server's default `index_options`) and the space in `_meta`.
+pub fn vector_mapping(space: &VectorSpace) -> Value {
+    json!({
+        "_meta": {"vector_space": {"dims": space.dims, "embedder": space.embedder}},
+        "properties": {
+            VECTOR_FIELD: {
+                "type": "dense_vector",
+                "dims": space.dims,
+                "index": true,
+                "similarity": "cosine"
+            }
+        }
+    })
+}
+
+/// Checks what cosine similarity needs of a vector (`what` names it in the error): finite values
+/// and a length above zero (Elasticsearch refuses zero vectors for `cosine`).
+pub fn check_vector(vector: &[f32], what: &str) -> Result<()> {
+    if let Some(i) = vector.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Search(format!(
+            "{what} has a value that is not a finite number ({} at position {i})",
+            vector[i]
+        )));
+    }
+    if vector.iter().all(|v| *v == 0.0) {
+        return Err(Error::Search(format!(
+            "{what} is all zeros: cosine similarity needs a vector of non-zero length"
+        )));
+    }
+    Ok(())
+}
+
 /// An Elasticsearch index. Cheap to construct: nothing is sent until the first call.
 pub struct ElasticBackend {
     inner: Arc<Inner>,
@@ -170,6 +219,7 @@ impl ElasticBackend {
                 client: Elasticsearch::new(transport),
                 config,
                 ready: AtomicBool::new(false),
+                space: Mutex::new(None),
             }),
             runtime: Some(runtime),
         })
@@ -274,6 +324,22 @@ impl SearchBackend for ElasticBackend {
     fn drop_index(&self) -> Result<bool> {
         self.run(|inner| async move { inner.drop_index().await })
     }
+
+    fn nearest(&self, vector: &[f32], size: usize, offset: usize) -> Result<Vec<Hit>> {
+        check_vector(vector, "the query vector")?;
+        let vector = vector.to_vec();
+        self.run(move |inner| async move { inner.nearest(&vector, size, offset).await })
+    }
+
+    fn vector_space(&self) -> Result<Option<VectorSpace>> {
+        self.run(|inner| async move { inner.vector_space().await })
+    }
+
+    fn set_vector_space(&self, space: &VectorSpace) -> Result<bool> {
+        let space = space.clone();
+        self.run(move |inner| async move { inner.declare_vector_space(&space).await })
+            .map(|()| true)
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +357,34 @@ mod tests {
         assert!(ElasticBackend::new(config("http://localhost:9200", "Caps")).is_err());
         assert!(ElasticBackend::new(config("http://localhost:9200", "a/b")).is_err());
         assert!(ElasticBackend::new(config("http://localhost:9200", "caps-1")).is_ok());
+    }
+
+    #[test]
+    fn vector_mapping_is_a_cosine_dense_vector_with_the_space_in_meta() {
+        let space = VectorSpace {
+            dims: 4,
+            embedder: "test 4-d".into(),
+        };
+        let m = vector_mapping(&space);
+        assert_eq!(m["_meta"]["vector_space"]["dims"], 4);
+        assert_eq!(m["_meta"]["vector_space"]["embedder"], "test 4-d");
+        let field = &m["properties"][VECTOR_FIELD];
+        assert_eq!(field["type"], "dense_vector");
+        assert_eq!(field["similarity"], "cosine");
+        assert_eq!(field["index"], true);
+        assert!(field.get("index_options").is_none(), "the server's default");
+        let space: VectorSpace =
+            serde_json::from_value(m["_meta"]["vector_space"].clone()).unwrap();
+        assert_eq!(space.dims, 4);
+    }
+
+    #[test]
+    fn vectors_must_be_finite_and_not_zero() {
+        assert!(check_vector(&[0.0, 1.0], "v").is_ok());
+        let err = check_vector(&[0.0, 0.0], "the embedding of \"a.png\"").unwrap_err();
+        assert!(err.to_string().contains("a.png") && err.to_string().contains("all zeros"));
+        let err = check_vector(&[1.0, f32::NAN], "v").unwrap_err().to_string();
+        assert!(err.contains("position 1"), "{err}");
     }
 
     #[test]

@@ -1,15 +1,15 @@
-//! `_search` and `_count`: matching captions, listing by path, looking up indexed paths, and the
-//! statistics per source.
+//! `_search` and `_count`: matching captions, nearest image vectors (`knn`), listing by path,
+//! looking up indexed paths, and the statistics per source.
 
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::MAX_RESULT_WINDOW;
 use super::client::Inner;
+use super::{MAX_KNN_CANDIDATES, MAX_RESULT_WINDOW, VECTOR_FIELD};
 use crate::error::{Error, Result};
 use crate::search::analysis::best_caption;
-use crate::search::{DocKind, Hit, IndexStats, SourceCount};
+use crate::search::{DocKind, Hit, IndexStats, SourceCount, missing_index};
 
 impl Inner {
     async fn search(&self, what: &str, body: Value) -> Result<Value> {
@@ -33,6 +33,52 @@ impl Inner {
                 score,
                 caption_score: Some(score),
                 visual_score: None,
+            })
+            .collect())
+    }
+
+    /// The documents whose vectors are nearest to `vector`: a top-level `knn` search for the
+    /// first `offset + size`, of which the page `offset..offset + size` is returned.
+    pub(super) async fn nearest(
+        &self,
+        vector: &[f32],
+        size: usize,
+        offset: usize,
+    ) -> Result<Vec<Hit>> {
+        let Some(space) = self.vector_space().await? else {
+            if !self.exists().await? {
+                return Err(missing_index(&self.describe()));
+            }
+            return Err(Error::Search(format!(
+                "{} holds no image vectors: index images with a model (`capsearch index \
+                 --images DIR --model DIR`) to search by image",
+                self.describe()
+            )));
+        };
+        space.ensure_dims(vector, "the query vector")?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let k = offset.saturating_add(size);
+        if k > MAX_KNN_CANDIDATES {
+            return Err(Error::Search(format!(
+                "Elasticsearch finds at most the {MAX_KNN_CANDIDATES} nearest vectors: offset \
+                 {offset} + size {size} is beyond that"
+            )));
+        }
+        let answer = self
+            .search("a vector search", knn_body(vector, size, offset))
+            .await?;
+        Ok(source_hits(&answer)
+            .map(|(source, captions, score)| {
+                let similarity = cosine_from_score(score);
+                Hit {
+                    path: source["path"].as_str().unwrap_or_default().to_string(),
+                    caption: captions.into_iter().next().unwrap_or_default(),
+                    score: similarity,
+                    caption_score: None,
+                    visual_score: Some(similarity),
+                }
             })
             .collect())
     }
@@ -160,6 +206,31 @@ impl Inner {
     }
 }
 
+/// The `_search` body of a vector search: `knn` for the first `offset + size` documents, with
+/// twice as many candidates per shard (at least 100, at most [`MAX_KNN_CANDIDATES`]).
+fn knn_body(vector: &[f32], size: usize, offset: usize) -> Value {
+    let k = offset + size;
+    let candidates = (2 * k).clamp(100, MAX_KNN_CANDIDATES).max(k);
+    json!({
+        "knn": {
+            "field": VECTOR_FIELD,
+            "query_vector": vector,
+            "k": k,
+            "num_candidates": candidates
+        },
+        "from": offset,
+        "size": size,
+        "_source": ["path", "caption"],
+        "track_total_hits": false
+    })
+}
+
+/// The cosine similarity behind a `knn` `_score`: for `similarity: cosine` Elasticsearch
+/// reports (1 + cos) / 2, so that scores are positive.
+fn cosine_from_score(score: f32) -> f32 {
+    (2.0 * score - 1.0).clamp(-1.0, 1.0)
+}
+
 /// The hits of a `_search` answer: each one's `_source`, its captions (one or many) and `_score`.
 fn source_hits(answer: &Value) -> impl Iterator<Item = (&Value, Vec<String>, f32)> {
     answer
@@ -180,4 +251,33 @@ fn source_hits(answer: &Value) -> impl Iterator<Item = (&Value, Vec<String>, f32
             };
             (source, captions, h["_score"].as_f64().unwrap_or(0.0) as f32)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knn_asks_for_the_page_end_with_spare_candidates() {
+        let body = knn_body(&[1.0, 0.0], 10, 20);
+        assert_eq!(body["knn"]["field"], VECTOR_FIELD);
+        assert_eq!(body["knn"]["k"], 30);
+        assert_eq!(body["knn"]["num_candidates"], 100);
+        assert_eq!(body["from"], 20);
+        assert_eq!(body["size"], 10);
+        assert_eq!(body["knn"]["query_vector"], json!([1.0, 0.0]));
+        assert_eq!(knn_body(&[1.0], 500, 0)["knn"]["num_candidates"], 1000);
+        assert_eq!(
+            knn_body(&[1.0], 9000, 0)["knn"]["num_candidates"],
+            MAX_KNN_CANDIDATES
+        );
+    }
+
+    #[test]
+    fn cosine_scores_are_converted_back() {
+        assert_eq!(cosine_from_score(1.0), 1.0);
+        assert_eq!(cosine_from_score(0.5), 0.0);
+        assert_eq!(cosine_from_score(0.0), -1.0);
+        assert!((cosine_from_score(0.75) - 0.5).abs() < 1e-6);
+    }
 }
