@@ -297,3 +297,66 @@ fn two_shards_fill_one_index(kind: Kind) {
     assert!(index("1/2").status.success());
     assert_eq!(fx.backend.count().unwrap(), 60);
 }
+
+/// What the Elasticsearch mapping holds before and after the vector space is declared, and a
+/// foreign `embedding` field refused (Elasticsearch only: the embedded index has no mapping).
+#[test]
+fn elasticsearch_mapping_gains_a_cosine_vector_field() {
+    let Some(fx) = fixture(Kind::Elastic, "vec-mapping") else {
+        return;
+    };
+    let url = format!("{}/{}", fx.opts.es_url.as_ref().unwrap(), fx.opts.es_index);
+    let http = reqwest::blocking::Client::new();
+    let mapping = || -> serde_json::Value {
+        let body: serde_json::Value = http
+            .get(format!("{url}/_mapping"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        body.as_object().unwrap().values().next().unwrap()["mappings"].clone()
+    };
+    fx.backend
+        .index(&[doc("old.png", "a yellow circle", None)])
+        .unwrap();
+    assert!(mapping()["properties"].get("embedding").is_none());
+    assert!(fx.backend.set_vector_space(&space()).unwrap());
+    let m = mapping();
+    let field = &m["properties"]["embedding"];
+    assert_eq!(field["type"], "dense_vector", "{m}");
+    assert_eq!(field["similarity"], "cosine", "{m}");
+    assert_eq!(field["dims"], 3, "{m}");
+    assert_eq!(field["index"], true, "{m}");
+    assert_eq!(
+        m["_meta"]["vector_space"],
+        json!({"dims": 3, "embedder": "test vectors 3-d"})
+    );
+    // Another process reads the space back from `_meta`.
+    let fresh = capsearch::search::open_backend(&fx.opts).unwrap();
+    assert_eq!(fresh.vector_space().unwrap(), Some(space()));
+
+    // An index someone created with an l2_norm `embedding` and no capsearch `_meta`.
+    fx.backend.drop_index().unwrap();
+    let created = http
+        .put(&url)
+        .json(&json!({"mappings": {"properties": {
+            "path": {"type": "keyword"},
+            "caption": {"type": "text", "analyzer": "english"},
+            "kind": {"type": "keyword"},
+            "model": {"type": "keyword"},
+            "dataset": {"type": "keyword"},
+            "timestamp": {"type": "date", "format": "epoch_millis"},
+            "embedding": {"type": "dense_vector", "dims": 3, "similarity": "l2_norm"}}}}))
+        .send()
+        .unwrap();
+    assert!(created.status().is_success());
+    let fresh = capsearch::search::open_backend(&fx.opts).unwrap();
+    let err = fresh
+        .index(&[doc("x.png", "a shape", None)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conflict") && err.contains("`embedding`") && err.contains("--drop"),
+        "{err}"
+    );
+}
