@@ -22,6 +22,8 @@
 
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
+use std::sync::Mutex;
+
 use burn::prelude::*;
 use rayon::prelude::*;
 
@@ -122,7 +124,7 @@ struct Block {
 }
 
 /// EfficientNet-Lite's feature extractor, ready to run on the CPU (see the module docs).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FastEfficientNet {
     /// The stem: `[3·3·3, stem]`, rows in (kh, kw, channel) order.
     stem: Pointwise,
@@ -130,6 +132,22 @@ pub struct FastEfficientNet {
     stem_stride: usize,
     blocks: Vec<Block>,
     head: Pointwise,
+    /// Buffers of earlier calls, kept for the next ones: fresh ones cost page faults on every
+    /// image (tens of megabytes at 224×224).
+    spare: Mutex<Vec<Scratch>>,
+}
+
+impl Clone for FastEfficientNet {
+    fn clone(&self) -> Self {
+        Self {
+            stem: self.stem.clone(),
+            stem_k: self.stem_k,
+            stem_stride: self.stem_stride,
+            blocks: self.blocks.clone(),
+            head: self.head.clone(),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 fn floats<const D: usize>(t: Tensor<D>, name: &str) -> Result<Vec<f32>> {
@@ -262,6 +280,7 @@ impl FastEfficientNet {
             stem_stride: net.conv_stem.stride[0],
             blocks,
             head: pointwise(&net.conv_head, &net.bn1, "conv_head")?,
+            spare: Mutex::new(Vec::new()),
         })
     }
 
@@ -297,10 +316,11 @@ impl FastEfficientNet {
         let image = c * h * w;
         let workers = b.min(rayon::current_num_threads().max(1));
         if workers <= 1 {
-            let mut scratch = Scratch::new(self, h, w);
+            let mut scratch = self.scratch(h, w);
             for (x, f) in images.chunks_exact(image).zip(out.chunks_exact_mut(dim)) {
                 self.one(x, [c, h, w], &mut scratch, f, true);
             }
+            self.give_back(scratch);
         } else {
             // Contiguous runs of images, one per worker, each with its own buffers.
             let per = b.div_ceil(workers);
@@ -308,13 +328,32 @@ impl FastEfficientNet {
                 .par_chunks(per * image)
                 .zip(out.par_chunks_mut(per * dim))
                 .for_each(|(xs, fs)| {
-                    let mut scratch = Scratch::new(self, h, w);
+                    let mut scratch = self.scratch(h, w);
                     for (x, f) in xs.chunks_exact(image).zip(fs.chunks_exact_mut(dim)) {
                         self.one(x, [c, h, w], &mut scratch, f, false);
                     }
+                    self.give_back(scratch);
                 });
         }
         Ok(out)
+    }
+
+    /// Buffers for `h × w` images: a kept set of that size, or new ones.
+    fn scratch(&self, h: usize, w: usize) -> Scratch {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        match spare.iter().position(|s| s.size == (h, w)) {
+            Some(i) => spare.swap_remove(i),
+            None => Scratch::new(self, h, w),
+        }
+    }
+
+    /// Keeps buffers for later calls (as many sets as there are threads).
+    fn give_back(&self, scratch: Scratch) {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        spare.retain(|s| s.size == scratch.size);
+        if spare.len() < rayon::current_num_threads().max(1) {
+            spare.push(scratch);
+        }
     }
 
     /// One image `[c, h, w]` → its feature (`out`, `head` values).
@@ -392,7 +431,10 @@ impl FastEfficientNet {
 
 /// The buffers one image goes through, sized for the largest layer: `a` the block input (and
 /// output, swapped with `p`), `e` the expansion, `d` the depthwise output, `cols` the stem's im2col.
+#[derive(Debug)]
 struct Scratch {
+    /// The image size they are for.
+    size: (usize, usize),
     a: Vec<f32>,
     e: Vec<f32>,
     d: Vec<f32>,
@@ -414,6 +456,7 @@ impl Scratch {
         }
         largest = largest.max(hh * ww * net.head.c_out);
         Scratch {
+            size: (h, w),
             a: vec![0.0; largest],
             e: vec![0.0; largest],
             d: vec![0.0; largest],
