@@ -8,12 +8,13 @@
 //! numpy or torch is missing is reported as skipped, with the reason.
 //!
 //! The baseline scripts live in `bench/` and are compiled into the binary ([`NEURALTALK_SCRIPT`],
-//! [`PYTORCH_SCRIPT`], and the NeuralTalk port they share with the test fixtures,
+//! [`PYTORCH_SCRIPT`], [`FEATURES_SCRIPT`], and the NeuralTalk port they share with the test fixtures,
 //! [`NEURALTALK_REFERENCE`]), so `capsearch bench` runs them from any directory.
 
 pub mod baseline;
 mod caption;
 mod common;
+pub mod features;
 pub mod plot;
 pub mod search;
 pub mod serve;
@@ -35,6 +36,8 @@ pub const NEURALTALK_REFERENCE: &str =
     include_str!("../../tests/fixtures/neuraltalk/neuraltalk_reference.py");
 /// `bench/pytorch_reference.py`: the `shapes` model in PyTorch on CPU.
 pub const PYTORCH_SCRIPT: &str = include_str!("../../bench/pytorch_reference.py");
+/// `bench/pytorch_features.py`: EfficientNet-Lite0's features in PyTorch on CPU.
+pub const FEATURES_SCRIPT: &str = include_str!("../../bench/pytorch_features.py");
 
 /// What to run and where to write.
 #[derive(Debug, Clone)]
@@ -53,6 +56,8 @@ pub struct BenchOptions {
     pub serve: serve::ServeBenchOptions,
     /// Device for the training and captioning benchmarks (`None`: burn's flex CPU backend).
     pub device: Option<burn::prelude::Device>,
+    /// EfficientNet-Lite0's `.pth` for `bench features` (`None`: [`features::default_weights`]).
+    pub efficientnet_weights: Option<PathBuf>,
 }
 
 impl BenchOptions {
@@ -210,7 +215,7 @@ pub struct Count {
 /// One benchmark's table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Table {
-    /// `train`, `caption` or `search`.
+    /// `train`, `caption`, `features`, `search` or `serve`.
     pub name: String,
     pub title: String,
     /// Sizes and settings the figures were measured with.
@@ -285,6 +290,9 @@ pub enum BenchKind {
     Train,
     /// NeuralTalk-sized caption latency and throughput, and VGG-16's forward pass.
     Caption,
+    /// EfficientNet-Lite0 photo features (images/s at 224×224, batch 1 and 16) against PyTorch
+    /// on the same weights.
+    Features,
     /// Embedded search: indexing docs/s, query latency, index size.
     Search,
     /// `capsearch serve` under load: requests/s, p50/p99 latency, errors and the server's peak RSS
@@ -309,6 +317,9 @@ pub fn run_benchmarks(kind: BenchKind, opts: &BenchOptions, command: &str) -> Re
     }
     if matches!(kind, BenchKind::Caption | BenchKind::All) {
         tables.push(caption::bench_caption(opts)?);
+    }
+    if matches!(kind, BenchKind::Features | BenchKind::All) {
+        tables.push(features::bench_features(opts, machine.cores)?);
     }
     if matches!(kind, BenchKind::Search | BenchKind::All) {
         tables.push(search::bench_search(opts)?);

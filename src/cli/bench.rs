@@ -1,4 +1,5 @@
-//! `capsearch bench`: measure training, captioning, search and the web server, with baselines.
+//! `capsearch bench`: measure training, captioning, photo features, search and the web server,
+//! with baselines.
 
 use std::path::PathBuf;
 
@@ -59,6 +60,11 @@ pub struct BenchArgs {
     /// `--features cuda`; see bench/gpu-check.sh).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// features: EfficientNet-Lite0's weights, for capsearch and PyTorch alike [default:
+    /// $CAPSEARCH_WEIGHTS_DIR/efficientnet-lite0.pth, else datasets/weights/efficientnet-lite0.pth;
+    /// without the file capsearch runs random weights and PyTorch is skipped].
+    #[arg(long, value_name = "PATH")]
+    pub weights: Option<PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -78,6 +84,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             DeviceArg::Cpu => None,
             other => Some(other.device()?),
         },
+        efficientnet_weights: args.weights,
     };
     let command = format!(
         "capsearch {}",

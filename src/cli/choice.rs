@@ -142,6 +142,7 @@ impl Choice for BenchKind {
     const ALL: &'static [Self] = &[
         BenchKind::Train,
         BenchKind::Caption,
+        BenchKind::Features,
         BenchKind::Search,
         BenchKind::Serve,
         BenchKind::All,
@@ -150,6 +151,7 @@ impl Choice for BenchKind {
         match self {
             BenchKind::Train => "train",
             BenchKind::Caption => "caption",
+            BenchKind::Features => "features",
             BenchKind::Search => "search",
             BenchKind::Serve => "serve",
             BenchKind::All => "all",
@@ -160,6 +162,9 @@ impl Choice for BenchKind {
             BenchKind::Train => "Training images/s on the `shapes` model, and a batch-size sweep",
             BenchKind::Caption => {
                 "NeuralTalk-sized caption latency and throughput, and VGG-16's forward pass"
+            }
+            BenchKind::Features => {
+                "EfficientNet-Lite0 photo features (images/s at 224×224, batch 1 and 16) against PyTorch on the same weights"
             }
             BenchKind::Search => "Embedded search: indexing docs/s, query latency, index size",
             BenchKind::Serve => {

@@ -18,6 +18,7 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::artifact::{self, ModelInfo, Preprocessing, load_model, load_weights_as, save_weights};
 use super::captioner::EncoderConfig;
+use super::efficientnet::fast::FastEfficientNet;
 use super::efficientnet::{EfficientNet, EfficientNetConfig};
 use super::encoder::{SmallCnn, SmallCnnConfig};
 use super::precision::Precision;
@@ -171,6 +173,9 @@ pub enum BackboneNet {
 pub struct Backbone {
     pub info: BackboneInfo,
     net: BackboneNet,
+    /// EfficientNet's CPU fast path, built from `net` when its weights are `f32` on burn's flex
+    /// device; [`Backbone::forward`] uses it in place of burn's ops.
+    fast: Option<Arc<FastEfficientNet>>,
 }
 
 impl Backbone {
@@ -180,7 +185,16 @@ impl Backbone {
             (BackboneNetwork::Vgg16(_), BackboneNet::Vgg16(_))
             | (BackboneNetwork::SmallCnn(_), BackboneNet::SmallCnn(_))
             | (BackboneNetwork::EfficientNet(_), BackboneNet::EfficientNet(_)) => {
-                Ok(Self { info, net })
+                let fast = match &net {
+                    BackboneNet::EfficientNet(e)
+                        if e.dtype() == burn::tensor::DType::F32
+                            && e.conv_stem.weight.val().device() == Device::flex() =>
+                    {
+                        Some(Arc::new(FastEfficientNet::new(e)?))
+                    }
+                    _ => None,
+                };
+                Ok(Self { info, net, fast })
             }
             _ => Err(Error::Internal(format!(
                 "backbone {}: network and description differ",
@@ -190,9 +204,10 @@ impl Backbone {
     }
 
     /// Preprocessed images `[B, 3, S, S]` → features `[B, F]`.
-    /// Images are cast to the weights' precision (see [`crate::model::precision`]).
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        match &self.net {
+    /// Images are cast to the weights' precision (see [`crate::model::precision`]). An
+    /// EfficientNet with `f32` weights on the CPU runs [`FastEfficientNet`].
+    pub fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
+        Ok(match &self.net {
             BackboneNet::Vgg16(v) => {
                 let dtype = v
                     .features
@@ -212,8 +227,23 @@ impl Backbone {
                     None => images,
                 })
             }
-            BackboneNet::EfficientNet(e) => e.forward(images.cast(e.dtype())),
-        }
+            BackboneNet::EfficientNet(e) => match &self.fast {
+                Some(fast) => fast.forward(images)?,
+                None => e.forward(images.cast(e.dtype())),
+            },
+        })
+    }
+
+    /// Whether [`Backbone::forward`] runs EfficientNet's CPU fast path rather than burn's ops.
+    pub fn uses_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The same backbone without its fast path: [`Backbone::forward`] through burn's ops (to
+    /// compare the two).
+    pub fn without_fast_path(mut self) -> Self {
+        self.fast = None;
+        self
     }
 
     /// The network, for uses beyond features (e.g. [`EfficientNet::classify`]).
@@ -498,6 +528,7 @@ mod tests {
         let x = Tensor::<4>::ones([1, 3, 64, 64], &device);
         let want: Vec<f32> = backbone
             .forward(x.clone())
+            .unwrap()
             .into_data()
             .try_to_vec()
             .unwrap();
@@ -521,7 +552,7 @@ mod tests {
                 .unwrap();
         assert_eq!(weights, dir.path().join(BACKBONE_WEIGHTS));
         assert_eq!(again.info, backbone.info);
-        let got: Vec<f32> = again.forward(x).into_data().try_to_vec().unwrap();
+        let got: Vec<f32> = again.forward(x).unwrap().into_data().try_to_vec().unwrap();
         assert_eq!(got, want);
         assert_eq!(
             Backbone::saved_info(dir.path()).unwrap().unwrap().key(),

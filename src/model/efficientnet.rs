@@ -419,5 +419,7 @@ pub fn remap_key(name: &str) -> String {
         .join(".")
 }
 
+pub mod fast;
+mod kernels;
 #[cfg(test)]
 mod tests;

@@ -199,7 +199,7 @@ impl CaptionEngine {
                 .reshape([images.len(), 3, s, s]);
         let features = match (&self.loaded.model.cnn, &self.backbone) {
             (Some(_), _) => self.loaded.model.encode(tensor),
-            (None, Some(backbone)) => Some(backbone.forward(tensor)),
+            (None, Some(backbone)) => Some(backbone.forward(tensor)?),
             (None, None) => None,
         }
         .ok_or_else(|| self.no_encoder_error())?;

@@ -300,7 +300,7 @@ impl FeatureCache {
                 if !pixels.is_empty() {
                     let refs: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
                     let tensor = images_tensor(&refs, size as usize, normalization, device);
-                    let out = backbone.forward(tensor);
+                    let out = backbone.forward(tensor)?;
                     let [b, d] = out.dims();
                     if d != self.dim || b != hashes.len() {
                         return Err(Error::Invalid(format!(

@@ -16,7 +16,7 @@ fn quick_bench_reports_every_table_and_writes_markdown() {
     assert_eq!(v["quick"], true);
     let tables = v["tables"].as_array().unwrap();
     let names: Vec<&str> = tables.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["train", "caption", "search", "serve"]);
+    assert_eq!(names, ["train", "caption", "features", "search", "serve"]);
     let mut baselines = 0;
     for t in tables {
         let rows = t["rows"].as_array().unwrap();
@@ -50,6 +50,7 @@ fn quick_bench_reports_every_table_and_writes_markdown() {
     for heading in [
         "## train",
         "## caption",
+        "## features",
         "## search",
         "## serve",
         "| figure | median |",

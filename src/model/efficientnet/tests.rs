@@ -117,6 +117,63 @@ fn tiny_network_matches_numpy_reference() {
     }
 }
 
+/// The largest difference between two feature sets, relative to the largest magnitude of `want`.
+fn relative_difference(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f64, |m, x| m.max(f64::from(x.abs())));
+    assert!(scale > 0.0, "all zero");
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| f64::from((g - w).abs()))
+        .fold(0.0, f64::max)
+        / scale
+}
+
+#[test]
+fn fast_path_matches_burn_and_numpy_on_the_tiny_network() {
+    let device = Device::flex();
+    let (model, _, expected) = tiny(&device);
+    let fast = fast::FastEfficientNet::new(&model).unwrap();
+    assert_eq!(fast.feature_dim(), expected.shape.feature_dim());
+    for case in &expected.cases {
+        let what = format!("{}×{}×{}", case.batch, case.height, case.width);
+        let x = input(case.batch, case.height, case.width, &device);
+        let burn: Vec<f32> = model.forward(x.clone()).into_data().try_to_vec().unwrap();
+        let got = fast.forward(x).unwrap();
+        assert_eq!(got.dims(), [case.batch, expected.shape.feature_dim()]);
+        let got: Vec<f32> = got.into_data().try_to_vec().unwrap();
+        let diff = relative_difference(&got, &burn);
+        assert!(diff <= 1e-4, "fast vs burn {what}: {diff:e}");
+        assert_close(
+            Tensor::<1>::from_floats(got.as_slice(), &device)
+                .reshape([case.batch, fast.feature_dim()]),
+            &case.features,
+            &format!("fast features {what}"),
+        );
+    }
+    // One image at a time (the single-image path spreads rows, not images) gives the same.
+    let x = input(3, 32, 32, &device);
+    let all: Vec<f32> = fast
+        .forward(x.clone())
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    for i in 0..3 {
+        let one: Vec<f32> = fast
+            .forward(x.clone().narrow(0, i, 1))
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let dim = fast.feature_dim();
+        assert!(relative_difference(&one, &all[i * dim..(i + 1) * dim]) <= 1e-6);
+    }
+    // A wrong input is an error, not a panic.
+    let bad = Tensor::<4>::zeros([1, 4, 32, 32], &device);
+    assert!(fast.forward(bad).is_err());
+}
+
 #[test]
 fn lite_variants_have_the_published_shapes() {
     let device = Device::flex();
@@ -283,17 +340,111 @@ fn real_lite0_classifies_photographs() {
     );
     assert_eq!(cup[0].0, 967, "coffee's top 1 is not espresso: {cup:?}");
 
+    // The CPU fast path gives the same features on the photographs.
+    let fast = fast::FastEfficientNet::new(&model).unwrap();
+    let x = Tensor::<1>::from_floats(batch.as_slice(), &device).reshape([2, 3, size, size]);
+    let want: Vec<f32> = model.forward(x.clone()).into_data().try_to_vec().unwrap();
+    let got: Vec<f32> = fast.forward(x).unwrap().into_data().try_to_vec().unwrap();
+    let diff = relative_difference(&got, &want);
+    eprintln!(
+        "fast path vs burn's ops, largest difference relative to the largest feature: {diff:e}"
+    );
+    assert!(diff <= 1e-4, "fast path differs from burn's: {diff:e}");
+
     // Timing, printed only (machines differ).
     for batch in [1usize, 16] {
         let one: Vec<f32> = (0..batch).flat_map(|_| chelsea.iter().copied()).collect();
         let x = Tensor::<1>::from_floats(one.as_slice(), &device).reshape([batch, 3, size, size]);
-        let _ = model.forward(x.clone()).into_data(); // warm-up
         let runs = if batch == 1 { 10 } else { 2 };
-        let started = std::time::Instant::now();
-        for _ in 0..runs {
-            let _ = model.forward(x.clone()).into_data();
+        let time = |f: &dyn Fn()| {
+            f(); // warm-up
+            let started = std::time::Instant::now();
+            for _ in 0..runs {
+                f();
+            }
+            started.elapsed().as_secs_f64() * 1000.0 / (runs * batch) as f64
+        };
+        let burn = time(&|| drop(model.forward(x.clone()).into_data()));
+        let quick = time(&|| drop(fast.forward(x.clone()).unwrap().into_data()));
+        eprintln!(
+            "EfficientNet-Lite0 features, batch {batch}: {burn:.1} ms per 224×224 image through burn's ops, {quick:.1} ms on the fast path"
+        );
+    }
+}
+
+/// Where burn's forward spends its time, op by op (`cargo test --lib profile_burn_ops --
+/// --ignored --nocapture`): random weights, 224×224, batch 1 and 16.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn profile_burn_ops() {
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+    let device = Device::flex();
+    let model = EfficientNetConfig::lite(0).unwrap().init(&device);
+    for batch in [1usize, 16] {
+        let x0 = Tensor::<4>::random(
+            [batch, 3, 224, 224],
+            burn::tensor::Distribution::Default,
+            &device,
+        );
+        let mut table: BTreeMap<String, f64> = BTreeMap::new();
+        let runs = if batch == 1 { 10 } else { 2 };
+        let total = Instant::now();
+        for _ in 0..runs + 1 {
+            let mut t = |name: &str, f: &mut dyn FnMut() -> Tensor<4>| -> Tensor<4> {
+                let s = Instant::now();
+                let y = f();
+                *table.entry(name.to_string()).or_default() += s.elapsed().as_secs_f64();
+                y
+            };
+            let mut x = t("stem conv 3×3 s2", &mut || {
+                model.conv_stem.forward(x0.clone())
+            });
+            x = t("batch norm", &mut || model.bn0.forward(x.clone()));
+            x = t("ReLU6", &mut || relu6(x.clone()));
+            for b in &model.blocks {
+                let input = x.clone();
+                if let (Some(c), Some(bn)) = (&b.expand_conv, &b.bn0) {
+                    x = t("expand 1×1", &mut || c.forward(x.clone()));
+                    x = t("batch norm", &mut || bn.forward(x.clone()));
+                    x = t("ReLU6", &mut || relu6(x.clone()));
+                }
+                let k = b.depthwise_conv.weight.dims()[2];
+                let s = b.depthwise_conv.stride[0];
+                x = t(&format!("depthwise {k}×{k} s{s}"), &mut || {
+                    b.depthwise_conv.forward(x.clone())
+                });
+                x = t("batch norm", &mut || b.bn1.forward(x.clone()));
+                x = t("ReLU6", &mut || relu6(x.clone()));
+                x = t("project 1×1", &mut || b.project_conv.forward(x.clone()));
+                x = t("batch norm", &mut || b.bn2.forward(x.clone()));
+                if b.skip {
+                    x = t("residual add", &mut || x.clone() + input.clone());
+                }
+            }
+            x = t("head 1×1", &mut || model.conv_head.forward(x.clone()));
+            x = t("batch norm", &mut || model.bn1.forward(x.clone()));
+            x = t("ReLU6", &mut || relu6(x.clone()));
+            let _ = t("average pool", &mut || {
+                let [b, c, h, w] = x.dims();
+                x.clone()
+                    .reshape([b, c, h * w])
+                    .mean_dim(2)
+                    .reshape([b, c, 1, 1])
+            });
         }
-        let ms = started.elapsed().as_secs_f64() * 1000.0 / (runs * batch) as f64;
-        eprintln!("EfficientNet-Lite0 features, batch {batch}: {ms:.1} ms per 224×224 image");
+        let wall = total.elapsed().as_secs_f64();
+        let sum: f64 = table.values().sum();
+        let per = |v: f64| v * 1000.0 / ((runs + 1) * batch) as f64;
+        eprintln!(
+            "batch {batch}: ops {:.1} ms per image, wall {:.1} ms per image",
+            per(sum),
+            per(wall)
+        );
+        let mut rows: Vec<_> = table.into_iter().collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (name, v) in rows {
+            eprintln!("| {name} | {:.2} ms | {:.0}% |", per(v), 100.0 * v / sum);
+        }
     }
 }
