@@ -48,6 +48,9 @@ pub enum ResizeMode {
     /// Resize the shorter side to `size`, then cut the centre square (torchvision's
     /// `Resize` + `CenterCrop`).
     ShorterSideCenterCrop,
+    /// torchvision's ImageNet evaluation transform: the shorter side to `size · 8/7` (256 for
+    /// 224), then the centre `size`×`size` square (`Resize(256)` + `CenterCrop(224)`).
+    TorchvisionCenterCrop,
 }
 
 /// How `u8` RGB pixels become model input.
@@ -219,28 +222,35 @@ pub fn decode(path: &Path, limits: &ImageLimits) -> Result<DynamicImage> {
 /// Brings an image to `size`×`size` RGB pixels.
 pub fn resize_rgb8(image: &DynamicImage, size: u32, mode: ResizeMode) -> RgbImage {
     let rgb = image.to_rgb8();
-    let (w, h) = rgb.dimensions();
     let size = size.max(1);
     match mode {
         ResizeMode::Squash => scale(&rgb, size, size),
-        ResizeMode::ShorterSideCenterCrop => {
-            let (nw, nh) = if w <= h {
-                (
-                    size,
-                    ((u64::from(h) * u64::from(size)).div_ceil(u64::from(w)) as u32).max(size),
-                )
-            } else {
-                (
-                    ((u64::from(w) * u64::from(size)).div_ceil(u64::from(h)) as u32).max(size),
-                    size,
-                )
-            };
-            let scaled = scale(&rgb, nw, nh);
-            let x = (nw - size) / 2;
-            let y = (nh - size) / 2;
-            image::imageops::crop_imm(&scaled, x, y, size, size).to_image()
+        ResizeMode::ShorterSideCenterCrop => shorter_side_crop(&rgb, size, size),
+        ResizeMode::TorchvisionCenterCrop => {
+            // 256 / 224 = 8 / 7, rounded as torchvision's int(size / 0.875) would for 224
+            let resize = ((u64::from(size) * 8 + 3) / 7) as u32;
+            shorter_side_crop(&rgb, resize, size)
         }
     }
+}
+
+/// The shorter side scaled to `resize` (the aspect ratio kept), then the centre `crop`×`crop`
+/// square cut out (`crop` ≤ `resize`).
+fn shorter_side_crop(rgb: &RgbImage, resize: u32, crop: u32) -> RgbImage {
+    let (w, h) = rgb.dimensions();
+    let resize = resize.max(crop);
+    let longer = |long: u32, short: u32| {
+        ((u64::from(long) * u64::from(resize)).div_ceil(u64::from(short)) as u32).max(resize)
+    };
+    let (nw, nh) = if w <= h {
+        (resize, longer(h, w))
+    } else {
+        (longer(w, h), resize)
+    };
+    let scaled = scale(rgb, nw, nh);
+    let x = (nw - crop) / 2;
+    let y = (nh - crop) / 2;
+    image::imageops::crop_imm(&scaled, x, y, crop, crop).to_image()
 }
 
 /// Area-averaging when shrinking (fast, no aliasing), bilinear when enlarging.
@@ -494,6 +504,11 @@ pub(crate) mod tests {
         assert_eq!(crop.dimensions(), (10, 10));
         assert_eq!(crop.get_pixel(0, 5).0, [255, 0, 0]);
         assert_eq!(crop.get_pixel(9, 5).0, [0, 0, 255]);
+        // torchvision's transform at 7: shorter side to 8 (16×8), then x in 4..11 cut out.
+        let tv = resize_rgb8(&img, 7, ResizeMode::TorchvisionCenterCrop);
+        assert_eq!(tv.dimensions(), (7, 7));
+        assert_eq!(tv.get_pixel(0, 3).0, [255, 0, 0]);
+        assert_eq!(tv.get_pixel(6, 3).0, [0, 0, 255]);
         // Tall image, enlarged.
         let tall = DynamicImage::ImageRgb8(RgbImage::from_pixel(3, 6, Rgb([1, 2, 3])));
         let up = resize_rgb8(&tall, 12, ResizeMode::ShorterSideCenterCrop);

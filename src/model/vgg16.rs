@@ -230,7 +230,7 @@ impl Vgg16 {
 
 /// `"pytorch"` for a ZIP (torch.save) or legacy pickle checkpoint, `"safetensors"` for a file
 /// that starts with a safetensors header.
-fn detect_format(path: &Path) -> Result<&'static str> {
+pub(crate) fn detect_format(path: &Path) -> Result<&'static str> {
     let mut head = [0u8; 9];
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let n = file.read(&mut head).map_err(|e| Error::io(path, e))?;

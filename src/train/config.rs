@@ -40,14 +40,21 @@ pub enum BackboneKind {
     /// EfficientNet-Lite2: as Lite0, wider and deeper, at 260×260.
     #[serde(rename = "efficientnet-lite2")]
     EfficientnetLite2,
+    /// torchvision's ResNet-18 (512 values, layer4 pooled), `resnet18-*.pth`; images: shorter
+    /// side to 256, centre 224×224 crop, ImageNet's mean and std.
+    Resnet18,
+    /// torchvision's ResNet-50 (2048 values), `resnet50-*.pth`; images as ResNet-18.
+    Resnet50,
 }
 
 impl BackboneKind {
     /// Every backbone, as configs name them.
-    pub const ALL: [&'static str; 5] = [
+    pub const ALL: [&'static str; 7] = [
         "efficientnet-lite0",
         "efficientnet-lite1",
         "efficientnet-lite2",
+        "resnet18",
+        "resnet50",
         "vgg16",
         "capsearch",
     ];
@@ -58,7 +65,19 @@ impl BackboneKind {
             BackboneKind::EfficientnetLite0 => Some(0),
             BackboneKind::EfficientnetLite1 => Some(1),
             BackboneKind::EfficientnetLite2 => Some(2),
-            BackboneKind::Vgg16 | BackboneKind::Capsearch => None,
+            BackboneKind::Vgg16
+            | BackboneKind::Capsearch
+            | BackboneKind::Resnet18
+            | BackboneKind::Resnet50 => None,
+        }
+    }
+
+    /// torchvision's ResNet shape this is, if it is one.
+    pub fn resnet(self) -> Option<crate::model::resnet::ResNetConfig> {
+        match self {
+            BackboneKind::Resnet18 => Some(crate::model::resnet::ResNetConfig::resnet18()),
+            BackboneKind::Resnet50 => Some(crate::model::resnet::ResNetConfig::resnet50()),
+            _ => None,
         }
     }
 }
@@ -67,11 +86,14 @@ impl BackboneKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrozenEncoder {
-    /// `"efficientnet-lite0"` (`-lite1`, `-lite2`), `"vgg16"` or `"capsearch"`.
+    /// `"efficientnet-lite0"` (`-lite1`, `-lite2`), `"resnet18"`, `"resnet50"`, `"vgg16"` or
+    /// `"capsearch"`.
     pub backbone: BackboneKind,
     /// efficientnet-lite*: the weights file (`datasets/weights/efficientnet-lite0.pth` from
     /// `datasets/fetch-weights.sh`). vgg16: the weights file (torchvision `vgg16-*.pth`, or
-    /// safetensors with torchvision's names). capsearch: a model directory (`checkpoints/NAME`).
+    /// safetensors with torchvision's names). resnet18/resnet50: torchvision's `resnet18-*.pth` /
+    /// `resnet50-*.pth` (or safetensors with its names). capsearch: a model directory
+    /// (`checkpoints/NAME`).
     /// Relative to the working directory.
     pub weights: PathBuf,
     /// efficientnet-lite* only: the network's shape when it is not the named variant's
@@ -79,6 +101,11 @@ pub struct FrozenEncoder {
     /// one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub efficientnet: Option<crate::model::efficientnet::EfficientNetConfig>,
+    /// resnet18/resnet50 only: the network's shape when it is not torchvision's
+    /// (`[model.encoder.resnet]`: block, layers, width, classes, image_size; tests use a tiny
+    /// one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resnet: Option<crate::model::resnet::ResNetConfig>,
     /// vgg16 only: channels of the first block (default 64, the real network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<usize>,
@@ -103,6 +130,12 @@ impl FrozenEncoder {
         self.efficientnet
             .clone()
             .or_else(|| crate::model::efficientnet::EfficientNetConfig::lite(variant))
+    }
+
+    /// ResNet's shape: the `resnet` table, or torchvision's. `None` for other backbones.
+    pub fn resnet_config(&self) -> Option<crate::model::resnet::ResNetConfig> {
+        let standard = self.backbone.resnet()?;
+        Some(self.resnet.clone().unwrap_or(standard))
     }
 
     pub fn vgg16_config(&self) -> crate::model::vgg16::Vgg16Config {
@@ -406,6 +439,26 @@ impl TrainConfig {
                         "width, hidden and pool are for backbone = \"vgg16\"; a capsearch backbone has the shape of its model",
                     );
                 }
+                if f.backbone.resnet().is_some() && shape.iter().any(Option::is_some) {
+                    return bad(
+                        "model.encoder",
+                        "width, hidden and pool are for backbone = \"vgg16\"; a ResNet's shape goes in [model.encoder.resnet]",
+                    );
+                }
+                match (&f.resnet, f.backbone.resnet()) {
+                    (Some(_), None) => {
+                        return bad(
+                            "model.encoder.resnet",
+                            "is for backbone = \"resnet18\" or \"resnet50\" only",
+                        );
+                    }
+                    (Some(shape), Some(_)) => {
+                        if let Err(e) = shape.validate() {
+                            return bad("model.encoder.resnet", &e.to_string());
+                        }
+                    }
+                    _ => {}
+                }
                 if f.backbone.efficientnet_lite().is_some() && shape.iter().any(Option::is_some) {
                     return bad(
                         "model.encoder",
@@ -432,7 +485,7 @@ impl TrainConfig {
                 if f.weights.as_os_str().is_empty() {
                     return bad(
                         "model.encoder.weights",
-                        "name the backbone's weights (efficientnet-lite*: a .pth from datasets/fetch-weights.sh; vgg16: a .pth or safetensors file; capsearch: a model directory)",
+                        "name the backbone's weights (efficientnet-lite*: a .pth from datasets/fetch-weights.sh; resnet18/resnet50: torchvision's .pth or safetensors; vgg16: a .pth or safetensors file; capsearch: a model directory)",
                     );
                 }
             }
@@ -675,10 +728,10 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("vgg16"), "{e}");
         let e = TrainConfig::from_toml(
-            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"resnet\"\nweights = \"x\"\n",
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"alexnet\"\nweights = \"x\"\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("resnet"), "{e}");
+        assert!(e.to_string().contains("alexnet"), "{e}");
         for known in BackboneKind::ALL {
             assert!(e.to_string().contains(known), "{known} not listed: {e}");
         }
@@ -718,6 +771,37 @@ mod tests {
             e.to_string().contains("[model.encoder.efficientnet]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn resnet_encoder_parses_and_is_checked() {
+        let c = TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"resnet50\"\nweights = \"r.pth\"\n",
+        )
+        .unwrap();
+        let TrainEncoder::Frozen(f) = &c.model.encoder else {
+            panic!("{c:?}")
+        };
+        assert_eq!(f.backbone, BackboneKind::Resnet50);
+        assert_eq!(f.resnet_config().unwrap().feature_dim(), 2048);
+        let tiny = "[model.encoder]\nkind = \"frozen\"\nbackbone = \"resnet18\"\nweights = \"r.pth\"\n\
+            [model.encoder.resnet]\nblock = \"basic\"\nlayers = [2, 1, 1, 1]\nwidth = 4\nclasses = 10\nimage_size = 32\n";
+        let c = TrainConfig::from_toml(tiny).unwrap();
+        let TrainEncoder::Frozen(f) = &c.model.encoder else {
+            panic!("{c:?}")
+        };
+        assert_eq!(f.resnet_config().unwrap().feature_dim(), 32);
+        let text = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
+        let e = TrainConfig::from_toml(&tiny.replace("[2, 1, 1, 1]", "[2, 0, 1, 1]")).unwrap_err();
+        assert!(e.to_string().contains("model.encoder.resnet"), "{e}");
+        let e = TrainConfig::from_toml(&tiny.replace("\"resnet18\"", "\"vgg16\"")).unwrap_err();
+        assert!(e.to_string().contains("model.encoder.resnet"), "{e}");
+        let e = TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"resnet18\"\nweights = \"w\"\nhidden = 2\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("[model.encoder.resnet]"), "{e}");
     }
 
     #[test]

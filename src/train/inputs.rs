@@ -272,5 +272,11 @@ pub(crate) fn load_backbone(encoder: &FrozenEncoder, device: &Device) -> Result<
                 .ok_or_else(|| Error::Invalid(format!("no EfficientNet-Lite{variant} shape")))?;
             Backbone::efficientnet(variant, config, &encoder.weights, device)
         }
+        BackboneKind::Resnet18 | BackboneKind::Resnet50 => {
+            let config = encoder
+                .resnet_config()
+                .ok_or_else(|| Error::Invalid("no ResNet shape".into()))?;
+            Backbone::resnet(config, &encoder.weights, device)
+        }
     }
 }

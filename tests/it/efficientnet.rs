@@ -13,7 +13,7 @@ fn fixture() -> PathBuf {
 
 /// A CSV dataset of four solid-colour images of different sizes and aspects, one caption each;
 /// val holds copies of them.
-fn photo_dataset(dir: &Path) {
+pub(crate) fn photo_dataset(dir: &Path) {
     let sizes = [(40, 24), (24, 40), (33, 33), (90, 17)];
     let mut csv = String::from("image,caption,split\n");
     for ((name, color, caption), (w, h)) in CAPTIONS.into_iter().zip(sizes) {

@@ -8,6 +8,7 @@ mod efficientnet;
 mod eval;
 mod logging;
 mod neuraltalk;
+mod resnet;
 mod scenes;
 mod score;
 mod search;
