@@ -262,15 +262,27 @@ fn size_word<R: Rng + ?Sized>(rng: &mut R, s: SizeClass) -> &'static str {
     }
 }
 
-/// How to name one thing: its stamp's phrase, its kind, or its category; with a size word when
-/// `sized`.
+/// Share of unsized mentions that use the stamp's own phrase ("a granny smith apple").
+pub const PHRASE_SHARE: f32 = 0.08;
+/// Share of mentions that use the kind's category ("a fruit") instead of its name.
+pub const CATEGORY_SHARE: f32 = 0.04;
+
+/// How to name one thing: mostly by its kind ("an apple"), now and then by its stamp's phrase or
+/// its category; with a size word when `sized`.
+///
+/// The kind is the name a captioner must learn to say, so it is the name most captions use. A
+/// category is one word shared by many kinds ("animal" covers some sixty), so every category
+/// mention adds to one word: at 12% of mentions "animal" was said more often in training captions
+/// than any kind's name, and a model unsure of the kind said "an animal" for nearly every thing
+/// (test object recall 0.26 by any name, 0.008 by the kind's name). At 4% a category is still a
+/// true caption now and then, but a model must be nearly blind to the kind to prefer it.
 fn one_thing<R: Rng + ?Sized>(rng: &mut R, assets: &Assets, p: &Placed, sized: bool) -> String {
     let stamp = &assets.stamps[p.stamp];
     let kind = &assets.kinds[stamp.kind];
     let roll: f32 = rng.random();
-    let noun = if !sized && roll < 0.3 {
+    let noun = if !sized && roll < PHRASE_SHARE {
         return stamp.phrase.clone();
-    } else if roll > 0.88 {
+    } else if roll >= 1.0 - CATEGORY_SHARE {
         kind.category
             .as_ref()
             .map_or(kind.singular.as_str(), |c| c.0.as_str())

@@ -10,8 +10,10 @@
 //! only in test images, marked `unseen: true`, so evaluation can report seen and unseen
 //! exemplars apart.
 //!
-//! Deterministic for a seed: image `i` draws from its own RNG stream, so the output does not
-//! depend on the number of threads (same scheme as [`shapes`](crate::data::shapes)).
+//! Deterministic for a seed: image `i` draws its scene from its own RNG stream, so the output does
+//! not depend on the number of threads (same scheme as [`shapes`](crate::data::shapes)), and its
+//! captions from another ([`caption_rng`]), so the caption grammar can change without changing
+//! a pixel.
 
 pub mod assets;
 pub mod compose;
@@ -89,6 +91,18 @@ pub struct Generated {
     pub jpeg: Vec<u8>,
 }
 
+/// The RNG of image `index`'s captions for a seed: a stream of its own, apart from the one the
+/// scene (and so the image) is drawn from, so a change to the caption grammar leaves every image
+/// byte-identical (and the features cached for them valid).
+pub fn caption_rng(seed: u64, index: usize) -> rand_chacha::ChaCha8Rng {
+    let mut rng = image_rng(seed, index);
+    rng.set_stream(CAPTION_STREAM | index as u64);
+    rng
+}
+
+/// High bit of the caption streams (image streams are the image's index).
+const CAPTION_STREAM: u64 = 1 << 63;
+
 /// Generates image `index` (of split `split`) for a seed.
 pub fn generate_one(
     assets: &Assets,
@@ -98,9 +112,13 @@ pub fn generate_one(
     size: u32,
     n_captions: usize,
 ) -> Result<Generated> {
-    let mut rng = image_rng(seed, index);
-    let scene = compose::sample_scene(&mut rng, assets, size, split == Split::Test);
-    let captions = compose::captions(&mut rng, assets, &scene, n_captions);
+    let scene = compose::sample_scene(
+        &mut image_rng(seed, index),
+        assets,
+        size,
+        split == Split::Test,
+    );
+    let captions = compose::captions(&mut caption_rng(seed, index), assets, &scene, n_captions);
     let (img, boxes) = compose::render(assets, &scene, size);
     let mut jpeg = Cursor::new(Vec::with_capacity((size * size) as usize / 4));
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
@@ -193,7 +211,8 @@ pub fn generate_from(opts: &ScenesOptions, assets: &Assets) -> Result<ScenesSumm
     kinds.dedup();
     let generator = GeneratorInfo {
         name: "capsearch dataset scenes",
-        version: 1,
+        // 2: captions from their own RNG stream, naming kinds more often than categories.
+        version: 2,
         seed: opts.seed,
         size: opts.size,
         images: opts.images,
