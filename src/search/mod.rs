@@ -568,7 +568,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&hit).unwrap(),
-            r#"{"path":"a.jpg","caption":"a dog","score":1.5}"#
+            r#"{"path":"a.jpg","caption":"a dog","score":1.5,"caption_score":1.5}"#
         );
     }
 

@@ -429,7 +429,7 @@ fn queries_rank_page_and_pick_the_matching_caption(kind: Kind) {
     // The JSON the CLI and web server print.
     let json = serde_json::to_value(&hits[..1]).unwrap();
     let keys: Vec<&String> = json[0].as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["caption", "path", "score"]);
+    assert_eq!(keys, ["caption", "caption_score", "path", "score"]);
 }
 
 fn a_missing_index_says_to_run_index_first(kind: Kind) {
