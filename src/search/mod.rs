@@ -26,6 +26,7 @@
 pub mod analysis;
 pub mod elastic;
 pub mod embedded;
+pub mod fusion;
 pub mod indexer;
 
 use std::collections::HashSet;
@@ -170,6 +171,35 @@ pub struct VectorSpace {
     pub embedder: String,
 }
 
+impl VectorSpace {
+    /// Fails unless `wanted` is this space (the one `location`'s index holds): one index holds the
+    /// vectors of one embedder, since distances between two spaces mean nothing.
+    pub fn ensure_same(&self, wanted: &VectorSpace, location: &str) -> Result<()> {
+        if self == wanted {
+            return Ok(());
+        }
+        Err(Error::Search(format!(
+            "{location} holds image vectors of {} ({} values), not of {} ({} values): an index \
+             holds one vector space. Search or index it with the model that built it, or drop it \
+             (`capsearch index --drop`) and index again",
+            self.embedder, self.dims, wanted.embedder, wanted.dims
+        )))
+    }
+
+    /// Fails unless `vector` has this space's length.
+    pub fn ensure_dims(&self, vector: &[f32], what: &str) -> Result<()> {
+        if vector.len() == self.dims {
+            return Ok(());
+        }
+        Err(Error::Search(format!(
+            "{what} has {} values, but the index's vectors ({}) have {}",
+            vector.len(),
+            self.embedder,
+            self.dims
+        )))
+    }
+}
+
 /// How many documents one model or dataset contributed to an index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceCount {
@@ -279,6 +309,16 @@ pub trait SearchBackend: Send + Sync {
     /// The vector space of the index's embeddings, or `None` when it holds none.
     fn vector_space(&self) -> Result<Option<VectorSpace>> {
         Ok(None)
+    }
+
+    /// Declares the space of the embeddings that the next [`index`](SearchBackend::index) calls
+    /// carry. An index holds one space: the first declaration is recorded with it, and declaring
+    /// another space afterwards fails with an error naming both (drop the index, or index into
+    /// another one). Returns whether the backend stores vectors at all: `false` means documents'
+    /// embeddings would be ignored, and callers index captions only.
+    fn set_vector_space(&self, space: &VectorSpace) -> Result<bool> {
+        let _ = space;
+        Ok(false)
     }
 
     /// Finishes a bulk run: the embedded backend waits for its background segment merges and
@@ -528,7 +568,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&hit).unwrap(),
-            r#"{"path":"a.jpg","caption":"a dog","score":1.5}"#
+            r#"{"path":"a.jpg","caption":"a dog","score":1.5,"caption_score":1.5}"#
         );
     }
 
