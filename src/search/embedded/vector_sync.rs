@@ -109,6 +109,11 @@ impl EmbeddedBackend {
         };
         let started = Instant::now();
         let mut store = self.rebuild(opened, space, &marker.index_id, opstamp)?;
+        if store.is_empty() && opstamp == 0 {
+            // A new index: nothing to rebuild, nothing to say.
+            *guard = Some(store);
+            return Ok(guard);
+        }
         tracing::warn!(
             "{why}: rebuilt the image vectors from the index's stored embeddings ({} vectors in {:.1} s)",
             store.len(),
