@@ -13,6 +13,7 @@ use crate::bench::BenchKind;
 use crate::data::formats::Format;
 use crate::model::precision::Precision;
 use crate::search::BackendKind;
+use crate::search::fusion::SearchMode;
 
 /// A library enum that can be a flag value.
 pub trait Choice: Copy + Send + Sync + 'static {
@@ -138,6 +139,22 @@ impl Choice for BackendKind {
     }
 }
 
+impl Choice for SearchMode {
+    const ALL: &'static [Self] = &SearchMode::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn help(self) -> &'static str {
+        match self {
+            SearchMode::Caption => "Text search with the image's caption over the indexed captions",
+            SearchMode::Visual => "Nearest image embeddings (cosine similarity)",
+            SearchMode::Hybrid => {
+                "Reciprocal-rank fusion of caption and visual search (the default when the index holds vectors)"
+            }
+        }
+    }
+}
+
 impl Choice for BenchKind {
     const ALL: &'static [Self] = &[
         BenchKind::Train,
@@ -201,5 +218,6 @@ mod tests {
         names_round_trip::<Format>();
         names_round_trip::<Precision>();
         names_round_trip::<BackendKind>();
+        names_round_trip::<SearchMode>();
     }
 }

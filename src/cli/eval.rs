@@ -23,7 +23,10 @@ use crate::model::precision::Precision;
 /// eval.md, results.json (COCO results format), training curves (PNG, from the model's
 /// metrics.csv) and index.html (one self-contained page with the images).
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
     /// Model directory (from `capsearch train` or `capsearch import-neuraltalk`).
     #[arg(long, required_unless_present = "compare")]
     pub model: Option<PathBuf>,
@@ -68,8 +71,150 @@ pub struct EvalArgs {
     pub compare: Option<Vec<PathBuf>>,
 }
 
+/// `capsearch eval` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum EvalCommand {
+    /// Measure image → image search: index the gallery splits, search with each query image (its
+    /// own image excluded), and score every mode (caption, visual, hybrid, and references: the
+    /// gallery indexed by its reference captions) against the random baseline. Relevance comes
+    /// from the dataset's object labels (Jaccard overlap ≥ 0.5) or --relevance FILE. Writes
+    /// eval_search.md and eval_search.json into the report folder.
+    Search(EvalSearchArgs),
+}
+
+/// `capsearch eval search`.
+#[derive(Debug, Args)]
+pub struct EvalSearchArgs {
+    /// Model directory that captions and embeds the images.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset, in any format capsearch loads.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Read the dataset as this format instead of detecting it.
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
+    pub format: Option<Format>,
+    /// Folder the dataset's image paths are relative to, when the format does not imply it.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Splits indexed as the gallery.
+    #[arg(long, value_delimiter = ',', default_value = "train,val")]
+    pub gallery: Vec<Split>,
+    /// Split whose images are the queries.
+    #[arg(long, default_value = "test")]
+    pub queries: Split,
+    /// Search with only the first N query images.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Relevance judgements (`query<TAB>gallery<TAB>gain` per line) instead of the labels.
+    #[arg(long, value_name = "FILE")]
+    pub relevance: Option<PathBuf>,
+    /// Beam size (1 = greedy).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub beam_size: u16,
+    /// Images per model call.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub batch_size: u64,
+    /// Report folder [default: reports/NAME, NAME being the model folder's name].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub fusion: crate::cli::search::FusionArgs,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: DeviceArg,
+}
+
+fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
+    use crate::eval::search::{
+        SearchEvalOptions, evaluate_search, search_table, write_search_report,
+    };
+    let weights = args.fusion.weights()?;
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => Path::new("reports").join(
+            args.model
+                .file_name()
+                .context("--model has no folder name to name the report after; pass --out DIR")?,
+        ),
+    };
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!(
+            "the report folder {} is a file; remove it or pass another --out",
+            out.display()
+        );
+    }
+    let relevance = args
+        .relevance
+        .as_deref()
+        .map(crate::eval::retrieval::Judgements::read)
+        .transpose()?;
+    let engine = CaptionEngine::load(&args.model, args.device.device()?)?;
+    if !engine.takes_images() {
+        anyhow::bail!(
+            "{} takes precomputed features, not images, so it cannot embed query images",
+            args.model.display()
+        );
+    }
+    let dataset = formats::load(
+        &args.dataset,
+        &LoadOptions {
+            format: args.format,
+            images: args.images.clone(),
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("loading the dataset {}", args.dataset.display()))?;
+    let bar = crate::data::parallel::progress_bar(0, "captioning and embedding");
+    let options = SearchEvalOptions {
+        gallery: args.gallery.clone(),
+        queries: args.queries,
+        limit: args.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+        decode: DecodeOptions {
+            beam_size: usize::from(args.beam_size),
+            max_steps: MAX_STEPS,
+        },
+        batch_size: usize::try_from(args.batch_size).unwrap_or(32),
+        weights,
+        relevance,
+        progress: Some(bar.clone()),
+    };
+    let result = evaluate_search(&engine, &dataset, &args.dataset, &options);
+    bar.finish_and_clear();
+    let report = result?;
+    let written = write_search_report(&report, &out)?;
+    println!(
+        "Searched {} {} images against a gallery of {} ({}) with {}; relevance: {}.\n",
+        report.queries,
+        report.query_split,
+        report.gallery,
+        report.gallery_splits.join(" + "),
+        report.model,
+        report.relevance
+    );
+    print!("{}", search_table(&report));
+    if !report.skipped.is_empty() {
+        println!(
+            "\nSkipped {} images (listed in the report).",
+            report.skipped.len()
+        );
+    }
+    println!(
+        "\nReport written to {}",
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
 /// Runs `capsearch eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    if let Some(EvalCommand::Search(search)) = args.command {
+        return run_search(search);
+    }
     if let Some(reports) = &args.compare {
         let [a, b] = reports.as_slice() else {
             anyhow::bail!("--compare takes two report folders");

@@ -1,4 +1,5 @@
-//! `capsearch search`: caption an image, then find the indexed images with the most similar captions.
+//! `capsearch search`: caption and embed an image, then find the indexed images with the most
+//! similar captions, the nearest embeddings, or both fused (`--mode`).
 
 use std::path::PathBuf;
 
@@ -9,9 +10,11 @@ use super::device::DeviceArg;
 use crate::model::decode::{DecodeOptions, MAX_STEPS};
 use crate::model::inference::CaptionEngine;
 use crate::model::precision::Precision;
+use crate::search::fusion::{FusionWeights, ImageSearch, SearchMode, search_image};
 use crate::search::{self, Hit};
 
-/// Reverse image search: caption IMAGE with a model, then query the index with that caption.
+/// Reverse image search: caption and embed IMAGE with a model, then search the index by caption,
+/// by embedding (visual), or both fused by reciprocal rank (hybrid).
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// The image to search with.
@@ -33,7 +36,17 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub beam_size: u16,
 
-    /// Print `{"caption", "results": [{"path", "caption", "score"}]}` as JSON.
+    /// caption: text search with the image's caption; visual: nearest image embeddings;
+    /// hybrid: both, fused by reciprocal rank [default: hybrid when the index holds image
+    /// vectors, caption otherwise].
+    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<SearchMode>::new())]
+    pub mode: Option<SearchMode>,
+
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+
+    /// Print `{"caption", "mode", "results": [{"path", "caption", "score", "caption_score",
+    /// "visual_score"}]}` as JSON.
     #[arg(long)]
     pub json: bool,
 
@@ -47,6 +60,30 @@ pub struct SearchArgs {
 
     #[command(flatten)]
     pub backend: crate::cli::backend::BackendArgs,
+}
+
+/// The weights of hybrid search's reciprocal-rank fusion (`search`, `serve`, `eval search`).
+#[derive(Debug, Args)]
+pub struct FusionArgs {
+    /// Weight of the caption ranks in hybrid search.
+    #[arg(long, default_value_t = 1.0, value_name = "W")]
+    pub caption_weight: f32,
+
+    /// Weight of the visual ranks in hybrid search.
+    #[arg(long, default_value_t = 1.0, value_name = "W")]
+    pub visual_weight: f32,
+}
+
+impl FusionArgs {
+    /// The weights, checked.
+    pub fn weights(&self) -> crate::error::Result<FusionWeights> {
+        let weights = FusionWeights {
+            caption: self.caption_weight,
+            visual: self.visual_weight,
+        };
+        weights.validate()?;
+        Ok(weights)
+    }
 }
 
 /// Keeps the hits scoring at least `fraction` of the best one.
@@ -64,40 +101,52 @@ pub fn run(args: SearchArgs) -> Result<()> {
             "--min-relative-score must be between 0 and 1, got {f}"
         );
     }
+    let weights = args.fusion.weights()?;
     let engine = CaptionEngine::load_with(&args.model, args.device.device()?, args.precision)?;
     let backend = search::open_backend(&args.backend.options())?;
     let options = DecodeOptions {
         beam_size: args.beam_size as usize,
         max_steps: MAX_STEPS,
     };
-    let generated = engine
-        .caption_paths(std::slice::from_ref(&args.image), options, 1)
-        .pop()
-        .ok_or_else(|| anyhow::anyhow!("no caption produced"))??;
-    let hits = if generated.caption.trim().is_empty() {
-        Vec::new()
-    } else {
-        backend.query(&generated.caption, args.size as usize, 0)?
+    let request = ImageSearch {
+        mode: args.mode,
+        size: args.size as usize,
+        offset: 0,
+        weights,
     };
-    let hits = cut_relative(hits, args.min_relative_score);
+    let (generated, found) =
+        search_image(backend.as_ref(), &engine, &args.image, options, &request)?;
+    let hits = cut_relative(found.hits, args.min_relative_score);
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"caption": generated.caption, "logprob": generated.logprob, "results": hits})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "caption": generated.caption,
+                "logprob": generated.logprob,
+                "mode": found.mode,
+                "results": hits
+            }))?
         );
         return Ok(());
     }
     println!("caption: {}", generated.caption);
+    println!("mode:    {}", found.mode);
     if hits.is_empty() {
         println!("no similar images in {}", backend.location());
+        return Ok(());
     }
+    let score = |s: Option<f32>| s.map_or_else(|| "-".to_string(), |s| format!("{s:.3}"));
+    println!(
+        "{:>4} {:>8} {:>8} {:>7}  path  caption",
+        "", "score", "caption", "visual"
+    );
     for (i, hit) in hits.iter().enumerate() {
         println!(
-            "{:>3}. {:>7.3}  {}  {}",
+            "{:>3}. {:>8.4} {:>8} {:>7}  {}  {}",
             i + 1,
             hit.score,
+            score(hit.caption_score),
+            score(hit.visual_score),
             hit.path,
             hit.caption
         );

@@ -69,6 +69,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub backend: crate::cli::backend::BackendArgs,
+
+    #[command(flatten)]
+    pub fusion: crate::cli::search::FusionArgs,
 }
 
 fn parse_size(text: &str) -> std::result::Result<usize, String> {
@@ -95,6 +98,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         },
         device: args.device.device()?,
         backend: args.backend.options(),
+        fusion: args.fusion.weights()?,
     };
     web::run_server(config, |local| {
         println!("capsearch serving on http://{local}/");

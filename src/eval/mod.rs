@@ -21,6 +21,7 @@ pub mod results;
 pub mod retrieval;
 pub mod rouge;
 pub mod run;
+pub mod search;
 pub mod tokenize;
 
 #[cfg(test)]

@@ -13,11 +13,23 @@ use super::precision::Precision;
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
 use crate::error::{Error, Result};
 
-/// A generated caption.
+/// A generated caption, with the image's embedding from the same forward pass.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Generated {
     pub caption: String,
     pub logprob: f64,
+    /// The image's embedding for visual search (see [`CaptionEngine::embedder`]): the frozen
+    /// backbone's feature, or the small CNN's feature projected by the captioner (`We`, `be`).
+    /// `None` when the caption came from features the engine cannot embed.
+    #[serde(skip)]
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// What a [`CaptionEngine`]'s embeddings are: their length and, in words, what computed them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Embedder {
+    pub dims: usize,
+    pub name: String,
 }
 
 /// A loaded model ready to caption.
@@ -122,16 +134,15 @@ impl CaptionEngine {
                 data.len() / rows.max(1)
             )));
         }
+        let features =
+            Tensor::<1>::from_data(TensorData::new(data.clone(), [rows * f]), &self.device)
+                .reshape([rows, f]);
+        let embeddings = self.embed_features(features.clone())?;
         let captions = match &self.fast {
             Some(fast) => fast.decode(&data, options)?,
-            None => decode(
-                &self.loaded.model,
-                Tensor::<1>::from_data(TensorData::new(data, [rows * f]), &self.device)
-                    .reshape([rows, f]),
-                options,
-            ),
+            None => decode(&self.loaded.model, features, options),
         };
-        Ok(self.generated(captions))
+        Ok(self.generated(captions, embeddings))
     }
 
     fn decode_features(
@@ -139,16 +150,71 @@ impl CaptionEngine {
         features: Tensor<2>,
         options: DecodeOptions,
     ) -> Result<Vec<Generated>> {
+        let embeddings = self.embed_features(features.clone())?;
         let captions = decode_with(self.fast.as_ref(), &self.loaded.model, features, options)?;
-        Ok(self.generated(captions))
+        Ok(self.generated(captions, embeddings))
     }
 
-    fn generated(&self, captions: Vec<super::decode::Caption>) -> Vec<Generated> {
+    /// What this engine's embeddings are. A frozen backbone's pooled feature is shared by every
+    /// model on that backbone (so it is named by the backbone); a small CNN's projected vector is
+    /// the model's own (so it is named by the model).
+    pub fn embedder(&self) -> Embedder {
+        let model = &self.loaded.model;
+        match &self.loaded.info.captioner.encoder {
+            EncoderConfig::Precomputed { backbone, dim } => Embedder {
+                dims: *dim,
+                name: format!("{backbone} feature ({dim}-d)"),
+            },
+            EncoderConfig::SmallCnn(_) => {
+                let dims = model.we.val().dims()[1];
+                Embedder {
+                    dims,
+                    name: format!(
+                        "model {} projected image vector ({dims}-d)",
+                        self.model_id()
+                    ),
+                }
+            }
+        }
+    }
+
+    /// The embeddings of features `[N, F]` (see [`Generated::embedding`]), one row per image.
+    fn embed_features(&self, features: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+        let model = &self.loaded.model;
+        let rows = features.dims()[0];
+        let vectors = if model.cnn.is_some() {
+            model.project(features)
+        } else {
+            features
+        };
+        let dims = vectors.dims()[1];
+        let data = vectors
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|error| Error::Backend {
+                what: "the image embeddings".into(),
+                error,
+            })?;
+        Ok(data
+            .chunks_exact(dims.max(1))
+            .take(rows)
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+
+    fn generated(
+        &self,
+        captions: Vec<super::decode::Caption>,
+        embeddings: Vec<Vec<f32>>,
+    ) -> Vec<Generated> {
+        let mut embeddings = embeddings.into_iter();
         captions
             .into_iter()
             .map(|c| Generated {
                 caption: self.loaded.vocab.decode(&c.ids),
                 logprob: c.logprob,
+                embedding: embeddings.next(),
             })
             .collect()
     }

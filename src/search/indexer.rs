@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
-use super::{DocKind, Document, SearchBackend};
+use super::{DocKind, Document, SearchBackend, VectorSpace};
 use crate::data::image_files::{Unreadable, list_images};
 use crate::error::{Error, Result};
 use crate::model::decode::DecodeOptions;
@@ -28,13 +28,27 @@ pub struct IndexReport {
     pub failed: Vec<Unreadable>,
 }
 
+/// The vector space of an engine's embeddings ([`CaptionEngine::embedder`]).
+pub fn vector_space(engine: &CaptionEngine) -> VectorSpace {
+    let embedder = engine.embedder();
+    VectorSpace {
+        dims: embedder.dims,
+        embedder: embedder.name,
+    }
+}
+
 /// Indexes the captions one model wrote, batch by batch: one [`Document`] per image, keyed by
-/// the path given. An empty caption or a failed captioning is recorded in
+/// the path given, with the image's embedding when [`CaptionIndexer::with_vectors`] named their
+/// space and the backend stores vectors. An empty caption or a failed captioning is recorded in
 /// [`IndexReport::failed`], not indexed.
 pub struct CaptionIndexer<'a> {
     backend: &'a dyn SearchBackend,
     model_id: String,
     report: IndexReport,
+    /// The embeddings' space, until it is declared to the backend on the first batch.
+    space: Option<VectorSpace>,
+    /// Whether documents carry their embeddings (declared, and the backend stores vectors).
+    vectors: Option<bool>,
 }
 
 impl<'a> CaptionIndexer<'a> {
@@ -43,17 +57,53 @@ impl<'a> CaptionIndexer<'a> {
             backend,
             model_id: model_id.into(),
             report: IndexReport::default(),
+            space: None,
+            vectors: None,
         }
+    }
+
+    /// Indexes each image's embedding too, as vectors of `space` (see [`vector_space`]). The
+    /// space is declared to the backend with the first batch: an index holding another space
+    /// refuses it then. A backend that stores no vectors gets captions only (logged once).
+    pub fn with_vectors(mut self, space: VectorSpace) -> Self {
+        self.space = Some(space);
+        self
+    }
+
+    fn vectors(&mut self) -> Result<bool> {
+        if let Some(on) = self.vectors {
+            return Ok(on);
+        }
+        let on = match &self.space {
+            Some(space) => {
+                let stored = self.backend.set_vector_space(space)?;
+                if !stored {
+                    tracing::warn!(
+                        "the {} backend stores no image vectors: indexing captions only",
+                        self.backend.name()
+                    );
+                }
+                stored
+            }
+            None => false,
+        };
+        self.vectors = Some(on);
+        Ok(on)
     }
 
     /// Indexes one batch of `(path, captioning result)`. Returns the documents written; a backend
     /// failure stops here (the batches before it stay indexed).
     pub fn add(&mut self, batch: Vec<(String, Result<Generated>)>) -> Result<usize> {
+        let vectors = self.vectors()?;
         let mut docs = Vec::with_capacity(batch.len());
         for (path, result) in batch {
             match result {
                 Ok(g) if !g.caption.trim().is_empty() => {
-                    docs.push(Document::from_model(path, g.caption, &self.model_id))
+                    let mut doc = Document::from_model(path, g.caption, &self.model_id);
+                    if vectors {
+                        doc.embedding = g.embedding;
+                    }
+                    docs.push(doc)
                 }
                 Ok(_) => self.report.failed.push(Unreadable {
                     path: path.into(),
@@ -126,7 +176,7 @@ pub fn index_folder(
         .filter(|(_, key)| !done.contains(*key))
         .map(|(p, _)| p.clone())
         .collect();
-    let mut indexer = CaptionIndexer::new(backend, model_id);
+    let mut indexer = CaptionIndexer::new(backend, model_id).with_vectors(vector_space(engine));
     indexer.report.already_indexed = listed.images.len() - todo.len();
     indexer.add_failures(listed.unreadable);
     progress.set_length(todo.len() as u64);
@@ -152,6 +202,7 @@ mod tests {
         Ok(Generated {
             caption: caption.into(),
             logprob: -1.0,
+            embedding: None,
         })
     }
 

@@ -26,6 +26,7 @@
 pub mod analysis;
 pub mod elastic;
 pub mod embedded;
+pub mod fusion;
 pub mod indexer;
 pub mod shard;
 

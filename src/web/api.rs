@@ -18,6 +18,7 @@ use super::worker::{CaptionError, ModelInfo};
 use super::{AppState, image_url, resolve_under};
 use crate::data::image_files::{IMAGE_FORMAT_NAMES, extension, is_supported, mime};
 use crate::search::Hit;
+use crate::search::fusion::{ImageSearch, SearchMode, search_generated};
 use crate::search::indexer::CaptionIndexer;
 
 /// An error answered as JSON.
@@ -127,13 +128,16 @@ struct JsonImage {
     image_base64: Option<String>,
     size: Option<usize>,
     offset: Option<usize>,
+    mode: Option<String>,
 }
 
-/// Paging for searches.
+/// Paging for searches, and the mode of an image search.
 #[derive(Debug, Deserialize, Default)]
 pub struct Page {
     pub size: Option<usize>,
     pub offset: Option<usize>,
+    /// `caption`, `visual` or `hybrid` (image searches only; absent: the index's default).
+    pub mode: Option<String>,
 }
 
 /// Largest page a search returns.
@@ -142,6 +146,20 @@ pub const MAX_PAGE: usize = 100;
 pub const DEFAULT_PAGE: usize = 12;
 
 impl Page {
+    fn mode(&self) -> ApiResult<Option<SearchMode>> {
+        self.mode
+            .as_deref()
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| {
+                m.trim().parse::<SearchMode>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "mode must be caption, visual or hybrid, not {m:?}"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
     fn checked(&self) -> ApiResult<(usize, usize)> {
         let size = self.size.unwrap_or(DEFAULT_PAGE);
         if size == 0 || size > MAX_PAGE {
@@ -251,6 +269,7 @@ async fn read_images(req: Request, state: &AppState, many: bool) -> ApiResult<(V
                 Err(e) => return Err(ApiError::bad_request(e.body_text())),
             };
             match name.as_str() {
+                "mode" => page.mode = Some(String::from_utf8_lossy(&data).into_owned()),
                 "size" | "offset" => {
                     let text = String::from_utf8_lossy(&data);
                     let value: usize = text.trim().parse().map_err(|_| {
@@ -308,6 +327,7 @@ async fn read_images(req: Request, state: &AppState, many: bool) -> ApiResult<(V
             Page {
                 size: json.size,
                 offset: json.offset,
+                mode: json.mode,
             },
         ))
     } else {
@@ -398,14 +418,36 @@ pub struct Result_ {
     pub path: String,
     pub caption: String,
     pub score: f32,
+    /// The caption (BM25) score, when caption search found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_score: Option<f32>,
+    /// The cosine similarity of its embedding to the query image's, when visual search found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visual_score: Option<f32>,
     /// Where the server serves the image, when it can.
     pub url: Option<String>,
+}
+
+impl Result_ {
+    fn of(state: &AppState, h: Hit) -> Self {
+        Result_ {
+            url: image_url(&state.image_root, &h.path),
+            path: h.path,
+            caption: h.caption,
+            score: h.score,
+            caption_score: h.caption_score,
+            visual_score: h.visual_score,
+        }
+    }
 }
 
 /// What `/api/search` and `/api/query` answer.
 #[derive(Serialize)]
 pub struct SearchResponse {
     pub caption: String,
+    /// The mode an image search ran in (`/api/search` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SearchMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logprob: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -434,18 +476,12 @@ pub async fn run_query(
         })
         .await
         .map_err(|e| ApiError::internal(format!("search task failed: {e}")))??;
-    Ok(hits
-        .into_iter()
-        .map(|h| Result_ {
-            url: image_url(&state.image_root, &h.path),
-            path: h.path,
-            caption: h.caption,
-            score: h.score,
-        })
-        .collect())
+    Ok(hits.into_iter().map(|h| Result_::of(state, h)).collect())
 }
 
-/// `POST /api/search`: caption the image, then find images with similar captions.
+/// `POST /api/search`: caption and embed the image, then search in the asked mode (caption,
+/// visual or hybrid; by default hybrid when the index holds vectors). A mode the index cannot
+/// serve (no vectors, or vectors of another model) is a 400.
 pub async fn search(
     State(state): State<AppState>,
     query: Result<Query<Page>, QueryRejection>,
@@ -456,13 +492,49 @@ pub async fn search(
     let page = Page {
         size: body_page.size.or(query_page.size),
         offset: body_page.offset.or(query_page.offset),
+        mode: body_page.mode.or(query_page.mode),
     };
     let (size, offset) = page.checked()?;
+    let mode = page.mode()?;
     let upload = uploads.remove(0);
     let (_, pixels, _) = prepare_blocking(upload, state.captioner.info.clone()).await?;
     let generated = state.captioner.caption(pixels).await?;
-    let results = run_query(&state, generated.caption.clone(), size, offset).await?;
+    let backend = state.backend.clone();
+    let space = state.captioner.info.space.clone();
+    let request = ImageSearch {
+        mode,
+        size,
+        offset,
+        weights: state.fusion,
+    };
+    let query_image = generated.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        match search_generated(backend.as_ref(), &query_image, &space, &request) {
+            Ok(found) => Ok(Some(found)),
+            Err(e) => match backend.health() {
+                Ok(h) if !h.index_exists => Ok(None),
+                Ok(_) if matches!(e, crate::error::Error::Option { .. }) => {
+                    Err(ApiError::bad_request(e.to_string()))
+                }
+                _ => Err(ApiError::search_down(e)),
+            },
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("search task failed: {e}")))??;
+    let (mode, results) = match found {
+        Some(found) => (
+            found.mode,
+            found
+                .hits
+                .into_iter()
+                .map(|h| Result_::of(&state, h))
+                .collect(),
+        ),
+        None => (mode.unwrap_or(SearchMode::Caption), Vec::new()),
+    };
     Ok(Json(SearchResponse {
+        mode: Some(mode),
         caption: generated.caption,
         logprob: Some(generated.logprob),
         model: Some(state.captioner.info.id.clone()),
@@ -498,10 +570,12 @@ pub async fn query(
     let (size, offset) = Page {
         size: q.size,
         offset: q.offset,
+        mode: None,
     }
     .checked()?;
     let results = run_query(&state, text.clone(), size, offset).await?;
     Ok(Json(SearchResponse {
+        mode: None,
         caption: text,
         logprob: None,
         model: None,
@@ -556,6 +630,7 @@ pub async fn add_images(
         .collect();
     let backend = state.backend.clone();
     let upload_dir = state.upload_dir.clone();
+    let space = info.space.clone();
     let added = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Added>> {
         let mut added = Vec::new();
         let mut batch = Vec::new();
@@ -571,7 +646,7 @@ pub async fn add_images(
                 logprob: generated.logprob,
             });
         }
-        let mut indexer = CaptionIndexer::new(backend.as_ref(), model);
+        let mut indexer = CaptionIndexer::new(backend.as_ref(), model).with_vectors(space);
         indexer.add(batch).map_err(ApiError::search_down)?;
         let report = indexer.finish().map_err(ApiError::search_down)?;
         if let Some(f) = report.failed.first() {

@@ -50,6 +50,8 @@ pub struct AppState {
     /// and served under `/reports/...`, if any.
     pub reports: Option<PathBuf>,
     pub max_body: usize,
+    /// The weights of hybrid image search.
+    pub fusion: crate::search::fusion::FusionWeights,
 }
 
 /// Settings of the HTTP layer.

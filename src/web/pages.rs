@@ -90,7 +90,9 @@ function card(r){
   c.appendChild(img);
   const b=document.createElement('div');b.className='body';
   const p=document.createElement('p');p.className='cap';p.textContent=r.caption;b.appendChild(p);
-  if(r.score!==undefined){const s=document.createElement('span');s.className='score';s.textContent=r.score.toFixed(2);b.appendChild(s)}
+  if(r.score!==undefined){const s=document.createElement('span');s.className='score';s.textContent=r.score.toFixed(r.visual_score!==undefined?4:2);b.appendChild(s)}
+  if(r.caption_score!==undefined||r.visual_score!==undefined){const m=document.createElement('div');m.className='path';
+    m.textContent='caption '+(r.caption_score!==undefined?r.caption_score.toFixed(2):'–')+' · visual '+(r.visual_score!==undefined?r.visual_score.toFixed(3):'–');b.appendChild(m)}
   const d=document.createElement('div');d.className='path';d.textContent=r.path;b.appendChild(d);
   c.appendChild(b);return c;
 }
@@ -151,7 +153,8 @@ pub async fn home(
     let err_hidden = if error.is_empty() { " hidden" } else { "" };
     let body = format!(
         r#"<h1>Find images by what is in them</h1>
-<p class="lead">Drop an image: model <b>{model}</b> captions it, then the index finds images with similar captions.</p>
+<p class="lead">Drop an image: model <b>{model}</b> captions and embeds it, then the index finds images with similar captions (caption), similar embeddings (visual), or both fused (hybrid).</p>
+<p class="modes">Search by image: <label><input type="radio" name="mode" value="" checked> default</label> <label><input type="radio" name="mode" value="hybrid"> hybrid</label> <label><input type="radio" name="mode" value="caption"> caption</label> <label><input type="radio" name="mode" value="visual"> visual</label></p>
 <label class="drop" id="drop"><input type="file" id="file" accept="image/*" hidden>
 <strong>Drop an image here</strong>, pick a file, or paste with Ctrl+V<small>PNG, JPEG, GIF, BMP or WebP</small></label>
 <form class="text" id="text" action="/"><input type="text" id="q" name="q" value="{q_value}" placeholder="…or search by words, e.g. a red square" autocomplete="off"><button>Search</button></form>
@@ -166,9 +169,10 @@ async function byImage(f){{
   document.getElementById('preview').src=URL.createObjectURL(f);
   document.getElementById('caption').textContent='Captioning…';document.getElementById('meta').textContent='';
   const fd=new FormData();fd.append('image',f);
+  const mode=(document.querySelector('input[name=mode]:checked')||{{}}).value;if(mode)fd.append('mode',mode);
   try{{const j=await answer(await fetch('/api/search?size=24',{{method:'POST',body:fd}}));
     document.getElementById('caption').textContent=j.caption;
-    document.getElementById('meta').textContent='log-prob '+j.logprob.toFixed(2)+' · '+j.model;
+    document.getElementById('meta').textContent='log-prob '+j.logprob.toFixed(2)+' · '+j.model+' · '+j.mode+' search';
     showResults(res,j.results);
   }}catch(e){{document.getElementById('caption').textContent='';showError(err,e.message)}}
 }}

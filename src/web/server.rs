@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub worker: worker::WorkerOptions,
     pub device: burn::prelude::Device,
     pub backend: BackendOptions,
+    /// The weights of hybrid image search (`/api/search`).
+    pub fusion: crate::search::fusion::FusionWeights,
 }
 
 /// Checks that `dir` is a plain relative folder name (no `..`, not absolute), so uploads stay
@@ -103,6 +105,7 @@ pub fn run(
         runs,
         reports,
         max_body: config.http.max_body,
+        fusion: config.fusion,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -27,6 +27,8 @@ pub struct ModelInfo {
     /// ...and how (as its backbone was fed: EfficientNet crops, the rest squash).
     pub resize: crate::data::image::ResizeMode,
     pub limits: crate::data::image::ImageLimits,
+    /// The space of the model's image embeddings (see [`crate::search::indexer::vector_space`]).
+    pub space: crate::search::VectorSpace,
 }
 
 /// Why a caption was not produced.
@@ -116,6 +118,7 @@ impl Captioner {
                     image_size: engine.loaded.info.preprocessing.image_size,
                     resize: engine.resize_mode(),
                     limits: engine.limits,
+                    space: crate::search::indexer::vector_space(&engine),
                 };
                 if ready_tx.send(Ok(info)).is_err() {
                     return;

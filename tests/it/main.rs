@@ -6,6 +6,7 @@ mod common;
 mod dataset;
 mod efficientnet;
 mod eval;
+mod image_search;
 mod logging;
 mod neuraltalk;
 mod resnet;

@@ -9,10 +9,13 @@ use tantivy::{
 };
 
 use super::collector::{Ranked, TopScores};
+use super::schema::embedding_bytes;
 use super::{EmbeddedBackend, MARKER_FILE};
 use crate::error::{Error, Result};
 use crate::search::analysis::{analyze, best_caption};
-use crate::search::{DocKind, Document, Health, Hit, IndexStats, SearchBackend, SourceCount};
+use crate::search::{
+    DocKind, Document, Health, Hit, IndexStats, SearchBackend, SourceCount, VectorSpace,
+};
 
 impl SearchBackend for EmbeddedBackend {
     fn name(&self) -> &'static str {
@@ -41,41 +44,72 @@ impl SearchBackend for EmbeddedBackend {
         if docs.is_empty() {
             return Ok(0);
         }
-        self.write(|writer, opened| {
-            let f = opened.fields;
+        if docs.iter().any(|d| d.embedding.is_some()) {
+            let declared = self.lock().space.clone();
+            let space = match declared {
+                Some(space) => space,
+                None => self.marker_space()?.ok_or_else(|| {
+                    Error::Search(format!(
+                        "{}: documents with embeddings need their vector space declared first \
+                         (SearchBackend::set_vector_space)",
+                        self.describe()
+                    ))
+                })?,
+            };
             for doc in docs {
-                writer.delete_term(Term::from_field_text(f.path, &doc.path));
-                let mut d = TantivyDocument::default();
-                d.add_text(f.path, &doc.path);
-                for caption in doc.captions.iter().filter(|c| !c.trim().is_empty()) {
-                    d.add_text(f.caption, caption);
+                if let Some(vector) = &doc.embedding {
+                    space.ensure_dims(vector, &format!("the embedding of {}", doc.path))?;
                 }
-                d.add_text(f.kind, doc.kind.as_str());
-                d.add_text(f.source(doc.kind), &doc.source);
-                d.add_i64(f.timestamp, doc.timestamp);
-                writer
-                    .add_document(d)
-                    .map_err(|e| self.err(&format!("cannot add {:?}", doc.path), e))?;
             }
-            Ok(docs.len())
-        })
+        }
+        let written = self.write(
+            |writer, opened| {
+                // The vectors must match the commit before this one, so this one's changes apply.
+                drop(self.synced_vectors(opened)?);
+                let f = opened.fields;
+                for doc in docs {
+                    writer.delete_term(Term::from_field_text(f.path, &doc.path));
+                    let mut d = TantivyDocument::default();
+                    d.add_text(f.path, &doc.path);
+                    for caption in doc.captions.iter().filter(|c| !c.trim().is_empty()) {
+                        d.add_text(f.caption, caption);
+                    }
+                    d.add_text(f.kind, doc.kind.as_str());
+                    d.add_text(f.source(doc.kind), &doc.source);
+                    d.add_i64(f.timestamp, doc.timestamp);
+                    if let Some(vector) = &doc.embedding {
+                        d.add_bytes(f.embedding, &embedding_bytes(vector));
+                    }
+                    writer
+                        .add_document(d)
+                        .map_err(|e| self.err(&format!("cannot add {:?}", doc.path), e))?;
+                }
+                Ok(docs.len())
+            },
+            |_, opstamp| self.apply_commit(docs, &[], opstamp),
+        )?;
+        Ok(written)
     }
 
     fn delete(&self, paths: &[String]) -> Result<usize> {
         if paths.is_empty() || !self.exists() {
             return Ok(0);
         }
-        self.write(|writer, opened| {
-            let mut existing = 0;
-            let unique: HashSet<&String> = paths.iter().collect();
-            for path in unique {
-                let term = Term::from_field_text(opened.fields.path, path);
-                let query = TermQuery::new(term.clone(), IndexRecordOption::Basic);
-                existing += self.count_query(opened, &query)?;
-                writer.delete_term(term);
-            }
-            Ok(existing)
-        })
+        self.write(
+            |writer, opened| {
+                drop(self.synced_vectors(opened)?);
+                let mut existing = 0;
+                let unique: HashSet<&String> = paths.iter().collect();
+                for path in unique {
+                    let term = Term::from_field_text(opened.fields.path, path);
+                    let query = TermQuery::new(term.clone(), IndexRecordOption::Basic);
+                    existing += self.count_query(opened, &query)?;
+                    writer.delete_term(term);
+                }
+                Ok(existing)
+            },
+            |_, opstamp| self.apply_commit(&[], paths, opstamp),
+        )
     }
 
     fn query(&self, text: &str, size: usize, offset: usize) -> Result<Vec<Hit>> {
@@ -283,7 +317,70 @@ impl SearchBackend for EmbeddedBackend {
         })
     }
 
+    fn nearest(&self, vector: &[f32], size: usize, offset: usize) -> Result<Vec<Hit>> {
+        let opened = self.fresh_reader()?;
+        let found = {
+            let guard = self.synced_vectors(&opened)?;
+            let Some(store) = guard.as_ref() else {
+                return Err(Error::Search(format!(
+                    "{} holds no image vectors: index images with a model (`capsearch index \
+                     --images DIR --model DIR`) to search by image, or search by caption",
+                    self.describe()
+                )));
+            };
+            if size == 0 {
+                return Ok(Vec::new());
+            }
+            store.nearest(vector, offset.saturating_add(size))?
+        };
+        let f = opened.fields;
+        let searcher = opened.reader.searcher();
+        let mut hits = Vec::with_capacity(size);
+        for (path, similarity) in found.into_iter().skip(offset) {
+            let query = TermQuery::new(
+                Term::from_field_text(f.path, &path),
+                IndexRecordOption::Basic,
+            );
+            let top = searcher
+                .search(&query, &TopScores { keep: 1 })
+                .map_err(|e| self.err("search failed", e))?;
+            // A document deleted since the vectors were synced is left out.
+            let Some(Ranked { address, .. }) = top.into_iter().next() else {
+                continue;
+            };
+            let doc: TantivyDocument = searcher
+                .doc(address)
+                .map_err(|e| self.err("cannot read a document", e))?;
+            let caption = doc
+                .get_first(f.caption)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            hits.push(Hit {
+                path,
+                caption,
+                score: similarity,
+                caption_score: None,
+                visual_score: Some(similarity),
+            });
+        }
+        Ok(hits)
+    }
+
+    fn vector_space(&self) -> Result<Option<VectorSpace>> {
+        if !self.exists() {
+            return Ok(None);
+        }
+        self.marker_space()
+    }
+
+    fn set_vector_space(&self, space: &VectorSpace) -> Result<bool> {
+        self.declare_space(space)?;
+        Ok(true)
+    }
+
     fn finish(&self) -> Result<()> {
+        self.save_vectors_if_changed();
         let writer = self.lock().writer.take();
         match writer {
             Some(writer) => writer
@@ -296,6 +393,8 @@ impl SearchBackend for EmbeddedBackend {
     fn drop_index(&self) -> Result<bool> {
         let mut state = self.lock();
         state.opened = None;
+        state.space = None;
+        *self.lock_vectors() = None;
         if !self.path.join(MARKER_FILE).is_file() {
             if self.exists() {
                 return Err(Error::Search(format!(

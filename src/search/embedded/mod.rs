@@ -2,8 +2,10 @@
 //!
 //! Schema: `caption` (English-analysed text, stored, one value per caption), `path` (raw string,
 //! stored; the document's key), `kind`, `model` and `dataset` (raw strings, stored) and `timestamp`
-//! (stored i64, ms since the epoch). The folder also holds `capsearch-index.json`, which says what
-//! wrote it; capsearch refuses to write into, or delete, a folder without it.
+//! (stored i64, ms since the epoch), `embedding` (stored bytes: the image vector, when indexed with
+//! one). The folder also holds `capsearch-index.json`, which says what wrote it, the index's id
+//! and the vector space of its embeddings; capsearch refuses to write into, or delete, a folder
+//! without it. `vectors.bin` holds the embeddings as a searchable graph (see [`vectors`]).
 //!
 //! Writes take tantivy's writer lock, held from the first write until [`SearchBackend::finish`] (or
 //! until the backend is dropped), so two processes cannot index into one folder at once (the second
@@ -18,10 +20,14 @@
 //! | `schema.rs` | the tantivy schema and its fields |
 //! | `collector.rs` | `TopScores`, the collector that ranks every match |
 //! | `backend.rs` | the [`SearchBackend`] operations |
+//! | `vectors.rs` | `VectorStore`: the embeddings' usearch graph in `vectors.bin`, kept to tantivy's commit |
+//! | `vector_sync.rs` | loading, rebuilding and saving the vector store so it matches the tantivy commit |
 
 mod backend;
 mod collector;
 mod schema;
+mod vector_sync;
+pub mod vectors;
 
 #[cfg(test)]
 mod tests;
@@ -43,7 +49,8 @@ use schema::{Fields, schema};
 /// The file that marks a folder as a capsearch index.
 pub const MARKER_FILE: &str = "capsearch-index.json";
 /// Bumped when the schema changes; an index with another version is refused.
-const SCHEMA_VERSION: u32 = 1;
+/// 2: the `embedding` field.
+const SCHEMA_VERSION: u32 = 2;
 /// Memory the writer may buffer before it flushes a segment.
 const WRITER_MEMORY: usize = 96 * 1024 * 1024;
 
@@ -53,6 +60,12 @@ struct Marker {
     schema_version: u32,
     created_by: String,
     analyzer: String,
+    /// A random id, so a vector file can tell the index it belongs to.
+    #[serde(default)]
+    index_id: String,
+    /// The space of the documents' embeddings, once one was declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vector_space: Option<crate::search::VectorSpace>,
 }
 
 #[derive(Clone)]
@@ -66,6 +79,8 @@ struct Opened {
 struct State {
     opened: Option<Opened>,
     writer: Option<IndexWriter>,
+    /// The vector space declared by [`SearchBackend::set_vector_space`] or read from the marker.
+    space: Option<crate::search::VectorSpace>,
 }
 
 /// A tantivy index on disk. Cheap to construct: the folder is opened on first use and created on
@@ -73,6 +88,10 @@ struct State {
 pub struct EmbeddedBackend {
     path: PathBuf,
     state: Mutex<State>,
+    /// The vector store, loaded on first use; always locked after `state` when both are held.
+    vectors: Mutex<Option<vectors::VectorStore>>,
+    /// When the vector file was last saved by this backend (saves are spaced while indexing).
+    saved_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl EmbeddedBackend {
@@ -80,6 +99,8 @@ impl EmbeddedBackend {
         EmbeddedBackend {
             path: path.into(),
             state: Mutex::new(State::default()),
+            vectors: Mutex::new(None),
+            saved_at: Mutex::new(None),
         }
     }
 
@@ -139,10 +160,10 @@ impl EmbeddedBackend {
                 schema_version: SCHEMA_VERSION,
                 created_by: format!("capsearch {}", env!("CARGO_PKG_VERSION")),
                 analyzer: "english: lowercase, Lucene English stop words, Snowball stemmer".into(),
+                index_id: new_index_id(&self.path),
+                vector_space: state.space.clone(),
             };
-            let bytes = serde_json::to_vec_pretty(&marker)
-                .map_err(|e| self.err("cannot write the marker", e))?;
-            crate::util::write_atomic(&self.path.join(MARKER_FILE), &bytes)?;
+            self.write_marker(&marker)?;
             index
         } else {
             return Ok(None);
@@ -184,6 +205,18 @@ impl EmbeddedBackend {
         std::fs::create_dir_all(&self.path).map_err(|e| Error::io(&self.path, e))
     }
 
+    fn write_marker(&self, marker: &Marker) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(marker)
+            .map_err(|e| self.err("cannot write the marker", e))?;
+        crate::util::write_atomic(&self.path.join(MARKER_FILE), &bytes)
+    }
+
+    fn read_marker(&self) -> Result<Marker> {
+        let marker_path = self.path.join(MARKER_FILE);
+        let bytes = std::fs::read(&marker_path).map_err(|e| Error::io(&marker_path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::parse(&marker_path, None, e.to_string()))
+    }
+
     fn check_marker(&self) -> Result<()> {
         let marker_path = self.path.join(MARKER_FILE);
         let bytes = match std::fs::read(&marker_path) {
@@ -214,8 +247,14 @@ impl EmbeddedBackend {
         ))
     }
 
-    /// Opens (or creates) the index and takes the writer, then runs `f` and commits.
-    fn write<T>(&self, f: impl FnOnce(&mut IndexWriter, &Opened) -> Result<T>) -> Result<T> {
+    /// Opens (or creates) the index and takes the writer, then runs `f` and commits, then runs
+    /// `on_commit` with the commit's opstamp (still holding the state lock, so commits and their
+    /// follow-ups keep their order).
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut IndexWriter, &Opened) -> Result<T>,
+        on_commit: impl FnOnce(&Opened, u64),
+    ) -> Result<T> {
         let mut state = self.lock();
         let Some(opened) = self.opened(&mut state, true)? else {
             return Err(missing_index(&self.describe()));
@@ -234,10 +273,11 @@ impl EmbeddedBackend {
             writer
                 .commit()
                 .map_err(|e| self.err("cannot commit", e))
-                .map(|_| value)
+                .map(|opstamp| (value, opstamp))
         });
         match result {
-            Ok(value) => {
+            Ok((value, opstamp)) => {
+                on_commit(&opened, opstamp);
                 opened
                     .reader
                     .reload()
@@ -304,8 +344,10 @@ impl EmbeddedBackend {
 
     /// Whether a file in the index folder is one that tantivy or capsearch wrote.
     fn is_index_file(name: &str) -> bool {
-        if matches!(name, "meta.json" | ".managed.json" | MARKER_FILE)
-            || name.starts_with(".tantivy-")
+        if matches!(
+            name,
+            "meta.json" | ".managed.json" | MARKER_FILE | vectors::VECTOR_FILE
+        ) || name.starts_with(".tantivy-")
         {
             return true;
         }
@@ -317,6 +359,7 @@ impl EmbeddedBackend {
 
 impl Drop for EmbeddedBackend {
     fn drop(&mut self) {
+        self.save_vectors_if_changed();
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(writer) = state.writer.take()
             && let Err(e) = writer.wait_merging_threads()
@@ -324,4 +367,16 @@ impl Drop for EmbeddedBackend {
             tracing::warn!("{}: background merge failed: {e}", self.path.display());
         }
     }
+}
+
+/// A fresh index id: a hash of the folder, the time and the process, unique enough to tell two
+/// indexes' vector files apart.
+fn new_index_id(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seed = format!("{}|{nanos}|{}", path.display(), std::process::id());
+    hex::encode(Sha256::digest(seed.as_bytes()))[..32].to_string()
 }

@@ -15,6 +15,9 @@ pub(super) struct Fields {
     pub(super) model: Field,
     pub(super) dataset: Field,
     pub(super) timestamp: Field,
+    /// The image's embedding as little-endian `f32`s (stored only): the truth the vector file
+    /// (`vectors.rs`) is built from, and rebuilt from when it does not match the index.
+    pub(super) embedding: Field,
 }
 
 impl Fields {
@@ -42,6 +45,25 @@ pub(super) fn schema() -> (Schema, Fields) {
         model: b.add_text_field("model", STRING | STORED),
         dataset: b.add_text_field("dataset", STRING | STORED),
         timestamp: b.add_i64_field("timestamp", INDEXED | STORED),
+        embedding: b.add_bytes_field("embedding", STORED),
     };
     (b.build(), fields)
+}
+
+/// An embedding as the bytes the `embedding` field stores.
+pub(super) fn embedding_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The embedding in an `embedding` field's bytes (`None` when their length is not whole floats).
+pub(super) fn embedding_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
 }

@@ -241,3 +241,165 @@ fn index_file_names() {
     assert!(!EmbeddedBackend::is_index_file("notes.txt"));
     assert!(!EmbeddedBackend::is_index_file("0123.store"));
 }
+
+fn space4() -> crate::search::VectorSpace {
+    crate::search::VectorSpace {
+        dims: 4,
+        embedder: "test embedder".into(),
+    }
+}
+
+fn with_vector(path: &str, v: [f32; 4]) -> Document {
+    let mut doc = Document::from_model(path, format!("caption of {path}"), "m");
+    doc.embedding = Some(v.to_vec());
+    doc
+}
+
+fn vector_docs() -> Vec<Document> {
+    vec![
+        with_vector("a.png", [1.0, 0.0, 0.0, 0.0]),
+        with_vector("b.png", [0.0, 1.0, 0.0, 0.0]),
+        with_vector("c.png", [0.0, 0.0, 1.0, 0.1]),
+    ]
+}
+
+fn nearest_paths(backend: &EmbeddedBackend, v: [f32; 4], n: usize) -> Vec<String> {
+    backend
+        .nearest(&v, n, 0)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.path)
+        .collect()
+}
+
+#[test]
+fn visual_search_finds_replaces_and_removes_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::new(dir.path().join("idx"));
+    assert_eq!(backend.vector_space().unwrap(), None);
+    // Embeddings need their space declared first.
+    assert!(backend.index(&vector_docs()).is_err());
+    assert!(backend.set_vector_space(&space4()).unwrap());
+    backend.index(&vector_docs()).unwrap();
+    assert_eq!(backend.vector_space().unwrap(), Some(space4()));
+    let hits = backend.nearest(&[0.9, 0.1, 0.0, 0.0], 2, 0).unwrap();
+    assert_eq!(hits[0].path, "a.png");
+    assert_eq!(hits[0].caption, "caption of a.png");
+    assert_eq!(hits[0].visual_score, Some(hits[0].score));
+    assert_eq!(hits[0].caption_score, None);
+    assert!(hits[0].score > 0.99 && hits[1].score < 0.2, "{hits:?}");
+    assert_eq!(
+        nearest_paths(&backend, [0.0, 1.0, 0.0, 0.0], 3)[1..].len(),
+        2
+    );
+    assert_eq!(
+        backend.nearest(&[0.0, 1.0, 0.0, 0.0], 2, 1).unwrap().len(),
+        2,
+        "offset skips the best"
+    );
+
+    // Re-indexing an image replaces its vector.
+    backend
+        .index(&[with_vector("a.png", [0.0, 1.0, 0.0, 0.0])])
+        .unwrap();
+    assert_eq!(backend.count().unwrap(), 3);
+    assert_eq!(nearest_paths(&backend, [1.0, 0.0, 0.0, 0.0], 1).len(), 1);
+    let near_b = nearest_paths(&backend, [0.0, 1.0, 0.0, 0.0], 2);
+    assert!(near_b.contains(&"a.png".to_string()) && near_b.contains(&"b.png".to_string()));
+    // Deleting one removes its vector; re-indexing one without an embedding too.
+    backend.delete(&["b.png".to_string()]).unwrap();
+    backend
+        .index(&[Document::from_model("c.png", "no vector now", "m")])
+        .unwrap();
+    assert_eq!(nearest_paths(&backend, [0.0, 0.0, 1.0, 0.0], 5), ["a.png"]);
+
+    // Wrong lengths and other spaces are refused with a message.
+    let err = backend
+        .index(&[Document {
+            embedding: Some(vec![1.0; 3]),
+            ..with_vector("d.png", [1.0; 4])
+        }])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("3 values") && err.contains('4'), "{err}");
+    assert!(backend.nearest(&[1.0; 5], 1, 0).is_err());
+    let other = crate::search::VectorSpace {
+        dims: 4,
+        embedder: "another backbone".into(),
+    };
+    let err = backend.set_vector_space(&other).unwrap_err().to_string();
+    assert!(
+        err.contains("another backbone") && err.contains("test embedder"),
+        "{err}"
+    );
+
+    // Dropping the index removes the vector file with it.
+    backend.finish().unwrap();
+    assert!(backend.path().join(vectors::VECTOR_FILE).is_file());
+    assert!(backend.drop_index().unwrap());
+    assert!(!backend.path().exists());
+}
+
+#[test]
+fn an_index_without_vectors_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::new(dir.path().join("idx"));
+    backend.index(&docs(2)).unwrap();
+    let err = backend.nearest(&[1.0; 4], 1, 0).unwrap_err().to_string();
+    assert!(err.contains("holds no image vectors"), "{err}");
+}
+
+#[test]
+fn a_vector_file_that_does_not_match_the_index_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idx");
+    let file = path.join(vectors::VECTOR_FILE);
+    {
+        let backend = EmbeddedBackend::new(&path);
+        backend.set_vector_space(&space4()).unwrap();
+        backend.index(&vector_docs()[..2]).unwrap();
+        backend.finish().unwrap();
+    }
+    let older = std::fs::read(&file).unwrap();
+    {
+        // A run that commits c.png to tantivy but is killed before the vector file is saved:
+        // put the older file back, as a crash would have left it.
+        let backend = EmbeddedBackend::new(&path);
+        backend.set_vector_space(&space4()).unwrap();
+        backend.index(&vector_docs()[2..]).unwrap();
+        backend.finish().unwrap();
+    }
+    std::fs::write(&file, &older).unwrap();
+    let stale = vectors::VectorStore::load(&file).unwrap();
+    assert_eq!(stale.len(), 2);
+    let backend = EmbeddedBackend::new(&path);
+    assert_eq!(
+        nearest_paths(&backend, [0.0, 0.0, 1.0, 0.0], 1),
+        ["c.png"],
+        "rebuilt from tantivy's stored embeddings"
+    );
+    // ...and saved again, matching the index's commit.
+    let repaired = vectors::VectorStore::load(&file).unwrap();
+    assert_eq!(repaired.len(), 3);
+    drop(backend);
+
+    // A truncated file, and one from another index, are rebuilt too.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let backend = EmbeddedBackend::new(&path);
+    assert_eq!(nearest_paths(&backend, [1.0, 0.0, 0.0, 0.0], 1), ["a.png"]);
+    drop(backend);
+    let other_path = dir.path().join("other");
+    {
+        let other = EmbeddedBackend::new(&other_path);
+        other.set_vector_space(&space4()).unwrap();
+        other
+            .index(&[with_vector("z.png", [1.0, 0.0, 0.0, 0.0])])
+            .unwrap();
+        other.finish().unwrap();
+    }
+    std::fs::copy(other_path.join(vectors::VECTOR_FILE), &file).unwrap();
+    let backend = EmbeddedBackend::new(&path);
+    assert_eq!(nearest_paths(&backend, [1.0, 0.0, 0.0, 0.0], 1), ["a.png"]);
+    assert_eq!(vectors::VectorStore::load(&file).unwrap().len(), 3);
+}

@@ -1,0 +1,190 @@
+//! Visual and hybrid search, and `eval search`, on a small generated `shapes` set with a briefly
+//! trained tiny model.
+
+use std::path::Path;
+
+use crate::common::*;
+
+/// A 60-image `shapes` set (16 px) and a tiny model trained on it for a few epochs.
+fn shapes_and_model(d: &Path) {
+    run_in(
+        d,
+        &[
+            "dataset", "shapes", "--out", "shapes", "--images", "60", "--size", "16", "--seed", "3",
+        ],
+    )
+    .ok();
+    write_tiny_config(&d.join("tiny.toml"), 50);
+    run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--dataset",
+            "shapes/dataset_shapes.json",
+            "--out",
+            "run",
+            "--epochs",
+            "3",
+            "--no-tui",
+        ],
+    )
+    .ok();
+}
+
+#[test]
+fn visual_search_finds_the_image_itself_and_eval_search_reports_every_mode() {
+    let dir = tempdir();
+    let d = dir.path();
+    shapes_and_model(d);
+    run_in(
+        d,
+        &[
+            "index",
+            "--images",
+            "shapes/images",
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+        ],
+    )
+    .ok();
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("idx").join("capsearch-index.json")).unwrap())
+            .unwrap();
+    let embedder = marker["vector_space"]["embedder"].as_str().unwrap();
+    assert!(embedder.contains("projected image vector"), "{marker}");
+    assert!(d.join("idx/vectors.bin").is_file());
+
+    let query = "shapes/images/shape_00007.png";
+    let out = run_in(
+        d,
+        &[
+            "search",
+            query,
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+            "--mode",
+            "visual",
+            "--json",
+        ],
+    )
+    .ok();
+    let v = out.json();
+    assert_eq!(v["mode"], "visual");
+    let first = &v["results"][0];
+    assert_eq!(first["path"], query, "{}", out.stdout);
+    assert!(first["visual_score"].as_f64().unwrap() > 0.999, "{first}");
+    // The default on an index with vectors is hybrid, and every hit has its fused score.
+    let out = run_in(
+        d,
+        &[
+            "search",
+            query,
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+            "--json",
+        ],
+    )
+    .ok();
+    let v = out.json();
+    assert_eq!(v["mode"], "hybrid");
+    assert_eq!(v["results"][0]["path"], query, "{}", out.stdout);
+    assert!(v["results"][0]["visual_score"].is_number());
+    // Plain output prints both component scores.
+    let out = run_in(
+        d,
+        &["search", query, "--model", "run", "--index-path", "idx"],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains("mode:    hybrid") && out.stdout.contains("visual"),
+        "{}",
+        out.stdout
+    );
+    // Bad weights and an index without vectors fail with a message (exit 2).
+    run_in(
+        d,
+        &[
+            "search",
+            query,
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+            "--caption-weight",
+            "0",
+            "--visual-weight",
+            "0",
+        ],
+    )
+    .fails_with(&["weights"]);
+    run_in(
+        d,
+        &[
+            "index",
+            "--dataset",
+            "shapes/dataset_shapes.json",
+            "--index-path",
+            "refs",
+        ],
+    )
+    .ok();
+    run_in(
+        d,
+        &[
+            "search",
+            query,
+            "--model",
+            "run",
+            "--index-path",
+            "refs",
+            "--mode",
+            "visual",
+        ],
+    )
+    .fails_with(&["no image vectors", "--mode caption"]);
+
+    let out = run_in(
+        d,
+        &[
+            "eval",
+            "search",
+            "--model",
+            "run",
+            "--dataset",
+            "shapes/dataset_shapes.json",
+            "--out",
+            "report",
+        ],
+    )
+    .ok();
+    assert!(out.stdout.contains("| hybrid |"), "{}", out.stdout);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("report/eval_search.json")).unwrap()).unwrap();
+    let modes: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        modes,
+        ["caption", "visual", "hybrid", "references", "random"]
+    );
+    for row in report["rows"].as_array().unwrap() {
+        let p10 = row["summary"]["mean"]["P@10"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p10), "{row}");
+    }
+    let md = std::fs::read_to_string(d.join("report/eval_search.md")).unwrap();
+    assert!(
+        md.contains("| visual |") && md.contains("| random |"),
+        "{md}"
+    );
+}
