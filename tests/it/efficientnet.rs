@@ -182,3 +182,112 @@ fn wrong_broken_or_unknown_weights_exit_2_with_a_message() {
         "capsearch",
     ]);
 }
+
+/// A feature extraction killed (SIGKILL) after it wrote its first shards: the next run reads
+/// those shards and computes only the images they lack, then trains.
+#[test]
+fn a_killed_feature_extraction_resumes_without_recomputing_finished_shards() {
+    const IMAGES: usize = 2000;
+    let dir = tempdir();
+    let d = dir.path();
+    // Distinct images (features are keyed by content), enough for several 256-image shards.
+    let mut csv = String::from("image,caption,split\n");
+    for i in 0..IMAGES {
+        let name = format!("images/{i:04}.png");
+        let color = [(i % 256) as u8, (i / 256) as u8 * 16, 7];
+        write(&d.join(&name), png_bytes(8, 8, color));
+        csv.push_str(&format!("{name},a thing number {},train\n", i % 7));
+    }
+    for (name, color, caption) in CAPTIONS {
+        write(&d.join("val").join(name), png_bytes(8, 8, color));
+        csv.push_str(&format!("val/{name},{caption},val\n"));
+    }
+    write(&d.join("data.csv"), csv);
+    let toml = config("efficientnet-lite0", &fixture())
+        .replace("epochs = 2\nbatch_size = 4", "epochs = 1\nbatch_size = 64");
+    write(&d.join("effnet.toml"), toml);
+    let args = [
+        "train",
+        "--config",
+        "effnet.toml",
+        "--dataset",
+        "data.csv",
+        "--out",
+        "effnet",
+        "--no-tui",
+    ];
+    let shards = |cache: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(cache)
+            .into_iter()
+            .flatten()
+            .flat_map(|e| std::fs::read_dir(e.unwrap().path()).into_iter().flatten())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "feat"))
+            .collect()
+    };
+
+    // Kill the run as soon as a shard is on disk, then run it again. When the kill landed after
+    // the extraction had finished (a very loaded machine), there was nothing to resume: try again
+    // with an empty cache.
+    let flush = capsearch::train::feature_cache::ExtractOptions::default().flush_every;
+    let mut resumed = None;
+    for _attempt in 0..5 {
+        let _ = std::fs::remove_dir_all(d.join("cache"));
+        let _ = std::fs::remove_dir_all(d.join("effnet"));
+        let mut child = std::process::Command::new(crate::common::bin())
+            .args(args)
+            .current_dir(d)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while shards(&d.join("cache")).is_empty()
+            && child.try_wait().unwrap().is_none()
+            && started.elapsed().as_secs() < 120
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let kept = shards(&d.join("cache"));
+        assert!(!kept.is_empty(), "no shard written before the kill");
+
+        let out = run_in(d, &args).ok();
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains("train: ") && l.contains("images cached"))
+            .unwrap_or_else(|| panic!("no cache line:\n{}", out.stderr))
+            .to_string();
+        let cached: usize = line
+            .split("train: ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        if cached < IMAGES {
+            resumed = Some((out, line, cached));
+            break;
+        }
+    }
+    let (out, line, cached) = resumed.expect("the run was never killed mid-extraction in 5 tries");
+    // Whole shards were kept and read back; only the images they lack were computed.
+    assert!(cached > 0 && cached % flush == 0, "{line}");
+    let rest = IMAGES - cached;
+    assert!(
+        line.contains(&format!(
+            "{cached} of {IMAGES} images cached, {rest} to compute"
+        )),
+        "{line}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("computed {rest} train features")),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("ignoring"), "{}", out.stderr);
+    assert!(d.join("effnet/model.bpk").is_file());
+}

@@ -211,7 +211,7 @@ pub fn generate_from(opts: &ScenesOptions, assets: &Assets) -> Result<ScenesSumm
     kinds.dedup();
     let generator = GeneratorInfo {
         name: "capsearch dataset scenes",
-        // 2: captions from their own RNG stream, naming kinds more often than categories.
+        // 2: captions from their own RNG stream.
         version: 2,
         seed: opts.seed,
         size: opts.size,
