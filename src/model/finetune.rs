@@ -132,6 +132,8 @@ pub struct ResNetTail {
     pub blocks: Vec<ResBlock>,
 }
 
+/// The tail's blocks, by network. (Unboxed: a captioner holds one, built once.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum TailNet {
     EfficientNet(EfficientNetTail),

@@ -105,7 +105,7 @@ pub struct FrozenEncoder {
     /// (`[model.encoder.resnet]`: block, layers, width, classes, image_size; tests use a tiny
     /// one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resnet: Option<crate::model::resnet::ResNetConfig>,
+    pub resnet: Option<Box<crate::model::resnet::ResNetConfig>>,
     /// vgg16 only: channels of the first block (default 64, the real network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<usize>,
@@ -143,7 +143,7 @@ impl FrozenEncoder {
     /// ResNet's shape: the `resnet` table, or torchvision's. `None` for other backbones.
     pub fn resnet_config(&self) -> Option<crate::model::resnet::ResNetConfig> {
         let standard = self.backbone.resnet()?;
-        Some(self.resnet.clone().unwrap_or(standard))
+        Some(self.resnet.as_deref().cloned().unwrap_or(standard))
     }
 
     pub fn vgg16_config(&self) -> crate::model::vgg16::Vgg16Config {
