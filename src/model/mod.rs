@@ -7,6 +7,7 @@ pub mod decode;
 pub mod efficientnet;
 pub mod encoder;
 pub mod fast_decode;
+pub mod finetune;
 pub mod inference;
 pub mod lstm;
 pub mod metrics;

@@ -107,6 +107,28 @@ impl ResNetConfig {
         self.layers.iter().sum()
     }
 
+    /// Shape `[C, H, W]` of the output of the stem and blocks `0..n` for a square input of
+    /// `image_size` (the stem, the max-pool and each layer's first block past layer1 halve a
+    /// side, rounding up).
+    pub fn map_shape(&self, n: usize) -> [usize; 3] {
+        let mut side = self.image_size.div_ceil(2).div_ceil(2);
+        let mut channels = self.width;
+        let mut k = 0;
+        for (li, &count) in self.layers.iter().enumerate() {
+            for bi in 0..count {
+                if k == n {
+                    return [channels, side, side];
+                }
+                if li > 0 && bi == 0 {
+                    side = side.div_ceil(2);
+                }
+                channels = (self.width << li) * self.block.expansion();
+                k += 1;
+            }
+        }
+        [channels, side, side]
+    }
+
     /// Checks the shape makes a network.
     pub fn validate(&self) -> Result<()> {
         if self.width == 0 || self.classes == 0 || self.image_size == 0 {
@@ -215,18 +237,29 @@ pub struct ResBlock {
 
 impl ResBlock {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = self.bn2.forward(
+        self.forward_with(input, |bn, x| bn.forward(x))
+    }
+
+    /// The block with `norm` as its batch norm (fine-tuning passes
+    /// [`super::efficientnet::frozen_batch_norm`]).
+    pub fn forward_with(
+        &self,
+        input: Tensor<4>,
+        norm: impl Fn(&BatchNorm, Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<4> {
+        let mut x = norm(
+            &self.bn2,
             self.conv2
-                .forward(relu(self.bn1.forward(self.conv1.forward(input.clone())))),
+                .forward(relu(norm(&self.bn1, self.conv1.forward(input.clone())))),
         );
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            x = bn3.forward(conv3.forward(relu(x)));
+            x = norm(bn3, conv3.forward(relu(x)));
         }
         let mut identity = input;
         for layer in &self.downsample {
             identity = match layer {
                 DownsampleLayer::Conv(c) => c.forward(identity),
-                DownsampleLayer::Norm(n) => n.forward(identity),
+                DownsampleLayer::Norm(n) => norm(n, identity),
             };
         }
         relu(x + identity)
@@ -272,6 +305,14 @@ impl ResNet {
             .chain(&self.layer2)
             .chain(&self.layer3)
             .chain(&self.layer4)
+    }
+
+    /// Preprocessed images → the output of the stem and blocks `0..n` ([`ResNet::blocks`]'s
+    /// order), `[B, C, H', W']`.
+    pub fn forward_until(&self, images: Tensor<4>, n: usize) -> Tensor<4> {
+        self.blocks()
+            .take(n)
+            .fold(self.forward_stem(images), |x, b| b.forward(x))
     }
 
     /// Preprocessed images `[B, 3, H, W]` → layer4's map `[B, C, H/32, W/32]`.

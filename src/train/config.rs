@@ -105,7 +105,7 @@ pub struct FrozenEncoder {
     /// (`[model.encoder.resnet]`: block, layers, width, classes, image_size; tests use a tiny
     /// one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resnet: Option<crate::model::resnet::ResNetConfig>,
+    pub resnet: Option<Box<crate::model::resnet::ResNetConfig>>,
     /// vgg16 only: channels of the first block (default 64, the real network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<usize>,
@@ -115,6 +115,14 @@ pub struct FrozenEncoder {
     /// vgg16 only: side of the pooled map before fc6 (default 7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<usize>,
+    /// efficientnet-lite* and resnet18/resnet50 only: fine-tune the blocks from this one on
+    /// (EfficientNet-Lite's MBConv blocks numbered from 0 as `blocks.N` in its weights, 16 in
+    /// Lite0; a ResNet's residual blocks in order, layer1's first = 0, 8 in ResNet-18 and 16 in
+    /// ResNet-50). The blocks before it stay frozen and their output map is cached; the blocks
+    /// from it on (and EfficientNet's head convolution) train with the decoder and are saved in
+    /// the model. Absent: the whole backbone is frozen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_from_block: Option<usize>,
     /// Folder of feature caches (default: `features/` next to the dataset file); each backbone
     /// gets its own subfolder named by a hash of its network, preprocessing and weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,7 +143,7 @@ impl FrozenEncoder {
     /// ResNet's shape: the `resnet` table, or torchvision's. `None` for other backbones.
     pub fn resnet_config(&self) -> Option<crate::model::resnet::ResNetConfig> {
         let standard = self.backbone.resnet()?;
-        Some(self.resnet.clone().unwrap_or(standard))
+        Some(self.resnet.as_deref().cloned().unwrap_or(standard))
     }
 
     pub fn vgg16_config(&self) -> crate::model::vgg16::Vgg16Config {
@@ -482,6 +490,20 @@ impl TrainConfig {
                 if shape.contains(&Some(0)) {
                     return bad("model.encoder", "width, hidden and pool must be at least 1");
                 }
+                if let Some(n) = f.train_from_block {
+                    use crate::model::finetune::{TailNetwork, check_split};
+                    let network = match (f.efficientnet_config(), f.resnet_config()) {
+                        (Some(c), _) => TailNetwork::EfficientNet(c),
+                        (None, Some(c)) => TailNetwork::ResNet(c),
+                        (None, None) => {
+                            return bad(
+                                "model.encoder.train_from_block",
+                                "is for backbone = \"efficientnet-lite0\" (-lite1, -lite2), \"resnet18\" or \"resnet50\"",
+                            );
+                        }
+                    };
+                    check_split(&network, n)?;
+                }
                 if f.weights.as_os_str().is_empty() {
                     return bad(
                         "model.encoder.weights",
@@ -802,6 +824,40 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("[model.encoder.resnet]"), "{e}");
+    }
+
+    #[test]
+    fn train_from_block_is_checked_against_the_network() {
+        let base = "[model.encoder]\nkind = \"frozen\"\nbackbone = \"efficientnet-lite0\"\nweights = \"w.pth\"\n";
+        let c = TrainConfig::from_toml(&format!("{base}train_from_block = 15\n")).unwrap();
+        let TrainEncoder::Frozen(f) = &c.model.encoder else {
+            panic!("{c:?}")
+        };
+        assert_eq!(f.train_from_block, Some(15));
+        let text = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
+        for bad in [0, 17] {
+            let e = TrainConfig::from_toml(&format!("{base}train_from_block = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("train_from_block") && e.contains("16 blocks"),
+                "{e}"
+            );
+        }
+        let e = TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"vgg16\"\nweights = \"w\"\ntrain_from_block = 2\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("train_from_block") && e.contains("resnet50"),
+            "{e}"
+        );
+        TrainConfig::from_toml(
+            "[model.encoder]\nkind = \"frozen\"\nbackbone = \"resnet50\"\nweights = \"w\"\ntrain_from_block = 13\n",
+        )
+        .unwrap();
     }
 
     #[test]

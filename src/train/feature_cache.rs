@@ -582,6 +582,7 @@ mod tests {
                 resize: ResizeMode::Squash,
                 source: "test".into(),
                 weights_sha256: weights_sha256.into(),
+                until_block: None,
             },
             BackboneNet::SmallCnn(cnn),
         )

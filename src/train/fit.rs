@@ -143,6 +143,16 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     let ad_device = device.clone().autodiff();
     ad_device.seed(config.run.seed);
     let mut model = captioner_config.init(&ad_device);
+    // fine-tuning starts from the backbone's pretrained last blocks (a resumed run loads its own)
+    if let (Some((_, backbone)), Some(tail)) = (&frozen, model.tail.as_mut())
+        && let Some(pretrained) = backbone.tail()
+    {
+        tail.copy_from(&pretrained)?;
+        tracing::info!(
+            from_block = backbone.info.until_block,
+            "fine-tuning the backbone's last blocks with the decoder"
+        );
+    }
     let mut optim = optimizer(config);
     let mut state = ResumeState::default();
     if let Some(mut saved) = resume_state {

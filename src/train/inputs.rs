@@ -75,13 +75,20 @@ impl SplitInputs {
                     }
                     values.extend_from_slice(f.row(i));
                 }
-                Ok(
+                if f.dim != model.input_dim() {
+                    return Err(Error::Internal(format!(
+                        "cached features have {} values per image, the model reads {}",
+                        f.dim,
+                        model.input_dim()
+                    )));
+                }
+                Ok(model.finish(
                     Tensor::<1>::from_data(
                         TensorData::new(values, [indices.len() * f.dim]),
                         device,
                     )
                     .reshape([indices.len(), f.dim]),
-                )
+                ))
             }
         }
     }
@@ -279,4 +286,8 @@ pub(crate) fn load_backbone(encoder: &FrozenEncoder, device: &Device) -> Result<
             Backbone::resnet(config, &encoder.weights, device)
         }
     }
+    .and_then(|backbone| match encoder.train_from_block {
+        Some(n) => backbone.cut_before(n),
+        None => Ok(backbone),
+    })
 }

@@ -291,3 +291,56 @@ fn a_killed_feature_extraction_resumes_without_recomputing_finished_shards() {
     assert!(!out.stderr.contains("ignoring"), "{}", out.stderr);
     assert!(d.join("effnet/model.bpk").is_file());
 }
+
+/// `train_from_block`: the cache holds the frozen part's maps under their own key, the model
+/// carries the fine-tuned blocks, and captions photos through frozen part then tail.
+#[test]
+fn fine_tunes_the_last_blocks_and_captions_with_them() {
+    let dir = tempdir();
+    let d = dir.path();
+    photo_dataset(d);
+    let config = config("efficientnet-lite0", &fixture()).replace(
+        "cache_dir = \"cache\"",
+        "cache_dir = \"cache\"\ntrain_from_block = 5",
+    );
+    let out = train(d, &config).ok();
+    assert!(
+        out.stderr
+            .contains("fine-tuning the backbone's last blocks"),
+        "{}",
+        out.stderr
+    );
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("effnet").join(name)).unwrap())
+            .unwrap()
+    };
+    let info = read("model.json");
+    let encoder = &info["captioner"]["encoder"];
+    assert_eq!(encoder["kind"], "fine-tuned", "{info}");
+    assert_eq!(encoder["dim"], 16, "{info}");
+    assert_eq!(encoder["tail"]["from_block"], 5, "{info}");
+    assert_eq!(read("backbone.json")["until_block"], 5);
+    // block 4 outputs 16 channels at 32 / 2 / 2 / 2 = 4 pixels a side
+    let caches: Vec<String> = std::fs::read_dir(d.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(caches.len(), 1, "{caches:?}");
+    let out = run_in(
+        d,
+        &[
+            "caption",
+            "--model",
+            "effnet",
+            "--json",
+            "images/red.png",
+            "images/white.png",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+
+    let bad = config.replace("train_from_block = 5", "train_from_block = 7");
+    std::fs::remove_dir_all(d.join("effnet")).unwrap();
+    train(d, &bad).fails_with(&["train_from_block", "6 blocks"]);
+}
