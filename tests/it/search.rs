@@ -242,7 +242,7 @@ fn mapping_is_english_text_and_exact_keys(kind: Kind) {
         Kind::Embedded => {
             let marker = fx.opts.index_path.join(MARKER_FILE);
             let marker: Value = serde_json::from_slice(&std::fs::read(marker).unwrap()).unwrap();
-            assert_eq!(marker["schema_version"], 1);
+            assert_eq!(marker["schema_version"], 2);
         }
         Kind::Elastic => {
             let url = format!(
@@ -277,7 +277,7 @@ fn a_conflicting_mapping_is_refused(kind: Kind) {
             let text = std::fs::read_to_string(&marker).unwrap();
             std::fs::write(
                 &marker,
-                text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+                text.replace("\"schema_version\": 2", "\"schema_version\": 99"),
             )
             .unwrap();
         }
@@ -429,7 +429,7 @@ fn queries_rank_page_and_pick_the_matching_caption(kind: Kind) {
     // The JSON the CLI and web server print.
     let json = serde_json::to_value(&hits[..1]).unwrap();
     let keys: Vec<&String> = json[0].as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["caption", "path", "score"]);
+    assert_eq!(keys, ["caption", "caption_score", "path", "score"]);
 }
 
 fn a_missing_index_says_to_run_index_first(kind: Kind) {
