@@ -242,7 +242,7 @@ fn mapping_is_english_text_and_exact_keys(kind: Kind) {
         Kind::Embedded => {
             let marker = fx.opts.index_path.join(MARKER_FILE);
             let marker: Value = serde_json::from_slice(&std::fs::read(marker).unwrap()).unwrap();
-            assert_eq!(marker["schema_version"], 1);
+            assert_eq!(marker["schema_version"], 2);
         }
         Kind::Elastic => {
             let url = format!(
@@ -277,7 +277,7 @@ fn a_conflicting_mapping_is_refused(kind: Kind) {
             let text = std::fs::read_to_string(&marker).unwrap();
             std::fs::write(
                 &marker,
-                text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+                text.replace("\"schema_version\": 2", "\"schema_version\": 99"),
             )
             .unwrap();
         }
