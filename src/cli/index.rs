@@ -63,7 +63,7 @@ pub struct IndexArgs {
     /// path relative to the folder (--images DIR; for --dataset, relative to its image root), so
     /// that N machines, each given its own K, fill one index together with no image missed or
     /// indexed twice. Every machine must name the folder by the same path.
-    #[arg(long, value_name = "K/N", conflicts_with = "images")]
+    #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
 
     /// Documents per write.
@@ -202,22 +202,31 @@ fn index_images(
     let engine = CaptionEngine::load_with(model, args.device.device()?, args.precision)?;
     let start = Instant::now();
     let bar = search::progress_bar(Some(0), "images");
-    let report =
-        search::indexer::index_folder(backend, &engine, dir, DecodeOptions::default(), &bar)
-            .with_context(|| {
-                format!(
-                    "indexing {} stopped; what was indexed stays, and running the same command \
+    let report = search::indexer::index_folder(
+        backend,
+        &engine,
+        dir,
+        DecodeOptions::default(),
+        args.shard,
+        &bar,
+    )
+    .with_context(|| {
+        format!(
+            "indexing {} stopped; what was indexed stays, and running the same command \
                      again continues where it stopped",
-                    dir.display()
-                )
-            })?;
+            dir.display()
+        )
+    })?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "indexed {} images of {} captioned by {} into the {} index at {} in \
+        "indexed {} images of {}{} captioned by {} into the {} index at {} in \
          {seconds:.1}s ({:.1} images/s); {} already indexed with this model",
         report.written,
         dir.display(),
+        args.shard
+            .map(|s| format!(" (shard {s})"))
+            .unwrap_or_default(),
         engine.model_id(),
         backend.name(),
         backend.location(),

@@ -4,6 +4,7 @@
 //! This is the part of [`crate::search`] that knows the model ([`CaptionEngine`], [`Generated`]);
 //! the rest of the module only sees [`Document`]s.
 
+use super::shard::Shard;
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
@@ -147,6 +148,7 @@ pub fn index_folder(
     engine: &CaptionEngine,
     dir: &Path,
     options: DecodeOptions,
+    shard: Option<Shard>,
     progress: &ProgressBar,
 ) -> Result<IndexReport> {
     if !dir.is_dir() {
@@ -155,12 +157,15 @@ pub fn index_folder(
             error: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder"),
         });
     }
-    let listed = list_images(&[dir.to_path_buf()])?;
+    let mut listed = list_images(&[dir.to_path_buf()])?;
     if listed.images.is_empty() && listed.unreadable.is_empty() {
         return Err(Error::Io {
             path: dir.to_path_buf(),
             error: std::io::Error::new(std::io::ErrorKind::NotFound, "no images found"),
         });
+    }
+    if let Some(shard) = shard {
+        shard.retain(dir, &mut listed);
     }
     let model_id = engine.model_id().to_string();
     let keys: Vec<String> = listed

@@ -1,23 +1,17 @@
 //! Image vectors in the search backends: the same behaviour tests on the embedded index and on
 //! Elasticsearch (gated on `ES_URL` as in `search.rs`), and sharded indexing (`--shard K/N`) into
 //! one index.
-//!
-//! The embedded backend's vector index comes from the vector-index branch (s5-a); until it is
-//! merged, the embedded variants of the vector tests are ignored (the trait's default
-//! `set_vector_space` stores no vectors).
 
 use capsearch::search::{Document, Hit, VectorSpace};
 use serde_json::json;
 
 use crate::search::{Kind, capsearch, fixture, text};
 
-const NOT_MERGED: &str = "needs the embedded vector index of branch s5-a";
-
-/// Runs each vector test on both backends (the embedded ones ignored until s5-a is merged).
+/// Runs each vector test on both backends.
 macro_rules! vector_tests_on_both_backends {
     ($($test:ident),* $(,)?) => {
         mod embedded {
-            $( #[test] #[ignore = "needs the embedded vector index of branch s5-a"]
+            $( #[test]
                fn $test() { super::$test(super::Kind::Embedded) } )*
         }
         mod elasticsearch {
@@ -90,7 +84,7 @@ fn filled(kind: Kind, test: &str) -> Option<crate::search::Fixture> {
     let fx = fixture(kind, test)?;
     assert!(
         fx.backend.set_vector_space(&space()).unwrap(),
-        "the {} backend must store vectors ({NOT_MERGED})",
+        "the {} backend must store vectors",
         fx.backend.name()
     );
     assert_eq!(fx.backend.index(&corpus()).unwrap(), 5);
@@ -364,7 +358,6 @@ fn elasticsearch_mapping_gains_a_cosine_vector_field() {
 /// `index --images DIR --model M --shard K/N` on two "machines" into one index: every image
 /// captioned, embedded and indexed once, on both backends.
 #[test]
-#[ignore = "needs --shard passed on to index_folder (s5-a's indexer): remove this at the merge"]
 fn images_in_two_shards_fill_one_index() {
     use crate::common::{CAPTIONS, png_bytes, run_in, write, write_tiny_config};
 
