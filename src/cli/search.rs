@@ -68,7 +68,7 @@ pub struct FusionArgs {
     /// Weight of the caption ranks in hybrid search, which scores an image
     /// caption-weight / (3 + caption rank) + visual-weight / (3 + visual rank). The default 0.3
     /// lets the caption re-order the visual top hits without outvoting them: it measured best on
-    /// `eval search` (shapes: P@10 0.165 against visual's 0.161 and 0.150 at 1/1).
+    /// `eval search` (shapes: P@10 0.158–0.165 over two runs, against visual's 0.161 and 0.150 at 1/1).
     #[arg(long, default_value_t = crate::search::fusion::DEFAULT_CAPTION_WEIGHT, value_name = "W")]
     pub caption_weight: f32,
 
