@@ -325,7 +325,7 @@ fn search_markdown(report: &SearchEvalReport) -> String {
          each query's own image excluded\n\
          - {without} queries have no relevant gallery image and are left out of the means\n\
          - relevance: {relevance}\n\
-         - embeddings: {embedder}; hybrid = reciprocal-rank fusion, k = 60, weights caption \
+         - embeddings: {embedder}; hybrid = reciprocal-rank fusion, k = {k}, weights caption \
          {wc}, visual {wv}\n\
          - `references`: the gallery indexed by its reference captions, searched with the \
          query's generated caption; `random`: the exact expectation of a random ranking\n\n",
@@ -337,6 +337,7 @@ fn search_markdown(report: &SearchEvalReport) -> String {
         query_split = report.query_split,
         relevance = report.relevance,
         embedder = report.embedder,
+        k = crate::search::fusion::RRF_K,
         wc = report.weights.caption,
         wv = report.weights.visual,
     );
