@@ -16,55 +16,8 @@ use burn::prelude::*;
 
 use super::captioner::Captioner;
 use super::decode::{Caption, DecodeOptions, Stepper, beam_search};
+use super::gemm::matmul;
 use crate::error::{Error, Result};
-
-/// Products at least this large (m·n·k multiply-adds) use every rayon thread; smaller ones run
-/// on the calling thread, where splitting costs more than it saves.
-const PARALLEL_MIN_WORK: usize = 1 << 20;
-
-/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, all row-major.
-fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize, acc: bool) {
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !acc {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    let parallelism = if m * n * k >= PARALLEL_MIN_WORK {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the assert above keeps every index the strides reach inside the three slices:
-    // dst row i col j at i*n + j < m*n, lhs at i*k + l < m*k, rhs at l*n + j < k*n.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            acc,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -229,7 +182,7 @@ impl<'a> FastStepper<'a> {
         for row in self.x.chunks_exact_mut(w.d) {
             row.copy_from_slice(&w.be);
         }
-        matmul(&mut self.x, features, &w.we, n, w.f, w.d, true);
+        matmul(&mut self.x, features, &w.we, (n, w.f, w.d), true, true);
         // h_prev = 0: gates = bias + x · Wx; c_prev = 0
         self.gates_from_x(n);
         self.cell(n, false);
@@ -243,7 +196,7 @@ impl<'a> FastStepper<'a> {
         for g in self.gates.chunks_exact_mut(row) {
             g.copy_from_slice(&w.bias);
         }
-        matmul(&mut self.gates, &self.x, &w.wx, n, w.d, row, true);
+        matmul(&mut self.gates, &self.x, &w.wx, (n, w.d, row), true, true);
     }
 
     /// Gates → new `h`, `c` (`with_prev`: add `f * c_prev`).
@@ -285,7 +238,14 @@ impl Stepper for FastStepper<'_> {
             self.c_prev[a * hs..(a + 1) * hs].copy_from_slice(self.c.get(r * hs..(r + 1) * hs)?);
         }
         self.gates_from_x(n);
-        matmul(&mut self.gates, &self.h_prev, &w.wh, n, hs, 4 * hs, true);
+        matmul(
+            &mut self.gates,
+            &self.h_prev,
+            &w.wh,
+            (n, hs, 4 * hs),
+            true,
+            true,
+        );
         self.cell(n, true);
 
         // scores and log(1e-20 + softmax), row by row
@@ -293,7 +253,7 @@ impl Stepper for FastStepper<'_> {
         for row in logp.chunks_exact_mut(v) {
             row.copy_from_slice(&w.bd);
         }
-        matmul(&mut logp, &self.h, &w.wd, n, hs, v, true);
+        matmul(&mut logp, &self.h, &w.wd, (n, hs, v), true, true);
         for row in logp.chunks_exact_mut(v) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
@@ -330,28 +290,6 @@ mod tests {
         .with_hidden_size(20)
         .with_tanh_c_version(tanh_c)
         .init(&device)
-    }
-
-    #[test]
-    fn matmul_matches_naive_and_accumulates() {
-        let (m, k, n) = (3, 5, 4);
-        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 - 2.0).collect();
-        let mut want = vec![1.0f32; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                for l in 0..k {
-                    want[i * n + j] += a[i * k + l] * b[l * n + j];
-                }
-            }
-        }
-        let mut got = vec![1.0f32; m * n];
-        matmul(&mut got, &a, &b, m, k, n, true);
-        assert_eq!(got, want);
-        let mut fresh = vec![f32::NAN; m * n];
-        matmul(&mut fresh, &a, &b, m, k, n, false);
-        let want0: Vec<f32> = want.iter().map(|x| x - 1.0).collect();
-        assert_eq!(fresh, want0);
     }
 
     /// The fast path gives the burn path's captions and log-probabilities, greedy and beam,

@@ -8,6 +8,7 @@ pub mod efficientnet;
 pub mod encoder;
 pub mod fast_decode;
 pub mod finetune;
+pub(crate) mod gemm;
 pub mod inference;
 pub mod lstm;
 pub mod metrics;

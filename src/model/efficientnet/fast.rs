@@ -28,8 +28,9 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use super::EfficientNet;
-use super::kernels::{DepthwiseShape, add, depthwise_relu6, fill_rows, matmul_acc, relu6};
+use super::kernels::{DepthwiseShape, add, depthwise_relu6, fill_rows, relu6};
 use crate::error::{Error, Result};
+use crate::model::gemm::matmul;
 
 /// A 1×1 convolution with batch norm folded in: `[in, out]` row-major, and a bias of `out`.
 #[derive(Debug, Clone)]
@@ -45,11 +46,12 @@ impl Pointwise {
     fn forward(&self, x: &[f32], pixels: usize, out: &mut [f32], relu: bool, parallel: bool) {
         let out = &mut out[..pixels * self.c_out];
         fill_rows(out, &self.bias);
-        matmul_acc(
+        matmul(
             out,
             &x[..pixels * self.c_in],
             &self.weight,
             (pixels, self.c_in, self.c_out),
+            true,
             parallel,
         );
         if relu {

@@ -23,51 +23,6 @@ fn simd() -> bool {
     }
 }
 
-/// `dst[m×n] += lhs[m×k] · rhs[k×n]`, all row-major; `parallel` lets `gemm` use every rayon
-/// thread on large products.
-pub(super) fn matmul_acc(
-    dst: &mut [f32],
-    lhs: &[f32],
-    rhs: &[f32],
-    (m, k, n): (usize, usize, usize),
-    parallel: bool,
-) {
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    let parallelism = if parallel && m * n * k >= 1 << 20 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the assert above keeps every index the strides reach inside the three slices:
-    // dst row i col j at i*n + j < m*n, lhs at i*k + l < m*k, rhs at l*n + j < k*n.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 /// Every row of `dst` (`[rows, bias.len()]`) set to `bias`.
 pub(super) fn fill_rows(dst: &mut [f32], bias: &[f32]) {
     for row in dst.chunks_exact_mut(bias.len()) {
