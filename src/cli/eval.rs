@@ -125,15 +125,12 @@ pub struct EvalSearchArgs {
     pub device: DeviceArg,
 }
 
-fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
-    use crate::eval::search::{
-        SearchEvalOptions, evaluate_search, search_table, write_search_report,
-    };
-    let weights = args.fusion.weights()?;
-    let out = match &args.out {
-        Some(out) => out.clone(),
+/// The report folder: `--out`, or `reports/<model folder name>`; refused when it is a file.
+fn report_dir(out: Option<&Path>, model: &Path) -> anyhow::Result<PathBuf> {
+    let out = match out {
+        Some(out) => out.to_path_buf(),
         None => Path::new("reports").join(
-            args.model
+            model
                 .file_name()
                 .context("--model has no folder name to name the report after; pass --out DIR")?,
         ),
@@ -144,6 +141,15 @@ fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
             out.display()
         );
     }
+    Ok(out)
+}
+
+fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
+    use crate::eval::search::{
+        SearchEvalOptions, evaluate_search, search_table, write_search_report,
+    };
+    let weights = args.fusion.weights()?;
+    let out = report_dir(args.out.as_deref(), &args.model)?;
     let relevance = args
         .relevance
         .as_deref()
@@ -225,21 +231,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let (Some(model), Some(dataset_path)) = (&args.model, &args.dataset) else {
         anyhow::bail!("give --model DIR and --dataset PATH, or --compare A B");
     };
-    let out = match &args.out {
-        Some(out) => out.clone(),
-        None => Path::new("reports").join(
-            model
-                .file_name()
-                .context("--model has no folder name to name the report after; pass --out DIR")?,
-        ),
-    };
     // Refuse what would fail late, before the slow part.
-    if out.exists() && !out.is_dir() {
-        anyhow::bail!(
-            "the report folder {} is a file; remove it or pass another --out",
-            out.display()
-        );
-    }
+    let out = report_dir(args.out.as_deref(), model)?;
     let engine = CaptionEngine::load_with(model, args.device.device()?, args.precision)?;
     let dataset = formats::load(
         dataset_path,

@@ -146,11 +146,7 @@ impl SearchBackend for EmbeddedBackend {
             let doc: TantivyDocument = searcher
                 .doc(address)
                 .map_err(|e| self.err("cannot read a document", e))?;
-            let path = doc
-                .get_first(f.path)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
+            let path = stored_text(&doc, f.path);
             let captions: Vec<String> = doc
                 .get_all(f.caption)
                 .filter_map(|v| v.as_str().map(str::to_string))
@@ -212,16 +208,8 @@ impl SearchBackend for EmbeddedBackend {
             let doc: TantivyDocument = searcher
                 .doc(address)
                 .map_err(|e| self.err("cannot read a document", e))?;
-            let path = doc
-                .get_first(f.path)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
-            let caption = doc
-                .get_first(f.caption)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
+            let path = stored_text(&doc, f.path);
+            let caption = stored_text(&doc, f.caption);
             hits.push(Hit {
                 path,
                 caption,
@@ -351,11 +339,7 @@ impl SearchBackend for EmbeddedBackend {
             let doc: TantivyDocument = searcher
                 .doc(address)
                 .map_err(|e| self.err("cannot read a document", e))?;
-            let caption = doc
-                .get_first(f.caption)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
+            let caption = stored_text(&doc, f.caption);
             hits.push(Hit {
                 path,
                 caption,
@@ -441,4 +425,12 @@ impl SearchBackend for EmbeddedBackend {
         }
         Ok(true)
     }
+}
+
+/// A stored text field of a document (`""` when absent).
+fn stored_text(doc: &TantivyDocument, field: tantivy::schema::Field) -> String {
+    doc.get_first(field)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
 }
