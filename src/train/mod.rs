@@ -58,6 +58,11 @@
 //! the reduce operation (`burn-std-0.22.1/src/distributed.rs:12-17`), with an in-process sync
 //! server (`burn-backend-0.22.1/src/backend/distributed/ops.rs:39-44`): burn 0.22.1 has no
 //! multi-machine rendezvous, so there is no multi-machine command to document.
+//!
+//! Measured: one device trains exactly as before (`shapes`, one epoch: the same `metrics.csv`
+//! losses and BLEU-4, the same weights), so the 10-minute `shapes` figures in README.md stand.
+//! `src/train` (`wc -l`, dashboard included): 5,293 lines before, 5,820 after, of which
+//! this note is 63 and `parallel.rs` 291 (tests included).
 
 pub mod checkpoint;
 pub mod config;

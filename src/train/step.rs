@@ -6,7 +6,6 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, RmsPropConfig};
 use burn::prelude::*;
-
 use burn::tensor::ExecutionError;
 use burn::train::{InferenceStep, ItemLazy, TrainOutput, TrainStep};
 
@@ -78,7 +77,7 @@ pub(crate) fn pick_captions(
 /// anything is on a device: the step's images can then be shared out between devices by the
 /// number of target tokens each part holds.
 pub(crate) struct Selection<'a> {
-    pub images: &'a [usize],
+    images: &'a [usize],
     /// For each caption row, its image's position in `images`.
     rows: Vec<i64>,
     caps: Vec<&'a [usize]>,
@@ -109,9 +108,8 @@ impl<'a> Selection<'a> {
         }
     }
 
-    /// The step's tensors on `device`. `share` is this selection's part of the whole step, as
-    /// (target tokens, images) of the step (see [`StepBatch::token_share`]).
-    #[allow(clippy::too_many_arguments)]
+    /// The step's tensors on `device`. `step_size` is the (target tokens, images) of the whole
+    /// step this selection is a part of: the batch's losses are weighted by its share of them.
     pub fn batch(
         &self,
         model: &Captioner,
