@@ -2,7 +2,8 @@
 # The whole GPU check for capsearch, in one script (about 10 minutes on a CUDA machine):
 #   1. build capsearch with `--features cuda` (release),
 #   2. run the tests of the CUDA path (the model on the GPU agrees with the CPU: loss, gradients
-#      step, greedy captions; then a short real training run and captioning through the binary),
+#      step, greedy captions; then a short real training run and captioning through the binary,
+#      and, on a machine with two GPUs or more, a short data-parallel run on two of them),
 #   3. run `capsearch bench train` and `bench caption` on the GPU, next to the CPU figures.
 #
 # Usage: bash bench/gpu-check.sh [OUT_DIR]      (default: reports/gpu)
@@ -44,6 +45,15 @@ DATA=$OUT/shapes
   --out "$OUT/run" --device cuda --epochs 2 --no-tui 2>&1 | tail -5 | tee "$OUT/train.txt"
 "$BIN" caption --model "$OUT/run" --device cuda "$DATA/images" --json > "$OUT/captions.jsonl"
 head -3 "$OUT/captions.jsonl"
+
+GPUS=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
+if [ "$GPUS" -ge 2 ]; then
+  step "data-parallel training on two GPUs"
+  "$BIN" train --config configs/shapes.toml --dataset "$DATA/dataset_shapes.json" \
+    --out "$OUT/run-2gpu" --devices cuda:0,cuda:1 --epochs 2 --no-tui 2>&1 | tail -5 | tee "$OUT/train-2gpu.txt"
+else
+  step "data-parallel training skipped: $GPUS GPU (needs two)"
+fi
 
 step "benchmarks, GPU then CPU"
 "$BIN" bench train --device cuda --no-baselines --out "$OUT/cuda" | tee "$OUT/bench-cuda.md"

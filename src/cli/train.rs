@@ -74,6 +74,11 @@ pub struct TrainArgs {
     /// Compute device.
     #[arg(long, value_enum, default_value_t)]
     pub device: DeviceArg,
+    /// Data-parallel training on several devices, e.g. `cuda:0,cuda:1` (`cpu` is burn's flex
+    /// backend); overrides loop.devices. Each step's images are shared out between them; the
+    /// first one holds the model and validates.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Option<Vec<String>>,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
@@ -84,6 +89,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         lr: args.lr,
         time_budget: args.time_budget.clone(),
         seed: args.seed,
+        devices: args.devices.clone(),
     };
     let config = run_config(
         &args.config,

@@ -269,6 +269,10 @@ pub struct LoopSection {
     /// Log a metrics row every this many iterations.
     #[serde(default = "d_log_every")]
     pub log_every: usize,
+    /// Data-parallel training on these devices, e.g. ["cuda:0", "cuda:1"] (empty: the one
+    /// `--device`). Each step's images are shared out between them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 /// A whole training config.
@@ -587,6 +591,7 @@ pub struct ConfigOverrides {
     pub lr: Option<f64>,
     pub time_budget: Option<String>,
     pub seed: Option<u64>,
+    pub devices: Option<Vec<String>>,
 }
 
 impl ConfigOverrides {
@@ -609,6 +614,9 @@ impl ConfigOverrides {
         }
         if let Some(v) = self.seed {
             config.run.seed = v;
+        }
+        if let Some(v) = &self.devices {
+            config.run.devices = v.clone();
         }
     }
 }

@@ -1,15 +1,14 @@
 //! The training loop: teacher forcing with masked cross-entropy, decoded validation BLEU-4 every
-//! epoch, best-checkpoint keeping, early stopping, a time budget, and resumable checkpoints.
+//! epoch, best-checkpoint keeping, early stopping, a time budget, resumable checkpoints, and
+//! data-parallel steps on several devices ([`super::parallel`]).
 //!
-//! Why not burn-train's `SupervisedTraining`: it ranks checkpoints by metrics that are averaged
-//! over batches, while BLEU-4 is a corpus statistic of *decoded* captions that must be computed
-//! over the whole validation set at epoch end; it has no time budget; and its renderer cannot show
-//! the caption panel. burn's optimizers, gradient clipping, records and modules are used as they are.
+//! The loop is capsearch's own, on burn-train's `TrainStep` (see [`super::step`]) and burn's
+//! optimizers, gradient clipping, records and modules: why not burn-train's `Learner` and
+//! `SupervisedTraining` is written, with the burn-train source it rests on, in [`super`].
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -18,11 +17,12 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{self, ResumeState};
 use super::config::{TrainConfig, TrainEncoder};
 use super::inputs::{decode_split, load_backbone, prepare};
+use super::parallel::{DataParallel, parse_device};
 use super::report::{
     BestCheckpoint, Phase, SampleCaption, StopReason, TrainingReporter, TrainingStatus,
     current_rss_bytes,
 };
-use super::step::{batch_loss, learning_rate, optimizer, pick_captions, validation_loss};
+use super::step::{learning_rate, optimizer, pick_captions, validation_loss};
 use crate::data::Dataset;
 use crate::data::text::Vocabulary;
 use crate::error::{Error, Result};
@@ -73,6 +73,19 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
             out.display()
         )));
     }
+    // `[loop] devices` (data-parallel) when given, else the request's device; the first one
+    // holds the model, validates and computes the backbone's features
+    let devices = if config.run.devices.is_empty() {
+        vec![req.device.clone()]
+    } else {
+        config
+            .run
+            .devices
+            .iter()
+            .map(|name| parse_device(name))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let device = devices[0].clone();
     let saved_vocab = match &resume_state {
         Some(_) => Some(Vocabulary::load(&run.vocab())?),
         None => None,
@@ -80,7 +93,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     let (frozen, encoder) = match &config.model.encoder {
         TrainEncoder::SmallCnn(c) => (None, EncoderConfig::SmallCnn(c.clone())),
         TrainEncoder::Frozen(f) => {
-            let backbone = load_backbone(f, &req.device)?;
+            let backbone = load_backbone(f, &device)?;
             let encoder = backbone.info.encoder_config();
             (Some((f, backbone)), encoder)
         }
@@ -101,7 +114,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     let data = prepare(
         &req.dataset,
         config,
-        &req.device,
+        &device,
         saved_vocab,
         frozen.as_ref().map(|(f, b)| (*f, b)),
     )?;
@@ -139,9 +152,9 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         }
     }
 
-    let device = req.device.clone();
-    let ad_device = device.clone().autodiff();
-    ad_device.seed(config.run.seed);
+    let parallel = DataParallel::new(devices)?;
+    let ad_device = parallel.main().clone();
+    parallel.seed(config.run.seed);
     let mut model = captioner_config.init(&ad_device);
     // fine-tuning starts from the backbone's pretrained last blocks (a resumed run loads its own)
     if let (Some((_, backbone)), Some(tail)) = (&frozen, model.tail.as_mut())
@@ -203,7 +216,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(
             config.run.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         ));
-        ad_device.seed(
+        parallel.seed(
             config
                 .run
                 .seed
@@ -214,8 +227,11 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         let mut window = (Instant::now(), 0usize, 0usize, 0.0f64, 0usize);
         for (it, chunk) in order.chunks(bs).enumerate().skip(skip) {
             let lr = learning_rate(config, epoch0, state.global_iteration, total_iters);
-            let (loss, concept, tokens) = batch_loss(
-                &model,
+            // the logged loss is the caption loss alone, comparable with validation loss
+            let (next, step) = parallel.step(
+                model,
+                &mut optim,
+                lr,
                 &data.train_images,
                 &data.train,
                 chunk,
@@ -229,14 +245,9 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
                     )
                 },
                 config.model.concept_loss,
-                &ad_device,
             )?;
-            // the logged loss is the caption loss alone, comparable with validation loss
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            let loss = match concept {
-                Some(c) => loss + c,
-                None => loss,
-            };
+            model = next;
+            let (loss_value, tokens) = (step.loss, step.tokens);
             if !loss_value.is_finite() {
                 return Err(Error::Diverged {
                     epoch,
@@ -244,8 +255,6 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
                     loss: loss_value,
                 });
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
             state.iteration = it + 1;
             state.global_iteration += 1;
             images_seen += chunk.len();

@@ -58,12 +58,30 @@ impl SplitInputs {
         indices: &[usize],
         device: &Device,
     ) -> Result<Tensor<2>> {
+        Ok(self.inputs(model, indices, device)?.features(model))
+    }
+
+    /// What `model` reads for the images at `indices`, on `device`: their pixels, or their cached
+    /// features. Fails when the model cannot read them (no CNN for images, another feature length).
+    pub(crate) fn inputs(
+        &self,
+        model: &Captioner,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<ModelInputs> {
         match self {
-            SplitInputs::Images(store) => model
-                .encode(store.tensor(indices, TRAIN_NORMALIZATION, device)?)
-                .ok_or_else(|| {
-                    Error::Invalid("training on images needs a model with an image encoder".into())
-                }),
+            SplitInputs::Images(store) => {
+                if model.cnn.is_none() {
+                    return Err(Error::Invalid(
+                        "training on images needs a model with an image encoder".into(),
+                    ));
+                }
+                Ok(ModelInputs::Images(store.tensor(
+                    indices,
+                    TRAIN_NORMALIZATION,
+                    device,
+                )?))
+            }
             SplitInputs::Features(f) => {
                 let mut values = Vec::with_capacity(indices.len() * f.dim);
                 for &i in indices {
@@ -82,7 +100,7 @@ impl SplitInputs {
                         model.input_dim()
                     )));
                 }
-                Ok(model.finish(
+                Ok(ModelInputs::Cached(
                     Tensor::<1>::from_data(
                         TensorData::new(values, [indices.len() * f.dim]),
                         device,
@@ -90,6 +108,27 @@ impl SplitInputs {
                     .reshape([indices.len(), f.dim]),
                 ))
             }
+        }
+    }
+}
+
+/// A batch of images as a model reads them, checked by [`SplitInputs::inputs`] to suit it.
+#[derive(Debug, Clone)]
+pub(crate) enum ModelInputs {
+    /// Normalised pixels `[B, 3, H, W]`, for the model's CNN.
+    Images(Tensor<4>),
+    /// Cached features `[B, input_dim]`, finished by the model's tail when it has one.
+    Cached(Tensor<2>),
+}
+
+impl ModelInputs {
+    /// Features `[B, F]`.
+    pub fn features(self, model: &Captioner) -> Tensor<2> {
+        match self {
+            ModelInputs::Images(images) => model
+                .encode(images)
+                .unwrap_or_else(|| unreachable!("SplitInputs::inputs checked the model's CNN")),
+            ModelInputs::Cached(inputs) => model.finish(inputs),
         }
     }
 }

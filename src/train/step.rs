@@ -1,13 +1,16 @@
 //! One training step and its pieces: the learning-rate schedule, the optimizer, which captions a
-//! step trains on, the batch loss (with the concept head's), and the validation loss.
+//! step trains on, the captioner's burn-train [`TrainStep`] and [`InferenceStep`] (the caption
+//! loss with the concept head's), and the validation loss.
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, RmsPropConfig};
 use burn::prelude::*;
+use burn::tensor::ExecutionError;
+use burn::train::{InferenceStep, ItemLazy, TrainOutput, TrainStep};
 
 use super::config::{OptimizerKind, Schedule, TrainConfig};
-use super::inputs::{Prepared, SplitInputs};
+use super::inputs::{ModelInputs, Prepared, SplitInputs};
 use crate::data::batch::arrange_tokens;
 use crate::error::Result;
 use crate::model::Captioner;
@@ -70,47 +73,164 @@ pub(crate) fn pick_captions(
     (0..per_image).map(|k| (start + k) % count).collect()
 }
 
-/// Loss of a batch of images with their captions (`pick` chooses which). The CNN runs once per
-/// image (or the cached feature is read); the feature is repeated for each caption. Returns the
-/// loss and the number of target tokens.
-pub(crate) fn batch_loss(
-    model: &Captioner,
-    store: &SplitInputs,
-    captions: &[Vec<Vec<usize>>],
-    images: &[usize],
-    pick: impl Fn(usize, usize) -> Vec<usize>,
-    concept_weight: f64,
-    device: &Device,
-) -> Result<(Tensor<1>, Option<Tensor<1>>, usize)> {
-    let mut rows = Vec::new();
-    let mut caps: Vec<&[usize]> = Vec::new();
-    for (pos, &i) in images.iter().enumerate() {
-        for k in pick(i, captions[i].len()) {
-            rows.push(pos as i64);
-            caps.push(captions[i][k].as_slice());
+/// The captions a step trains on for some images (`pick` chooses which of each image's), before
+/// anything is on a device: the step's images can then be shared out between devices by the
+/// number of target tokens each part holds.
+pub(crate) struct Selection<'a> {
+    images: &'a [usize],
+    /// For each caption row, its image's position in `images`.
+    rows: Vec<i64>,
+    caps: Vec<&'a [usize]>,
+    /// Target tokens: each caption's words and its END.
+    pub tokens: usize,
+}
+
+impl<'a> Selection<'a> {
+    pub fn new(
+        captions: &'a [Vec<Vec<usize>>],
+        images: &'a [usize],
+        pick: impl Fn(usize, usize) -> Vec<usize>,
+    ) -> Self {
+        let mut rows = Vec::new();
+        let mut caps: Vec<&[usize]> = Vec::new();
+        for (pos, &i) in images.iter().enumerate() {
+            for k in pick(i, captions[i].len()) {
+                rows.push(pos as i64);
+                caps.push(captions[i][k].as_slice());
+            }
+        }
+        let tokens = caps.iter().map(|c| c.len() + 1).sum();
+        Selection {
+            images,
+            rows,
+            caps,
+            tokens,
         }
     }
-    let (inputs, targets, mask, steps) = arrange_tokens(&caps);
-    let n = caps.len();
-    let tokens = caps.iter().map(|c| c.len() + 1).sum();
-    let features = store.features(model, images, device)?;
-    let concept = if concept_weight > 0.0 && model.concept.is_some() {
-        let targets = concept_targets(captions, images, model.vocab_size(), device);
-        model
-            .concept_loss(features.clone(), targets)
-            .map(|l| l * concept_weight)
-    } else {
-        None
-    };
-    let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device);
-    let features = features.select(0, rows);
-    let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [n, steps]), device);
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, steps]), device);
-    Ok((
-        model.loss(features, ints(inputs), ints(targets), mask),
-        concept,
-        tokens,
-    ))
+
+    /// The step's tensors on `device`. `step_size` is the (target tokens, images) of the whole
+    /// step this selection is a part of: the batch's losses are weighted by its share of them.
+    pub fn batch(
+        &self,
+        model: &Captioner,
+        store: &SplitInputs,
+        captions: &[Vec<Vec<usize>>],
+        concept_weight: f64,
+        step_size: (usize, usize),
+        device: &Device,
+    ) -> Result<StepBatch> {
+        let (inputs, targets, mask, steps) = arrange_tokens(&self.caps);
+        let n = self.caps.len();
+        let image_share = self.images.len() as f64 / step_size.1.max(1) as f64;
+        let concept = (concept_weight > 0.0 && model.concept.is_some()).then(|| {
+            (
+                concept_targets(captions, self.images, model.vocab_size(), device),
+                concept_weight * image_share,
+            )
+        });
+        let ints =
+            |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [n, steps]), device);
+        Ok(StepBatch {
+            inputs: store.inputs(model, self.images, device)?,
+            rows: Tensor::<1, Int>::from_data(TensorData::new(self.rows.clone(), [n]), device),
+            words: ints(inputs),
+            targets: ints(targets),
+            mask: Tensor::<2>::from_data(TensorData::new(mask, [n, steps]), device),
+            concept,
+            token_share: self.tokens as f64 / step_size.0.max(1) as f64,
+            tokens: self.tokens,
+        })
+    }
+}
+
+/// One step's tensors on one device: what the captioner's [`TrainStep`] and [`InferenceStep`]
+/// take. The CNN runs once per image (or the cached feature is read); the feature is repeated
+/// for each of the image's captions.
+pub struct StepBatch {
+    inputs: ModelInputs,
+    rows: Tensor<1, Int>,
+    words: Tensor<2, Int>,
+    targets: Tensor<2, Int>,
+    mask: Tensor<2>,
+    /// Concept targets and the concept loss's weight, scaled by this batch's share of the step's
+    /// images.
+    concept: Option<(Tensor<2>, f64)>,
+    /// This batch's share of the step's target tokens (1 on one device). Each device's loss is
+    /// scaled by it, so that the gradients of the devices, which burn-train sums
+    /// (`GradientsAccumulator`), are those of the whole step's mean loss.
+    token_share: f64,
+    tokens: usize,
+}
+
+/// The caption loss of a step (mean per target token, before any scaling) and its target tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLoss {
+    pub loss: f64,
+    pub tokens: usize,
+}
+
+impl ItemLazy for StepLoss {
+    fn sync(self) -> std::result::Result<Self, ExecutionError> {
+        Ok(self)
+    }
+}
+
+impl Captioner {
+    /// The caption loss and the weighted concept loss (when the batch has one) of a batch.
+    fn step_losses(&self, batch: StepBatch) -> (Tensor<1>, Option<Tensor<1>>) {
+        let features = batch.inputs.features(self);
+        let concept = batch.concept.and_then(|(targets, weight)| {
+            self.concept_loss(features.clone(), targets)
+                .map(|l| l * weight)
+        });
+        let features = features.select(0, batch.rows);
+        let loss = self.loss(features, batch.words, batch.targets, batch.mask);
+        (loss, concept)
+    }
+}
+
+impl TrainStep for Captioner {
+    type Input = StepBatch;
+    type Output = StepLoss;
+
+    /// Forward and backward on one device. The reported loss is the caption loss alone,
+    /// comparable with the validation loss; the gradients are those of the caption loss plus
+    /// the concept loss, each scaled by the batch's share of the step.
+    fn step(&self, batch: StepBatch) -> TrainOutput<StepLoss> {
+        let (share, tokens) = (batch.token_share, batch.tokens);
+        let (loss, concept) = self.step_losses(batch);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        // the caption loss is a mean over tokens, the concept loss one over images (its weight
+        // already holds the batch's share of them)
+        let loss = if share == 1.0 { loss } else { loss * share };
+        let total = match concept {
+            Some(c) => loss + c,
+            None => loss,
+        };
+        TrainOutput::new(
+            self,
+            total.backward(),
+            StepLoss {
+                loss: value,
+                tokens,
+            },
+        )
+    }
+}
+
+impl InferenceStep for Captioner {
+    type Input = StepBatch;
+    type Output = StepLoss;
+
+    /// The caption loss of a validation batch.
+    fn step(&self, batch: StepBatch) -> StepLoss {
+        let tokens = batch.tokens;
+        let (loss, _) = self.step_losses(batch);
+        StepLoss {
+            loss: loss.into_scalar::<f32>() as f64,
+            tokens,
+        }
+    }
 }
 
 /// Concept targets `[B, V]` for the images at `images`: for each word, the share of the image's
@@ -149,17 +269,12 @@ pub(crate) fn validation_loss(
     let mut tokens = 0usize;
     let indices: Vec<usize> = (0..data.val.len()).collect();
     for chunk in indices.chunks(batch_size) {
-        let (loss, _, n) = batch_loss(
-            model,
-            &data.val_images,
-            &data.val,
-            chunk,
-            |_, count| (0..count).collect(),
-            0.0,
-            device,
-        )?;
-        total += loss.into_scalar::<f32>() as f64 * n as f64;
-        tokens += n;
+        let selection = Selection::new(&data.val, chunk, |_, count| (0..count).collect());
+        let size = (selection.tokens, chunk.len());
+        let batch = selection.batch(model, &data.val_images, &data.val, 0.0, size, device)?;
+        let step = InferenceStep::step(model, batch);
+        total += step.loss * step.tokens as f64;
+        tokens += step.tokens;
     }
     Ok(if tokens == 0 {
         f64::NAN

@@ -1,5 +1,5 @@
-//! Training end to end through the binary: overfitting a handful of images, captioning them, and
-//! resuming a run killed with SIGKILL.
+//! Training end to end through the binary: overfitting a handful of images, captioning them,
+//! training on two devices, and resuming a run killed with SIGKILL.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -109,6 +109,63 @@ fn overfits_a_handful_of_images_and_captions_them_exactly() {
     // a directory captions every image in it
     let out = run_in(d, &["caption", "--model", "run", "images"]).ok();
     assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
+}
+
+/// Data-parallel training on two CPU devices (burn's flex device twice, each step's images
+/// shared out between two workers) overfits the handful of images as one device does.
+#[test]
+fn trains_on_two_cpu_devices() {
+    let dir = tempdir();
+    let d = dir.path();
+    tiny_dataset(d);
+    let train = |devices: &str| {
+        run_in(
+            d,
+            &[
+                "train",
+                "--config",
+                "tiny.toml",
+                "--dataset",
+                "data.csv",
+                "--out",
+                "run",
+                "--no-tui",
+                "--devices",
+                devices,
+            ],
+        )
+    };
+    train("cpu,tpu").fails_with(&["loop.devices", "tpu"]);
+    let out = train("cpu,cpu").ok();
+    assert!(
+        out.stdout.contains("best validation BLEU-4"),
+        "{}",
+        out.stdout
+    );
+    // the run's config records the devices
+    let config = std::fs::read_to_string(d.join("run/config.toml")).unwrap();
+    let config: toml::Table = toml::from_str(&config).unwrap();
+    assert_eq!(
+        config["loop"]["devices"],
+        toml::Value::Array(vec!["cpu".into(), "cpu".into()]),
+        "{config}"
+    );
+    let images: Vec<String> = CAPTIONS
+        .iter()
+        .map(|(n, _, _)| format!("images/{n}"))
+        .collect();
+    let mut args = vec!["caption", "--model", "run", "--json"];
+    args.extend(images.iter().map(String::as_str));
+    let out = run_in(d, &args).ok();
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    for (line, (_, _, caption)) in lines.iter().zip(CAPTIONS) {
+        assert_eq!(line["caption"], caption, "{line}");
+    }
 }
 
 /// The original project's job: caption images into an index, then search with an image.
