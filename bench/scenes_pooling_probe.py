@@ -105,21 +105,22 @@ def labels(d):
     return kinds, np.array(split), y, things
 
 
-def summaries(grid):
-    """name -> [N, D] float32 arrays of fixed (unlearned) summaries of the [N, 49, C] map."""
-    n, cells, c = grid.shape
-    out = {}
-    g = torch.from_numpy(grid)
-    mean = g.float().mean(1)
-    mx = g.float().amax(1)
-    out["mean"] = mean
-    out["max"] = mx
-    out["gem3"] = g.float().clamp(min=1e-6).pow(3).mean(1).pow(1 / 3)
-    out["mean+max"] = torch.cat([mean, mx], 1)
-    sq = g.float().transpose(1, 2).reshape(n, c, 7, 7)
-    out["avg2x2"] = F.adaptive_avg_pool2d(sq, 2).flatten(1)
-    out["avg3x3"] = F.adaptive_avg_pool2d(sq, 3).flatten(1)
-    return {k: v.numpy() for k, v in out.items()}
+FIXED = ["mean", "max", "gem3", "mean+max", "avg2x2", "avg3x3"]
+
+
+def summary(g, name):
+    """A fixed (unlearned) summary of the [N, 49, C] float map, [N, D]."""
+    n, _, c = g.shape
+    if name == "mean":
+        return g.mean(1)
+    if name == "max":
+        return g.amax(1)
+    if name == "gem3":
+        return g.clamp(min=1e-6).pow(3).mean(1).pow(1 / 3)
+    if name == "mean+max":
+        return torch.cat([g.mean(1), g.amax(1)], 1)
+    side = {"avg2x2": 2, "avg3x3": 3}[name]
+    return F.adaptive_avg_pool2d(g.transpose(1, 2).reshape(n, c, 7, 7), side).flatten(1)
 
 
 def score(logits, y, things):
@@ -209,11 +210,12 @@ def probe(a):
     things_te = [t for t, s in zip(things, split) if s == "test"]
     results = []
     only = set(a.only.split(",")) if a.only else None
-    fixed = summaries(np.ascontiguousarray(grid))
-    for name, x in fixed.items():
+    g = torch.from_numpy(np.array(grid))
+    for name in FIXED:
         if only and name not in only:
             continue
         t0 = time.time()
+        x = summary(g.float(), name).numpy()
         xtr = torch.from_numpy(x[tr])
         mu, sd = xtr.mean(0), xtr.std(0) + 1e-3
         m = train_probe(Linear(x.shape[1], len(kinds), mu, sd, a.dropout), xtr, ytr, a.epochs,
@@ -224,7 +226,6 @@ def probe(a):
                "seconds": round(time.time() - t0, 1)}
         print(json.dumps(res), flush=True)
         results.append(res)
-    g = torch.from_numpy(np.ascontiguousarray(grid))
     gtr = g[torch.from_numpy(tr)]
     flat = gtr.float().reshape(-1, gtr.shape[2])
     mu, sd = flat.mean(0), flat.std(0) + 1e-3
@@ -269,7 +270,7 @@ def main():
     p.add_argument("--wd", type=float, default=1e-2)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", default="", help="comma-separated summaries to run")
     a = ap.parse_args()
     extract(a) if a.cmd == "extract" else probe(a)

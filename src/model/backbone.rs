@@ -809,8 +809,18 @@ mod tests {
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &device,
         );
-        let m: Vec<f32> = mean.forward(x.clone()).unwrap().into_data().try_to_vec().unwrap();
-        let both: Vec<f32> = max.forward(x.clone()).unwrap().into_data().try_to_vec().unwrap();
+        let m: Vec<f32> = mean
+            .forward(x.clone())
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let both: Vec<f32> = max
+            .forward(x.clone())
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         let d = mean.feature_dim();
         assert_eq!(both.len(), 4 * d);
         for i in 0..2 {
@@ -829,7 +839,12 @@ mod tests {
         assert!(max.with_pooling(Pooling::Max).is_err());
         let cnn = Backbone {
             info: info(),
-            net: BackboneNet::SmallCnn(SmallCnnConfig::new().with_width(2).with_depth(1).init(&device)),
+            net: BackboneNet::SmallCnn(
+                SmallCnnConfig::new()
+                    .with_width(2)
+                    .with_depth(1)
+                    .init(&device),
+            ),
             fast: None,
         };
         let err = cnn.with_pooling(Pooling::Max).unwrap_err().to_string();

@@ -140,8 +140,11 @@ pub struct FrozenEncoder {
 
 impl FrozenEncoder {
     /// The pooling of photo backbones (EfficientNet-Lite, ResNet) when the config names none,
-    /// chosen by measurement (bench/scenes_pooling_probe.py; see README.md, "Pooling").
-    pub const PHOTO_POOLING: Pooling = Pooling::Max;
+    /// chosen by measurement: on `scenes`, linear probes for "which kinds are in this image" on
+    /// EfficientNet-Lite0's mean, max and mean-max vectors name the same share of things within
+    /// noise, and a 2×2 grid of averages does worse (bench/scenes_pooling_probe.py; README.md,
+    /// "Pooling"), so the networks' own average stays.
+    pub const PHOTO_POOLING: Pooling = Pooling::Mean;
 
     /// Whether the backbone ends in a map that [`FrozenEncoder::pooling`] applies to: a whole
     /// EfficientNet-Lite or ResNet.
@@ -906,9 +909,15 @@ mod tests {
         let lite = "[model.encoder]\nkind = \"frozen\"\nbackbone = \"efficientnet-lite0\"\nweights = \"w.pth\"\n";
         // absent: the photo default for a whole EfficientNet or ResNet, mean for the rest
         let f = frozen(lite).unwrap();
-        assert_eq!((f.pooling, f.pooling()), (None, FrozenEncoder::PHOTO_POOLING));
+        assert_eq!(
+            (f.pooling, f.pooling()),
+            (None, FrozenEncoder::PHOTO_POOLING)
+        );
         let resnet = lite.replace("efficientnet-lite0", "resnet18");
-        assert_eq!(frozen(&resnet).unwrap().pooling(), FrozenEncoder::PHOTO_POOLING);
+        assert_eq!(
+            frozen(&resnet).unwrap().pooling(),
+            FrozenEncoder::PHOTO_POOLING
+        );
         let vgg = lite.replace("efficientnet-lite0", "vgg16");
         assert_eq!(frozen(&vgg).unwrap().pooling(), Pooling::Mean);
         let tail = format!("{lite}train_from_block = 15\n");
@@ -924,7 +933,9 @@ mod tests {
         }
         // mean is fine anywhere; another pooling needs a whole network with a map
         assert_eq!(
-            frozen(&format!("{vgg}pooling = \"mean\"\n")).unwrap().pooling(),
+            frozen(&format!("{vgg}pooling = \"mean\"\n"))
+                .unwrap()
+                .pooling(),
             Pooling::Mean
         );
         for bad in [

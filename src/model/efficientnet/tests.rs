@@ -189,13 +189,22 @@ fn fast_path_pools_the_head_map_as_burn_does() {
             .try_to_vec()
             .unwrap();
         let got = fast.forward_pooled(x.clone(), pooling).unwrap();
-        assert_eq!(got.dims(), [2, pooling.dim(fast.feature_dim())], "{pooling}");
+        assert_eq!(
+            got.dims(),
+            [2, pooling.dim(fast.feature_dim())],
+            "{pooling}"
+        );
         let got: Vec<f32> = got.into_data().try_to_vec().unwrap();
         let diff = relative_difference(&got, &want);
         assert!(diff <= 1e-4, "{pooling}: fast vs burn {diff:e}");
     }
     // mean is the network's own pooled feature
-    let mean: Vec<f32> = fast.forward(x.clone()).unwrap().into_data().try_to_vec().unwrap();
+    let mean: Vec<f32> = fast
+        .forward(x.clone())
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
     let pooled: Vec<f32> = fast
         .forward_pooled(x, Pooling::Mean)
         .unwrap()
