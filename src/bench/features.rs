@@ -233,7 +233,11 @@ fn agreement(
 ) -> Result<Vec<String>> {
     let cpu = Device::flex();
     let pixels = fixed_images(2, size);
-    let ours = fast.features(&pixels, [2, 3, size, size])?;
+    let ours = fast.features(
+        &pixels,
+        [2, 3, size, size],
+        crate::model::pooling::Pooling::Mean,
+    )?;
     let x = Tensor::<1>::from_floats(pixels.as_slice(), &cpu).reshape([2, 3, size, size]);
     let burn: Vec<f32> = net
         .forward(x)

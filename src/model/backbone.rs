@@ -31,6 +31,7 @@ use super::efficientnet::fast::FastEfficientNet;
 use super::efficientnet::{EfficientNet, EfficientNetConfig};
 use super::encoder::{SmallCnn, SmallCnnConfig};
 use super::finetune::{TailConfig, TailNet, TailNetwork, check_split};
+use super::pooling::Pooling;
 use super::precision::Precision;
 use super::resnet::{ResNet, ResNetConfig};
 use super::vgg16::{INPUT_SIZE, NEURALTALK_NORMALIZATION, Vgg16, Vgg16Config};
@@ -101,6 +102,11 @@ pub struct BackboneInfo {
     /// rest. Absent: the whole network's pooled feature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_block: Option<usize>,
+    /// How a whole EfficientNet's or ResNet's last map becomes the feature (see
+    /// [`super::pooling`]). Absent in `backbone.json` written before it existed, and whenever
+    /// it is `mean`: the networks' own average.
+    #[serde(default, skip_serializing_if = "Pooling::is_mean")]
+    pub pooling: Pooling,
 }
 
 impl BackboneInfo {
@@ -109,7 +115,7 @@ impl BackboneInfo {
     pub fn feature_dim(&self) -> usize {
         match (self.until_block, self.tail_network()) {
             (Some(n), Some(network)) => network.map_shape(n).iter().product(),
-            _ => self.network.feature_dim(),
+            _ => self.pooling.dim(self.network.feature_dim()),
         }
     }
 
@@ -138,6 +144,9 @@ impl BackboneInfo {
         // only when set, so that the keys of whole networks stay what they were
         if let Some(n) = self.until_block {
             keyed["until_block"] = n.into();
+        }
+        if !self.pooling.is_mean() {
+            keyed["pooling"] = self.pooling.name().into();
         }
         let digest = Sha256::digest(keyed.to_string().as_bytes());
         format!("{}-{}", self.network.short(), &hex::encode(digest)[..16])
@@ -271,12 +280,18 @@ impl Backbone {
             }
             BackboneNet::EfficientNet(e) => match (self.info.until_block, &self.fast) {
                 (Some(n), _) => flatten(e.forward_until(images.cast(e.dtype()), n)),
-                (None, Some(fast)) => fast.forward(images)?,
-                (None, None) => e.forward(images.cast(e.dtype())),
+                (None, Some(fast)) => fast.forward_pooled(images, self.info.pooling)?,
+                (None, None) => self
+                    .info
+                    .pooling
+                    .pool_map(e.forward_map(images.cast(e.dtype()))),
             },
             BackboneNet::ResNet(r) => match self.info.until_block {
                 Some(n) => flatten(r.forward_until(images.cast(r.dtype()), n)),
-                None => r.forward(images.cast(r.dtype())),
+                None => self
+                    .info
+                    .pooling
+                    .pool_map(r.forward_map(images.cast(r.dtype()))),
             },
         })
     }
@@ -307,6 +322,38 @@ impl Backbone {
         };
         check_split(&network, n)?;
         self.info.until_block = Some(n);
+        Ok(self)
+    }
+
+    /// The backbone with its last map pooled by `pooling` (`[model.encoder] pooling`): a whole
+    /// EfficientNet or ResNet only, since VGG-16's fc7 and the small CNN's feature are no maps and
+    /// a fine-tuned tail averages its own map. A pooling other than `mean` is part of the
+    /// backbone's name (`efficientnet-lite0-max`), so features, models and search indexes made
+    /// with different poolings never pass for one another.
+    pub fn with_pooling(mut self, pooling: Pooling) -> Result<Self> {
+        if pooling == self.info.pooling {
+            return Ok(self);
+        }
+        let map = matches!(
+            self.info.network,
+            BackboneNetwork::EfficientNet(_) | BackboneNetwork::ResNet(_)
+        );
+        if !map || self.info.until_block.is_some() || !self.info.pooling.is_mean() {
+            return Err(Error::Config {
+                field: "model.encoder.pooling".into(),
+                message: format!(
+                    "pooling = \"{pooling}\" is for a whole efficientnet-lite* or resnet18/resnet50 backbone (not {}{}); leave it out or set \"mean\"",
+                    self.info.name,
+                    if self.info.until_block.is_some() {
+                        " with train_from_block"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        self.info.pooling = pooling;
+        self.info.name = format!("{}-{pooling}", self.info.name);
         Ok(self)
     }
 
@@ -360,6 +407,7 @@ impl Backbone {
             source: weights.display().to_string(),
             weights_sha256: sha256_file(weights)?,
             until_block: None,
+            pooling: Pooling::Mean,
         };
         Self::from_parts(info, BackboneNet::Vgg16(vgg))
     }
@@ -402,6 +450,7 @@ impl Backbone {
             source: weights.display().to_string(),
             weights_sha256: sha256_file(weights)?,
             until_block: None,
+            pooling: Pooling::Mean,
         };
         Self::from_parts(info, BackboneNet::EfficientNet(Box::new(net)))
     }
@@ -450,6 +499,7 @@ impl Backbone {
             source: weights.display().to_string(),
             weights_sha256: sha256_file(weights)?,
             until_block: None,
+            pooling: Pooling::Mean,
         };
         Self::from_parts(info, BackboneNet::ResNet(Box::new(net)))
     }
@@ -475,6 +525,7 @@ impl Backbone {
                     source,
                     weights_sha256: sha256_file(&dir.join(artifact::WEIGHTS))?,
                     until_block: None,
+                    pooling: Pooling::Mean,
                 };
                 Self::from_parts(info, BackboneNet::SmallCnn(cnn))
             }
@@ -555,6 +606,7 @@ impl Backbone {
                     // captioning does not need the hash
                     weights_sha256: String::new(),
                     until_block: None,
+                    pooling: Pooling::Mean,
                 };
                 Ok(Some((
                     Self::from_parts(backbone, BackboneNet::Vgg16(vgg))?,
@@ -627,6 +679,7 @@ mod tests {
             source: "a/b".into(),
             weights_sha256: "00".into(),
             until_block: None,
+            pooling: Default::default(),
         }
     }
 
@@ -721,6 +774,81 @@ mod tests {
         assert_eq!(again.info, backbone.info);
         let got: Vec<f32> = again.forward(x).unwrap().into_data().try_to_vec().unwrap();
         assert_eq!(got, want);
+    }
+
+    /// A pooling other than mean keys its own cache, names the features apart and is written to
+    /// backbone.json; mean keeps the key and the file of backbones made before pooling existed.
+    #[test]
+    fn pooling_keys_names_and_round_trips() {
+        let device = Device::flex();
+        let fixtures =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet");
+        let config = ResNetConfig {
+            layers: [1, 2, 1, 1],
+            width: 4,
+            classes: 10,
+            image_size: 32,
+            ..ResNetConfig::resnet50()
+        };
+        let mean =
+            Backbone::resnet(config.clone(), &fixtures.join("resnet50_tiny.pth"), &device).unwrap();
+        let json = serde_json::to_value(&mean.info).unwrap();
+        assert!(json.get("pooling").is_none(), "mean is not written: {json}");
+        // a backbone.json from before pooling existed reads as mean, with the same key
+        let old: BackboneInfo = serde_json::from_value(json).unwrap();
+        assert_eq!((old.pooling, old.key()), (Pooling::Mean, mean.info.key()));
+        let same = mean.clone().with_pooling(Pooling::Mean).unwrap();
+        assert_eq!(same.info, mean.info);
+
+        let max = mean.clone().with_pooling(Pooling::MeanMax).unwrap();
+        assert_eq!(max.info.name, "resnet-custom-bottleneck-w4-l1211-mean-max");
+        assert_ne!(max.info.key(), mean.info.key());
+        assert_eq!(max.feature_dim(), 2 * mean.feature_dim());
+        let x = Tensor::<4>::random(
+            [2, 3, 32, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let m: Vec<f32> = mean
+            .forward(x.clone())
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let both: Vec<f32> = max
+            .forward(x.clone())
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let d = mean.feature_dim();
+        assert_eq!(both.len(), 4 * d);
+        for i in 0..2 {
+            assert_eq!(both[2 * i * d..(2 * i + 1) * d], m[i * d..(i + 1) * d]);
+            // each channel's largest cell is at least its average
+            let maxima = &both[(2 * i + 1) * d..(2 * i + 2) * d];
+            assert!(maxima.iter().zip(&m[i * d..]).all(|(a, b)| a >= b));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        max.save(dir.path()).unwrap();
+        let saved = Backbone::saved_info(dir.path()).unwrap().unwrap();
+        assert_eq!(saved, max.info);
+        assert_eq!(saved.pooling, Pooling::MeanMax);
+        assert_eq!(saved.encoder_config().feature_dim(), 2 * d);
+        // twice, or on a network without a map, is refused
+        assert!(max.with_pooling(Pooling::Max).is_err());
+        let cnn = Backbone {
+            info: info(),
+            net: BackboneNet::SmallCnn(
+                SmallCnnConfig::new()
+                    .with_width(2)
+                    .with_depth(1)
+                    .init(&device),
+            ),
+            fast: None,
+        };
+        let err = cnn.with_pooling(Pooling::Max).unwrap_err().to_string();
+        assert!(err.contains("model.encoder.pooling"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::encoder::SmallCnnConfig;
+use crate::model::pooling::Pooling;
 use crate::model::run_dir::RunDir;
 
 /// The image encoder a run trains with (`[model.encoder]`, chosen by `kind`).
@@ -123,6 +124,14 @@ pub struct FrozenEncoder {
     /// the model. Absent: the whole backbone is frozen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_from_block: Option<usize>,
+    /// efficientnet-lite* and resnet18/resnet50, whole network only: how the network's last map
+    /// (7×7 cells at 224×224) becomes the image's feature: `"mean"` (the networks' own average),
+    /// `"max"` (each channel's largest cell) or `"mean-max"` (both, twice the values). Absent:
+    /// [`FrozenEncoder::PHOTO_POOLING`] for those backbones, `"mean"` for the rest. Each pooling
+    /// has its own feature cache, and the model's `backbone.json` records it, so captioning and
+    /// search pool as training did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
     /// Folder of feature caches (default: `features/` next to the dataset file); each backbone
     /// gets its own subfolder named by a hash of its network, preprocessing and weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +139,30 @@ pub struct FrozenEncoder {
 }
 
 impl FrozenEncoder {
+    /// The pooling of photo backbones (EfficientNet-Lite, ResNet) when the config names none,
+    /// chosen by measurement: on `scenes`, linear probes for "which kinds are in this image" on
+    /// EfficientNet-Lite0's mean, max and mean-max vectors name the same share of things within
+    /// noise, and a 2×2 grid of averages does worse (bench/scenes_pooling_probe.py; README.md,
+    /// "Pooling"), so the networks' own average stays.
+    pub const PHOTO_POOLING: Pooling = Pooling::Mean;
+
+    /// Whether the backbone ends in a map that [`FrozenEncoder::pooling`] applies to: a whole
+    /// EfficientNet-Lite or ResNet.
+    pub fn pools_a_map(&self) -> bool {
+        (self.backbone.efficientnet_lite().is_some() || self.backbone.resnet().is_some())
+            && self.train_from_block.is_none()
+    }
+
+    /// The pooling the backbone's features are made with: the config's, else
+    /// [`FrozenEncoder::PHOTO_POOLING`] where [`FrozenEncoder::pools_a_map`], else `mean`.
+    pub fn pooling(&self) -> Pooling {
+        match self.pooling {
+            Some(p) => p,
+            None if self.pools_a_map() => Self::PHOTO_POOLING,
+            None => Pooling::Mean,
+        }
+    }
+
     /// VGG-16's shape from the optional fields.
     /// EfficientNet-Lite's shape: the `efficientnet` table, or the named variant's. `None` for
     /// other backbones.
@@ -493,6 +526,12 @@ impl TrainConfig {
                 }
                 if shape.contains(&Some(0)) {
                     return bad("model.encoder", "width, hidden and pool must be at least 1");
+                }
+                if f.pooling.is_some_and(|p| !p.is_mean()) && !f.pools_a_map() {
+                    return bad(
+                        "model.encoder.pooling",
+                        "is for a whole backbone = \"efficientnet-lite0\" (-lite1, -lite2), \"resnet18\" or \"resnet50\" (without train_from_block); leave it out or set \"mean\"",
+                    );
                 }
                 if let Some(n) = f.train_from_block {
                     use crate::model::finetune::{TailNetwork, check_split};
@@ -866,6 +905,56 @@ mod tests {
             "[model.encoder]\nkind = \"frozen\"\nbackbone = \"resnet50\"\nweights = \"w\"\ntrain_from_block = 13\n",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn pooling_defaults_by_backbone_and_is_checked() {
+        let frozen = |text: &str| match TrainConfig::from_toml(text).map(|c| c.model.encoder) {
+            Ok(TrainEncoder::Frozen(f)) => Ok(f),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        let lite = "[model.encoder]\nkind = \"frozen\"\nbackbone = \"efficientnet-lite0\"\nweights = \"w.pth\"\n";
+        // absent: the photo default for a whole EfficientNet or ResNet, mean for the rest
+        let f = frozen(lite).unwrap();
+        assert_eq!(
+            (f.pooling, f.pooling()),
+            (None, FrozenEncoder::PHOTO_POOLING)
+        );
+        let resnet = lite.replace("efficientnet-lite0", "resnet18");
+        assert_eq!(
+            frozen(&resnet).unwrap().pooling(),
+            FrozenEncoder::PHOTO_POOLING
+        );
+        let vgg = lite.replace("efficientnet-lite0", "vgg16");
+        assert_eq!(frozen(&vgg).unwrap().pooling(), Pooling::Mean);
+        let tail = format!("{lite}train_from_block = 15\n");
+        assert_eq!(frozen(&tail).unwrap().pooling(), Pooling::Mean);
+        // named: kept, and saved with the config
+        for name in Pooling::ALL {
+            let f = frozen(&format!("{lite}pooling = \"{name}\"\n")).unwrap();
+            assert_eq!(f.pooling(), Pooling::parse(name).unwrap());
+            let c = TrainConfig::from_toml(&format!("{lite}pooling = \"{name}\"\n")).unwrap();
+            let text = toml::to_string_pretty(&c).unwrap();
+            assert!(text.contains(&format!("pooling = \"{name}\"")), "{text}");
+            assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
+        }
+        // mean is fine anywhere; another pooling needs a whole network with a map
+        assert_eq!(
+            frozen(&format!("{vgg}pooling = \"mean\"\n"))
+                .unwrap()
+                .pooling(),
+            Pooling::Mean
+        );
+        for bad in [
+            format!("{vgg}pooling = \"max\"\n"),
+            format!("{tail}pooling = \"mean-max\"\n"),
+        ] {
+            let e = frozen(&bad).unwrap_err();
+            assert!(e.contains("model.encoder.pooling"), "{e}");
+        }
+        let e = frozen(&format!("{lite}pooling = \"avg\"\n")).unwrap_err();
+        assert!(e.contains("`avg`") && e.contains("mean-max"), "{e}");
     }
 
     #[test]

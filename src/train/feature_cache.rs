@@ -583,6 +583,7 @@ mod tests {
                 source: "test".into(),
                 weights_sha256: weights_sha256.into(),
                 until_block: None,
+                pooling: Default::default(),
             },
             BackboneNet::SmallCnn(cnn),
         )

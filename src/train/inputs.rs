@@ -327,6 +327,6 @@ pub(crate) fn load_backbone(encoder: &FrozenEncoder, device: &Device) -> Result<
     }
     .and_then(|backbone| match encoder.train_from_block {
         Some(n) => backbone.cut_before(n),
-        None => Ok(backbone),
+        None => backbone.with_pooling(encoder.pooling()),
     })
 }

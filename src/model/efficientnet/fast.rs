@@ -31,6 +31,7 @@ use super::EfficientNet;
 use super::kernels::{DepthwiseShape, add, depthwise_relu6, fill_rows, relu6};
 use crate::error::{Error, Result};
 use crate::model::gemm::matmul;
+use crate::model::pooling::Pooling;
 
 /// A 1×1 convolution with batch norm folded in: `[in, out]` row-major, and a bias of `out`.
 #[derive(Debug, Clone)]
@@ -294,15 +295,28 @@ impl FastEfficientNet {
     /// Preprocessed images `[B, 3, H, W]` → features `[B, head]` (what [`EfficientNet::forward`]
     /// gives), on the images' device.
     pub fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
+        self.forward_pooled(images, Pooling::Mean)
+    }
+
+    /// Preprocessed images `[B, 3, H, W]` → the head's map pooled by `pooling`,
+    /// `[B, pooling.dim(head)]`, on the images' device.
+    pub fn forward_pooled(&self, images: Tensor<4>, pooling: Pooling) -> Result<Tensor<2>> {
         let [b, c, h, w] = images.dims();
         let device = images.device();
         let pixels = floats(images, "input images")?;
-        let features = self.features(&pixels, [b, c, h, w])?;
-        Ok(Tensor::<1>::from_floats(features.as_slice(), &device).reshape([b, self.feature_dim()]))
+        let features = self.features(&pixels, [b, c, h, w], pooling)?;
+        Ok(Tensor::<1>::from_floats(features.as_slice(), &device)
+            .reshape([b, pooling.dim(self.feature_dim())]))
     }
 
-    /// Preprocessed images, `[B, 3, H, W]` row-major → features, `[B, head]` row-major.
-    pub fn features(&self, images: &[f32], [b, c, h, w]: [usize; 4]) -> Result<Vec<f32>> {
+    /// Preprocessed images, `[B, 3, H, W]` row-major → features pooled by `pooling`,
+    /// `[B, pooling.dim(head)]` row-major.
+    pub fn features(
+        &self,
+        images: &[f32],
+        [b, c, h, w]: [usize; 4],
+        pooling: Pooling,
+    ) -> Result<Vec<f32>> {
         if c * self.stem_k * self.stem_k != self.stem.c_in || images.len() != b * c * h * w {
             return Err(Error::Invalid(format!(
                 "EfficientNet input: {} values for [{b}, {c}, {h}, {w}] images; the network takes {} channels",
@@ -310,7 +324,7 @@ impl FastEfficientNet {
                 self.stem.c_in / (self.stem_k * self.stem_k)
             )));
         }
-        let dim = self.feature_dim();
+        let dim = pooling.dim(self.feature_dim());
         let mut out = vec![0.0; b * dim];
         if b == 0 {
             return Ok(out);
@@ -320,7 +334,7 @@ impl FastEfficientNet {
         if workers <= 1 {
             let mut scratch = self.scratch(h, w);
             for (x, f) in images.chunks_exact(image).zip(out.chunks_exact_mut(dim)) {
-                self.one(x, [c, h, w], &mut scratch, f, true);
+                self.one(x, [c, h, w], &mut scratch, f, pooling, true);
             }
             self.give_back(scratch);
         } else {
@@ -332,7 +346,7 @@ impl FastEfficientNet {
                 .for_each(|(xs, fs)| {
                     let mut scratch = self.scratch(h, w);
                     for (x, f) in xs.chunks_exact(image).zip(fs.chunks_exact_mut(dim)) {
-                        self.one(x, [c, h, w], &mut scratch, f, false);
+                        self.one(x, [c, h, w], &mut scratch, f, pooling, false);
                     }
                     self.give_back(scratch);
                 });
@@ -358,13 +372,14 @@ impl FastEfficientNet {
         }
     }
 
-    /// One image `[c, h, w]` → its feature (`out`, `head` values).
+    /// One image `[c, h, w]` → its feature (`out`, `pooling.dim(head)` values).
     fn one(
         &self,
         x: &[f32],
         [c, h, w]: [usize; 3],
         s: &mut Scratch,
         out: &mut [f32],
+        pooling: Pooling,
         parallel: bool,
     ) {
         // Stem: im2col of the NCHW image into [pixels, (kh, kw, c)], then one product.
@@ -418,16 +433,7 @@ impl FastEfficientNet {
 
         let pixels = hh * ww;
         self.head.forward(&s.a, pixels, &mut s.e, true, parallel);
-        out.fill(0.0);
-        for row in s.e[..pixels * self.head.c_out].chunks_exact(self.head.c_out) {
-            for (o, v) in out.iter_mut().zip(row) {
-                *o += v;
-            }
-        }
-        let scale = 1.0 / pixels.max(1) as f32;
-        for o in out {
-            *o *= scale;
-        }
+        pooling.pool_cells(&s.e[..pixels * self.head.c_out], self.head.c_out, out);
     }
 }
 

@@ -174,6 +174,46 @@ fn fast_path_matches_burn_and_numpy_on_the_tiny_network() {
     assert!(fast.forward(bad).is_err());
 }
 
+/// Every pooling runs the same on the fast path as through burn's ops on the head's map.
+#[test]
+fn fast_path_pools_the_head_map_as_burn_does() {
+    use crate::model::pooling::Pooling;
+    let device = Device::flex();
+    let (model, _, _) = tiny(&device);
+    let fast = fast::FastEfficientNet::new(&model).unwrap();
+    let x = input(2, 32, 32, &device);
+    for pooling in [Pooling::Mean, Pooling::Max, Pooling::MeanMax] {
+        let want: Vec<f32> = pooling
+            .pool_map(model.forward_map(x.clone()))
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let got = fast.forward_pooled(x.clone(), pooling).unwrap();
+        assert_eq!(
+            got.dims(),
+            [2, pooling.dim(fast.feature_dim())],
+            "{pooling}"
+        );
+        let got: Vec<f32> = got.into_data().try_to_vec().unwrap();
+        let diff = relative_difference(&got, &want);
+        assert!(diff <= 1e-4, "{pooling}: fast vs burn {diff:e}");
+    }
+    // mean is the network's own pooled feature
+    let mean: Vec<f32> = fast
+        .forward(x.clone())
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let pooled: Vec<f32> = fast
+        .forward_pooled(x, Pooling::Mean)
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(mean, pooled);
+}
+
 #[test]
 fn lite_variants_have_the_published_shapes() {
     let device = Device::flex();
