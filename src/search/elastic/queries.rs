@@ -20,6 +20,9 @@ impl Inner {
     pub(super) async fn query(&self, text: &str, size: usize, offset: usize) -> Result<Vec<Hit>> {
         let body = json!({
             "query": {"match": {"caption": {"query": text}}},
+            // Equal scores by path, so the order does not depend on shards and segments.
+            "sort": [{"_score": "desc"}, {"path": "asc"}],
+            "track_scores": true,
             "from": offset,
             "size": size,
             "_source": ["path", "caption"],
