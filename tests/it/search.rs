@@ -40,7 +40,7 @@ pub(super) struct Fixture {
 impl Fixture {
     /// Replaces the backend with a fresh one, so that the embedded writer lock (held from a
     /// backend's first write until it is dropped) is free for another process.
-    fn reopen(&mut self) {
+    pub(super) fn reopen(&mut self) {
         self.backend = open_backend(&self.opts).unwrap();
     }
 }

@@ -306,6 +306,7 @@ impl SearchBackend for EmbeddedBackend {
             documents: searcher.num_docs(),
             sources,
             size_bytes: self.size_on_disk(),
+            vectors: self.vector_stats(&opened)?,
         })
     }
 
