@@ -92,7 +92,9 @@ impl Collector for TopScores {
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentTopScores> {
         let column = reader.fast_fields().str(PATH_FIELD)?.ok_or_else(|| {
-            tantivy::TantivyError::SchemaError(format!("the {PATH_FIELD} field is not a fast field"))
+            tantivy::TantivyError::SchemaError(format!(
+                "the {PATH_FIELD} field is not a fast field"
+            ))
         })?;
         let (dictionary, ords) = column.into_parts();
         Ok(SegmentTopScores {

@@ -187,8 +187,9 @@ fn top_scores_agrees_with_tantivy_top_docs() {
             );
         }
         // Best first; equal scores by path.
-        assert!(ours.windows(2).all(|w| w[0].score > w[1].score
-            || (w[0].score == w[1].score && w[0].path < w[1].path)));
+        assert!(ours.windows(2).all(
+            |w| w[0].score > w[1].score || (w[0].score == w[1].score && w[0].path < w[1].path)
+        ));
         // Paging is slicing.
         let page = backend.query(q, 10, 20).unwrap();
         let all = backend.query(q, 30, 0).unwrap();
@@ -213,7 +214,15 @@ fn ties_rank_the_same_whatever_the_segment_layout() {
     for chunk in reversed.chunks(7) {
         many.index(chunk).unwrap();
     }
-    assert!(many.reader().unwrap().reader.searcher().segment_readers().len() > 1);
+    assert!(
+        many.reader()
+            .unwrap()
+            .reader
+            .searcher()
+            .segment_readers()
+            .len()
+            > 1
+    );
     for q in ["red circle", "blue", "square"] {
         let a = one.query(q, 40, 0).unwrap();
         let b = many.query(q, 40, 0).unwrap();
