@@ -17,6 +17,7 @@ mod common;
 pub mod features;
 pub mod plot;
 pub mod search;
+pub mod search_vectors;
 pub mod serve;
 mod train;
 
@@ -323,6 +324,7 @@ pub fn run_benchmarks(kind: BenchKind, opts: &BenchOptions, command: &str) -> Re
     }
     if matches!(kind, BenchKind::Search | BenchKind::All) {
         tables.push(search::bench_search(opts)?);
+        tables.push(search_vectors::bench_vectors(opts)?);
     }
     if matches!(kind, BenchKind::Serve | BenchKind::All) {
         tables.push(serve::bench_serve(opts)?);

@@ -13,7 +13,7 @@ use crate::bench::BenchKind;
 use crate::data::formats::Format;
 use crate::model::precision::Precision;
 use crate::search::BackendKind;
-use crate::search::fusion::SearchMode;
+use crate::search::fusion::{FusionMethod, SearchMode};
 
 /// A library enum that can be a flag value.
 pub trait Choice: Copy + Send + Sync + 'static {
@@ -149,8 +149,26 @@ impl Choice for SearchMode {
             SearchMode::Caption => "Text search with the image's caption over the indexed captions",
             SearchMode::Visual => "Nearest image embeddings (cosine similarity)",
             SearchMode::Hybrid => {
-                "Reciprocal-rank fusion of caption and visual search (the default when the index holds vectors)"
+                "Caption and visual search fused (--fusion; the default when the index holds vectors)"
             }
+        }
+    }
+}
+
+impl Choice for FusionMethod {
+    const ALL: &'static [Self] = &FusionMethod::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn help(self) -> &'static str {
+        match self {
+            FusionMethod::Rrf => "Weighted reciprocal rank (k = 3): only the ranks count",
+            FusionMethod::CombsumMinmax => "Weighted sum of the min-max normalised scores",
+            FusionMethod::CombsumZ => "Weighted sum of the z-normalised scores",
+            FusionMethod::CombmnzMinmax => {
+                "Min-max CombSUM times the number of lists the image is in"
+            }
+            FusionMethod::CombmnzZ => "z-score CombSUM times the number of lists the image is in",
         }
     }
 }

@@ -120,6 +120,15 @@ pub struct EvalSearchArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub fusion: crate::cli::search::FusionArgs,
+    /// Also report these fusions, one row each, as METHOD:CAPTION_WEIGHT (visual weight 1), e.g.
+    /// `rrf:0.5,combsum-z:0.3` (methods: see --fusion). The lists are fetched once per query.
+    #[arg(long, value_delimiter = ',', value_name = "METHOD:W")]
+    pub compare_fusion: Vec<String>,
+    /// Also report diagnostic rows: the query's reference captions as its text query
+    /// (`caption (query refs)`, and fused: `hybrid (query refs)`), and, for a model with a concept
+    /// head, its word probabilities as the embedding (`visual (concept)`, `hybrid (concept)`).
+    #[arg(long)]
+    pub diagnostics: bool,
     /// Compute device.
     #[arg(long, value_enum, default_value_t)]
     pub device: DeviceArg,
@@ -184,6 +193,12 @@ fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
         weights,
         relevance,
         progress: Some(bar.clone()),
+        compare: args
+            .compare_fusion
+            .iter()
+            .map(|spec| crate::eval::search_variants::parse_fusion(spec))
+            .collect::<crate::error::Result<_>>()?,
+        diagnostics: args.diagnostics,
     };
     let result = evaluate_search(&engine, &dataset, &args.dataset, &options);
     bar.finish_and_clear();

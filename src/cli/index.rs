@@ -255,6 +255,25 @@ fn print_stats(stats: &IndexStats) {
             source.kind, source.source, source.documents
         );
     }
+    if let Some(v) = &stats.vectors {
+        let count = v.count.map_or("unknown".to_string(), |n| n.to_string());
+        println!("vectors    {count} of {} values: {}", v.dims, v.embedder);
+        println!("  storage  {}", v.storage);
+        if let Some(bytes) = v.size_bytes {
+            println!("  file     {}", indicatif::HumanBytes(bytes));
+        }
+        match (v.in_sync, &v.note) {
+            (Some(true), _) => {
+                println!("  in sync  yes: the vector file matches the index's commit")
+            }
+            (Some(false), note) => println!(
+                "  in sync  no: {}",
+                note.as_deref()
+                    .unwrap_or("the vector file does not match the index's commit")
+            ),
+            (None, _) => println!("  in sync  always: the vectors are fields of the documents"),
+        }
+    }
 }
 
 fn drop_index(backend: &dyn SearchBackend, yes: bool) -> Result<()> {

@@ -62,19 +62,25 @@ pub struct SearchArgs {
     pub backend: crate::cli::backend::BackendArgs,
 }
 
-/// The weights of hybrid search's reciprocal-rank fusion (`search`, `serve`, `eval search`).
+/// How hybrid search fuses, and its weights (`search`, `serve`, `eval search`).
 #[derive(Debug, Args)]
 pub struct FusionArgs {
-    /// Weight of the caption ranks in hybrid search, which scores an image
-    /// caption-weight / (3 + caption rank) + visual-weight / (3 + visual rank). The default 0.3
-    /// lets the caption re-order the visual top hits without outvoting them: it measured best on
-    /// `eval search` (shapes: P@10 0.158–0.165 over two runs, against visual's 0.161 and 0.150 at 1/1).
+    /// Weight of the caption list in hybrid search; with --fusion rrf an image scores
+    /// caption-weight / (3 + caption rank) + visual-weight / (3 + visual rank). The default 0.1
+    /// lets the caption break near-ties of the visual ranking without outvoting it: larger weights
+    /// lost to visual search alone in `eval search` (scenes: P@10 0.057 at 0.3 against visual's
+    /// and 0.1's 0.062; shapes: flat within ±0.003 up to 0.3).
     #[arg(long, default_value_t = crate::search::fusion::DEFAULT_CAPTION_WEIGHT, value_name = "W")]
     pub caption_weight: f32,
 
     /// Weight of the visual ranks in hybrid search (see --caption-weight).
     #[arg(long, default_value_t = crate::search::fusion::DEFAULT_VISUAL_WEIGHT, value_name = "W")]
     pub visual_weight: f32,
+
+    /// How hybrid search combines the caption and visual lists (weighted by the two weights).
+    #[arg(long, default_value_t, value_name = "METHOD",
+          value_parser = crate::cli::choice::ChoiceParser::<crate::search::fusion::FusionMethod>::new())]
+    pub fusion: crate::search::fusion::FusionMethod,
 }
 
 impl FusionArgs {
@@ -83,6 +89,7 @@ impl FusionArgs {
         let weights = FusionWeights {
             caption: self.caption_weight,
             visual: self.visual_weight,
+            method: self.fusion,
         };
         weights.validate()?;
         Ok(weights)

@@ -19,12 +19,15 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::retrieval::{Judgements, K, Metrics, Relevance, Summary, judge_query, summarise};
+use super::search_variants::{ConceptSpace, fused_paths, fusion_row, nearest_in_memory};
 use crate::data::{Dataset, Sample, Split};
 use crate::error::{Error, Result};
 use crate::model::decode::DecodeOptions;
 use crate::model::inference::{CaptionEngine, Generated};
 use crate::search::embedded::EmbeddedBackend;
-use crate::search::fusion::{FusionWeights, ImageSearch, SearchMode, search_generated};
+use crate::search::fusion::{
+    FUSION_DEPTH, FusionWeights, ImageSearch, SearchMode, search_generated,
+};
 use crate::search::indexer::{CaptionIndexer, vector_space};
 use crate::search::{Document, SearchBackend, index_documents};
 
@@ -50,6 +53,10 @@ pub struct SearchEvalOptions {
     pub relevance: Option<Judgements>,
     /// Advanced per image captioned (gallery and queries).
     pub progress: Option<ProgressBar>,
+    /// Other fusions to report beside `hybrid`, one row each ([`super::search_variants`]).
+    pub compare: Vec<FusionWeights>,
+    /// Add the diagnostic rows ([`super::search_variants`]).
+    pub diagnostics: bool,
 }
 
 impl Default for SearchEvalOptions {
@@ -63,6 +70,8 @@ impl Default for SearchEvalOptions {
             weights: FusionWeights::default(),
             relevance: None,
             progress: None,
+            compare: Vec::new(),
+            diagnostics: false,
         }
     }
 }
@@ -197,8 +206,71 @@ pub fn evaluate_search(
         .map(|(s, _)| s.path.clone())
         .collect();
 
-    let mut outcomes: Vec<Vec<_>> = vec![Vec::new(); MODES.len()];
-    for (sample, generated) in &query_generated {
+    let concept = if options.diagnostics {
+        ConceptSpace::of(engine)
+    } else {
+        None
+    };
+    let concept_of = |generated: &[(&Sample, Generated)]| -> Result<Vec<(String, Vec<f32>)>> {
+        let Some(concept) = &concept else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(generated.len());
+        for chunk in generated.chunks(256) {
+            let embeddings: Vec<&[f32]> = chunk
+                .iter()
+                .filter_map(|(_, g)| g.embedding.as_deref())
+                .collect();
+            let words = concept.words(&embeddings)?;
+            out.extend(chunk.iter().map(|(s, _)| s.path.clone()).zip(words));
+        }
+        Ok(out)
+    };
+    let gallery_concepts = concept_of(&gallery_generated)?;
+    let query_concepts = concept_of(&query_generated)?;
+    let mut extra: Vec<String> = options.compare.iter().map(fusion_row).collect();
+    if options.diagnostics {
+        extra.extend(["caption (query refs)".into(), "hybrid (query refs)".into()]);
+        if concept.is_some() {
+            extra.extend(["visual (concept)".into(), "hybrid (concept)".into()]);
+        }
+    }
+
+    let mut outcomes: Vec<Vec<_>> = vec![Vec::new(); MODES.len() + extra.len()];
+    for (q, (sample, generated)) in query_generated.iter().enumerate() {
+        if !extra.is_empty() {
+            let depth = FUSION_DEPTH;
+            let caption = if generated.caption.trim().is_empty() {
+                Vec::new()
+            } else {
+                model_index.query(&generated.caption, depth, 0)?
+            };
+            let embedding = generated.embedding.as_deref().unwrap_or_default();
+            let visual = model_index.nearest(embedding, depth, 0)?;
+            let mut lists: Vec<Vec<String>> = options
+                .compare
+                .iter()
+                .map(|w| fused_paths(&caption, &visual, *w, K + 1))
+                .collect();
+            if options.diagnostics {
+                let refs = model_index.query(&sample.captions.join(" . "), depth, 0)?;
+                lists.push(refs.iter().take(K + 1).map(|h| h.path.clone()).collect());
+                lists.push(fused_paths(&refs, &visual, options.weights, K + 1));
+                if let Some((_, words)) = query_concepts.get(q) {
+                    let near = nearest_in_memory(&gallery_concepts, words, depth);
+                    lists.push(near.iter().take(K + 1).map(|h| h.path.clone()).collect());
+                    lists.push(fused_paths(&caption, &near, options.weights, K + 1));
+                }
+            }
+            for (i, ranked) in lists.into_iter().enumerate() {
+                outcomes[MODES.len() + i].push(judge_query(
+                    &relevance,
+                    &sample.path,
+                    &ranked,
+                    &gallery_paths,
+                ));
+            }
+        }
         for (i, mode) in MODES.iter().enumerate() {
             let (backend, mode): (&dyn SearchBackend, SearchMode) = match *mode {
                 "references" => (&reference_index, SearchMode::Caption),
@@ -222,6 +294,8 @@ pub fn evaluate_search(
     }
     let mut rows: Vec<ModeRow> = MODES
         .iter()
+        .map(|m| m.to_string())
+        .chain(extra)
         .zip(&outcomes)
         .map(|(mode, outcomes)| ModeRow {
             mode: mode.to_string(),
@@ -325,7 +399,7 @@ fn search_markdown(report: &SearchEvalReport) -> String {
          each query's own image excluded\n\
          - {without} queries have no relevant gallery image and are left out of the means\n\
          - relevance: {relevance}\n\
-         - embeddings: {embedder}; hybrid = reciprocal-rank fusion, k = {k}, weights caption \
+         - embeddings: {embedder}; hybrid = {method} fusion (rrf: k = {k}), weights caption \
          {wc}, visual {wv}\n\
          - `references`: the gallery indexed by its reference captions, searched with the \
          query's generated caption; `random`: the exact expectation of a random ranking\n\n",
@@ -340,7 +414,15 @@ fn search_markdown(report: &SearchEvalReport) -> String {
         k = crate::search::fusion::RRF_K,
         wc = report.weights.caption,
         wv = report.weights.visual,
+        method = report.weights.method,
     );
+    if report.rows.len() > MODES.len() + 1 {
+        md.push_str(
+            "- rows after `references`: other fusions (`hybrid METHOD cW vW`) and diagnostics \
+             (`query refs`: the query's reference captions as its text; `concept`: the concept \
+             head's word probabilities as the embedding); see `capsearch eval search --help`\n\n",
+        );
+    }
     md.push_str(&search_table(report));
     if !report.skipped.is_empty() {
         md.push_str(&format!("\n{} images skipped:\n\n", report.skipped.len()));

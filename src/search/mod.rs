@@ -221,6 +221,30 @@ pub struct IndexStats {
     pub sources: Vec<SourceCount>,
     /// Size of the index's files (on every copy, for Elasticsearch), when the backend reports it.
     pub size_bytes: Option<u64>,
+    /// The image vectors, when the index holds a vector space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<VectorStats>,
+}
+
+/// The vector part of an index (`capsearch index --stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorStats {
+    /// Vectors held (documents with an embedding); `None` when the backend could not count them.
+    pub count: Option<u64>,
+    /// Values per vector.
+    pub dims: usize,
+    /// What computed them ([`VectorSpace::embedder`]).
+    pub embedder: String,
+    /// Similarity and storage, in words (e.g. `cosine, f32, exact scan`).
+    pub storage: String,
+    /// Size of the vector file (embedded); `None` on Elasticsearch, which does not report it.
+    pub size_bytes: Option<u64>,
+    /// Embedded: whether the vector file matches the tantivy commit (a mismatch is rebuilt on the
+    /// next search or write); `None` on Elasticsearch, where vectors are fields of the documents.
+    pub in_sync: Option<bool>,
+    /// Why the vectors do not match, when they do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The backend's state, as far as a cheap check can tell.

@@ -55,7 +55,9 @@ fn visual_search_finds_the_image_itself_and_eval_search_reports_every_mode() {
         serde_json::from_slice(&std::fs::read(d.join("idx").join("capsearch-index.json")).unwrap())
             .unwrap();
     let embedder = marker["vector_space"]["embedder"].as_str().unwrap();
-    assert!(embedder.contains("projected image vector"), "{marker}");
+    // A small CNN trained with a concept head (concept_loss defaults to 0.5) embeds with its
+    // word probabilities.
+    assert!(embedder.contains("concept-word probabilities"), "{marker}");
     assert!(d.join("idx/vectors.bin").is_file());
 
     let query = "shapes/images/shape_00007.png";
@@ -187,4 +189,68 @@ fn visual_search_finds_the_image_itself_and_eval_search_reports_every_mode() {
         md.contains("| visual |") && md.contains("| random |"),
         "{md}"
     );
+
+    // Other fusions and the diagnostic rows, from the same lists; a bad fusion is refused.
+    let out = run_in(
+        d,
+        &[
+            "eval",
+            "search",
+            "--model",
+            "run",
+            "--dataset",
+            "shapes/dataset_shapes.json",
+            "--out",
+            "report2",
+            "--fusion",
+            "combsum-z",
+            "--compare-fusion",
+            "rrf:0.3,combmnz-minmax:1",
+            "--diagnostics",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains("| hybrid combmnz-minmax c1 v1 |"),
+        "{}",
+        out.stdout
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("report2/eval_search.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["weights"]["method"], "combsum-z");
+    let modes: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            "caption",
+            "visual",
+            "hybrid",
+            "references",
+            "hybrid rrf c0.3 v1",
+            "hybrid combmnz-minmax c1 v1",
+            "caption (query refs)",
+            "hybrid (query refs)",
+            "random"
+        ]
+    );
+    run_in(
+        d,
+        &[
+            "eval",
+            "search",
+            "--model",
+            "run",
+            "--dataset",
+            "shapes/dataset_shapes.json",
+            "--compare-fusion",
+            "borda:1",
+        ],
+    )
+    .fails_with(&["borda"]);
 }

@@ -26,6 +26,7 @@ vector_tests_on_both_backends!(
     a_deleted_document_disappears,
     another_space_or_length_is_refused,
     an_index_of_captions_gains_vectors,
+    stats_show_the_vectors,
 );
 
 /// Two shards into one index, on both backends (nothing here needs s5-a).
@@ -124,6 +125,65 @@ fn nearest_returns_the_closest_by_cosine(kind: Kind) {
     assert!(b.nearest(&QUERY, 0, 0).unwrap().is_empty());
     // Text search is unchanged by the vectors.
     assert_eq!(paths(&b.query("triangle", 10, 0).unwrap()), ["e.png"]);
+}
+
+/// `index --stats` shows the vector part: count, length, space and, on the embedded backend, the
+/// vector file's size and whether it matches the tantivy commit.
+fn stats_show_the_vectors(kind: Kind) {
+    let Some(mut fx) = filled(kind, "vec-stats") else {
+        return;
+    };
+    // Searching once writes the vector file (embedded); then free the writer for the CLI.
+    fx.backend.nearest(&QUERY, 1, 0).unwrap();
+    fx.backend.finish().unwrap();
+    fx.reopen();
+    let out = capsearch(&["index", "--stats", "--json"], &fx.opts);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &stats["vectors"];
+    assert_eq!(v["dims"], 3, "{stats}");
+    assert_eq!(v["embedder"], "test vectors 3-d");
+    assert!(v["storage"].as_str().unwrap().contains("cosine"));
+    match kind {
+        Kind::Embedded => {
+            assert_eq!(v["count"], 4, "e has no vector: {stats}");
+            assert_eq!(v["in_sync"], true, "{stats}");
+            assert!(v["size_bytes"].as_u64().unwrap() > 4 * 3 * 4);
+        }
+        Kind::Elastic => {
+            // The test server may not count with `exists`: then the count is unknown (null).
+            assert!(v["count"] == 4 || v["count"].is_null(), "{stats}");
+            assert!(
+                v["in_sync"].is_null(),
+                "vectors are document fields: {stats}"
+            );
+        }
+    }
+    let out = capsearch(&["index", "--stats"], &fx.opts);
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("of 3 values: test vectors 3-d"),
+        "{printed}"
+    );
+    if kind == Kind::Embedded {
+        assert!(printed.contains("in sync  yes"), "{printed}");
+        // A vector file of an older commit is reported as such (and rebuilt on use).
+        fx.backend
+            .index(&[doc("f.png", "a blue circle", Some([0.0, 1.0, 0.0]))])
+            .unwrap();
+        fx.backend.finish().unwrap();
+        let stats = fx.backend.stats().unwrap();
+        let v = stats.vectors.unwrap();
+        if v.in_sync == Some(false) {
+            assert!(v.note.unwrap().contains("rebuilt"));
+        }
+        fx.backend.nearest(&QUERY, 1, 0).unwrap();
+        fx.backend.finish().unwrap();
+        let v = fx.backend.stats().unwrap().vectors.unwrap();
+        assert_eq!((v.count, v.in_sync), (Some(5), Some(true)));
+    } else {
+        assert!(printed.contains("in sync  always"), "{printed}");
+    }
 }
 
 fn a_reindexed_document_replaces_its_vector(kind: Kind) {

@@ -20,8 +20,9 @@
 //!   max(2k, 100), at most 10,000), and converts the `_score` Elasticsearch reports for cosine,
 //!   (1 + cos) / 2, back to the cosine similarity.
 //! - Only documented Elasticsearch 8 REST APIs are used: index create/get-mapping/put-mapping/
-//!   refresh/delete/stats, `_bulk`, `_search` (match, match_all sorted by path, bool, term, terms,
-//!   terms aggregation, top-level `knn`), `_count` and `_cluster/health`.
+//!   refresh/delete/stats, `_bulk`, `_search` (match sorted by `_score` then path, so that ties
+//!   are stable; match_all sorted by path; exists, bool, term, terms, terms aggregation,
+//!   top-level `knn`), `_count` and `_cluster/health`.
 //!
 //! The client is async; [`ElasticBackend`] owns a one-thread tokio runtime, runs each call as a
 //! task on it and waits for the answer, so the [`SearchBackend`] trait stays synchronous and the

@@ -9,7 +9,7 @@ use super::client::Inner;
 use super::{MAX_KNN_CANDIDATES, MAX_RESULT_WINDOW, VECTOR_FIELD};
 use crate::error::{Error, Result};
 use crate::search::analysis::best_caption;
-use crate::search::{DocKind, Hit, IndexStats, SourceCount, missing_index};
+use crate::search::{DocKind, Hit, IndexStats, SourceCount, VectorStats, missing_index};
 
 impl Inner {
     async fn search(&self, what: &str, body: Value) -> Result<Value> {
@@ -20,6 +20,9 @@ impl Inner {
     pub(super) async fn query(&self, text: &str, size: usize, offset: usize) -> Result<Vec<Hit>> {
         let body = json!({
             "query": {"match": {"caption": {"query": text}}},
+            // Equal scores by path, so the order does not depend on shards and segments.
+            "sort": [{"_score": "desc"}, {"path": "asc"}],
+            "track_scores": true,
             "from": offset,
             "size": size,
             "_source": ["path", "caption"],
@@ -196,12 +199,42 @@ impl Inner {
                 .and_then(Value::as_u64),
             _ => None,
         };
+        let vectors = match self.vector_space().await? {
+            Some(space) => {
+                let body = json!({
+                    "size": 0,
+                    "track_total_hits": true,
+                    "query": {"exists": {"field": VECTOR_FIELD}}
+                });
+                // A server without `exists` (or total hits) leaves the count unknown.
+                let count = match self.search("counting vectors", body).await {
+                    Ok(answer) => answer.pointer("/hits/total/value").and_then(Value::as_u64),
+                    Err(e) => {
+                        tracing::debug!("cannot count the vectors: {e}");
+                        None
+                    }
+                };
+                Some(VectorStats {
+                    count,
+                    dims: space.dims,
+                    embedder: space.embedder,
+                    storage: "cosine, dense_vector with the server's default index_options \
+                              (int8_hnsw in Elasticsearch 8.14+), approximate knn"
+                        .into(),
+                    size_bytes: None,
+                    in_sync: None,
+                    note: None,
+                })
+            }
+            None => None,
+        };
         Ok(IndexStats {
             backend: "elasticsearch".to_string(),
             location: self.location(),
             documents,
             sources,
             size_bytes,
+            vectors,
         })
     }
 }

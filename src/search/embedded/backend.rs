@@ -142,11 +142,15 @@ impl SearchBackend for EmbeddedBackend {
             )
             .map_err(|e| self.err("search failed", e))?;
         let mut hits = Vec::with_capacity(size);
-        for Ranked { score, address } in top.into_iter().skip(offset) {
+        for Ranked {
+            score,
+            path,
+            address,
+        } in top.into_iter().skip(offset)
+        {
             let doc: TantivyDocument = searcher
                 .doc(address)
                 .map_err(|e| self.err("cannot read a document", e))?;
-            let path = stored_text(&doc, f.path);
             let captions: Vec<String> = doc
                 .get_all(f.caption)
                 .filter_map(|v| v.as_str().map(str::to_string))
@@ -302,6 +306,7 @@ impl SearchBackend for EmbeddedBackend {
             documents: searcher.num_docs(),
             sources,
             size_bytes: self.size_on_disk(),
+            vectors: self.vector_stats(&opened)?,
         })
     }
 

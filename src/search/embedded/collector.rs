@@ -1,31 +1,59 @@
-//! `TopScores`: the best `keep` matches of a query, visiting every match.
+//! `TopScores`: the best `keep` matches of a query, visiting every match, ties broken by path.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, Dictionary};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
-/// A match: its score and where it is. Ordered best first: higher score, then lower address (so
-/// ties come out in index order, deterministically).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The `path` fast field's name (see `schema.rs`).
+const PATH_FIELD: &str = "path";
+
+/// A match: its score, its document's path and where it is. Ordered best first: higher score,
+/// then lower path (bytewise), so that equal scores come out in the same order whatever the
+/// index's segment layout (which commit wrote what, which segments merged).
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct Ranked {
     pub(super) score: Score,
+    pub(super) path: String,
     pub(super) address: DocAddress,
 }
 
-impl Eq for Ranked {}
+impl Ranked {
+    /// Best first: higher score, then lower path, then lower address (two live documents never
+    /// share a path, so the address only orders the deleted-but-unmerged copies).
+    fn order(a: &Ranked, b: &Ranked) -> Ordering {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.path.cmp(&b.path))
+            .then_with(|| a.address.cmp(&b.address))
+    }
+}
 
-impl Ord for Ranked {
+/// A match within one segment: the path is its term ordinal, whose order within a segment is the
+/// paths' bytewise order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SegmentRanked {
+    score: Score,
+    ord: u64,
+    doc: DocId,
+}
+
+impl Eq for SegmentRanked {}
+
+impl Ord for SegmentRanked {
     /// `a > b` when `a` ranks before `b`.
     fn cmp(&self, other: &Self) -> Ordering {
         self.score
             .total_cmp(&other.score)
-            .then_with(|| other.address.cmp(&self.address))
+            .then_with(|| other.ord.cmp(&self.ord))
+            .then_with(|| other.doc.cmp(&self.doc))
     }
 }
 
-impl PartialOrd for Ranked {
+impl PartialOrd for SegmentRanked {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
@@ -37,15 +65,21 @@ impl PartialOrd for Ranked {
 /// Caption queries are mostly common words, and there WAND loses: on a 1M-caption synthetic shapes
 /// corpus it was about 3 times slower than visiting every match. Visiting every match costs time in
 /// proportion to the query terms' document frequencies, with no bad cases.
+///
+/// Equal scores are common (short captions, few words) and are ordered by path, read from the
+/// `path` fast field, rather than by document address: addresses depend on how commits and merges
+/// laid out the segments, so the same documents indexed twice would rank differently.
 pub(super) struct TopScores {
     pub(super) keep: usize,
 }
 
 pub(super) struct SegmentTopScores {
-    pub(super) keep: usize,
-    pub(super) segment: SegmentOrdinal,
+    keep: usize,
+    segment: SegmentOrdinal,
+    dictionary: Arc<Dictionary>,
+    ords: Column<u64>,
     /// The best so far, worst on top.
-    pub(super) heap: BinaryHeap<Reverse<Ranked>>,
+    heap: BinaryHeap<Reverse<SegmentRanked>>,
 }
 
 impl Collector for TopScores {
@@ -55,11 +89,19 @@ impl Collector for TopScores {
     fn for_segment(
         &self,
         segment: SegmentOrdinal,
-        _reader: &SegmentReader,
+        reader: &SegmentReader,
     ) -> tantivy::Result<SegmentTopScores> {
+        let column = reader.fast_fields().str(PATH_FIELD)?.ok_or_else(|| {
+            tantivy::TantivyError::SchemaError(format!(
+                "the {PATH_FIELD} field is not a fast field"
+            ))
+        })?;
+        let (dictionary, ords) = column.into_parts();
         Ok(SegmentTopScores {
             keep: self.keep,
             segment,
+            dictionary,
+            ords,
             heap: BinaryHeap::with_capacity(self.keep.min(10_000) + 1),
         })
     }
@@ -70,7 +112,7 @@ impl Collector for TopScores {
 
     fn merge_fruits(&self, segments: Vec<Vec<Ranked>>) -> tantivy::Result<Vec<Ranked>> {
         let mut all: Vec<Ranked> = segments.into_iter().flatten().collect();
-        all.sort_unstable_by(|a, b| b.cmp(a));
+        all.sort_unstable_by(Ranked::order);
         all.truncate(self.keep);
         Ok(all)
     }
@@ -80,11 +122,23 @@ impl SegmentCollector for SegmentTopScores {
     type Fruit = Vec<Ranked>;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        let ranked = Ranked {
+        if self.keep == 0 {
+            return;
+        }
+        let full = self.heap.len() >= self.keep;
+        if full
+            && let Some(Reverse(worst)) = self.heap.peek()
+            && score < worst.score
+        {
+            // Cannot enter: skip the path lookup.
+            return;
+        }
+        let ranked = SegmentRanked {
             score,
-            address: DocAddress::new(self.segment, doc),
+            ord: self.ords.first(doc).unwrap_or(u64::MAX),
+            doc,
         };
-        if self.heap.len() < self.keep {
+        if !full {
             self.heap.push(Reverse(ranked));
         } else if let Some(Reverse(worst)) = self.heap.peek()
             && ranked > *worst
@@ -95,6 +149,21 @@ impl SegmentCollector for SegmentTopScores {
     }
 
     fn harvest(self) -> Vec<Ranked> {
-        self.heap.into_iter().map(|Reverse(r)| r).collect()
+        let mut bytes = Vec::new();
+        self.heap
+            .into_iter()
+            .map(|Reverse(r)| {
+                bytes.clear();
+                let path = match self.dictionary.ord_to_term(r.ord, &mut bytes) {
+                    Ok(true) => String::from_utf8_lossy(&bytes).into_owned(),
+                    _ => String::new(),
+                };
+                Ranked {
+                    score: r.score,
+                    path,
+                    address: DocAddress::new(self.segment, r.doc),
+                }
+            })
+            .collect()
     }
 }

@@ -1,7 +1,7 @@
 //! The embedded backend: a tantivy index in a folder (`--index-path`, default `./index/`).
 //!
 //! Schema: `caption` (English-analysed text, stored, one value per caption), `path` (raw string,
-//! stored; the document's key), `kind`, `model` and `dataset` (raw strings, stored) and `timestamp`
+//! stored and fast; the document's key, and the tie-breaker between equal scores), `kind`, `model` and `dataset` (raw strings, stored) and `timestamp`
 //! (stored i64, ms since the epoch), `embedding` (stored bytes: the image vector, when indexed with
 //! one). The folder also holds `capsearch-index.json`, which says what wrote it, the index's id
 //! and the vector space of its embeddings; capsearch refuses to write into, or delete, a folder
@@ -49,8 +49,8 @@ use schema::{Fields, schema};
 /// The file that marks a folder as a capsearch index.
 pub const MARKER_FILE: &str = "capsearch-index.json";
 /// Bumped when the schema changes; an index with another version is refused.
-/// 2: the `embedding` field.
-const SCHEMA_VERSION: u32 = 2;
+/// 2: the `embedding` field. 3: `path` is a fast field (ties broken by path).
+const SCHEMA_VERSION: u32 = 3;
 /// Memory the writer may buffer before it flushes a segment.
 const WRITER_MEMORY: usize = 96 * 1024 * 1024;
 

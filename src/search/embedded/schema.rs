@@ -1,7 +1,7 @@
 //! The tantivy schema: what each field is and how it is indexed.
 
 use tantivy::schema::{
-    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 
 use crate::search::DocKind;
@@ -39,7 +39,8 @@ pub(super) fn schema() -> (Schema, Fields) {
         )
         .set_stored();
     let fields = Fields {
-        path: b.add_text_field("path", STRING | STORED),
+        // FAST: ties between equal scores are broken by path (`collector.rs`).
+        path: b.add_text_field("path", STRING | STORED | FAST),
         caption: b.add_text_field("caption", caption_options),
         kind: b.add_text_field("kind", STRING | STORED),
         model: b.add_text_field("model", STRING | STORED),

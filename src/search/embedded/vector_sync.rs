@@ -12,7 +12,7 @@ use super::schema::embedding_from_bytes;
 use super::vectors::{VECTOR_FILE, VectorStore};
 use super::{EmbeddedBackend, Opened};
 use crate::error::{Error, Result};
-use crate::search::{Document, VectorSpace};
+use crate::search::{Document, VectorSpace, VectorStats};
 
 /// While indexing, the vector file is saved at most this often (and at the end of the run): the
 /// file is rewritten whole, so saving after every batch would cost time quadratic in its size.
@@ -55,6 +55,52 @@ impl EmbeddedBackend {
         }
         state.space = Some(space.clone());
         Ok(())
+    }
+
+    /// The vector part of `--stats`: what the vector file's header says, and whether it matches
+    /// the tantivy commit (read without loading the vectors). `None` without a vector space.
+    pub(super) fn vector_stats(&self, opened: &Opened) -> Result<Option<VectorStats>> {
+        let marker = self.read_marker()?;
+        let Some(space) = marker.vector_space else {
+            return Ok(None);
+        };
+        let opstamp = opened
+            .index
+            .load_metas()
+            .map_err(|e| self.err("cannot read meta.json", e))?
+            .opstamp;
+        let file = self.path.join(VECTOR_FILE);
+        let size_bytes = std::fs::metadata(&file).ok().map(|m| m.len());
+        let (count, note) = match VectorStore::summary(&file) {
+            Ok(summary) => {
+                let note = if summary.index_id != marker.index_id {
+                    Some(format!("{VECTOR_FILE} belongs to another index"))
+                } else if summary.space != space {
+                    Some(format!(
+                        "{VECTOR_FILE} holds vectors of {}",
+                        summary.space.embedder
+                    ))
+                } else if summary.opstamp != opstamp {
+                    Some(format!(
+                        "{VECTOR_FILE} matches commit {}, the index is at {opstamp}",
+                        summary.opstamp
+                    ))
+                } else {
+                    None
+                };
+                (Some(summary.count as u64), note)
+            }
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Ok(Some(VectorStats {
+            count,
+            dims: space.dims,
+            embedder: space.embedder,
+            storage: "cosine, unit-length f32, exact scan".into(),
+            size_bytes,
+            in_sync: Some(note.is_none()),
+            note: note.map(|n| format!("{n}: rebuilt from the stored embeddings on the next use")),
+        }))
     }
 
     /// The vector store, matching tantivy's latest commit: the one in memory, else the file, else

@@ -51,6 +51,16 @@ struct Header {
     paths: Vec<String>,
 }
 
+/// What a vector file's header says, read without its vectors ([`VectorStore::summary`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorFileSummary {
+    pub index_id: String,
+    pub opstamp: u64,
+    pub space: VectorSpace,
+    /// Vectors the header lists.
+    pub count: usize,
+}
+
 /// The vectors of one index, in memory.
 pub struct VectorStore {
     pub space: VectorSpace,
@@ -191,6 +201,47 @@ impl VectorStore {
         Ok(())
     }
 
+    /// Reads the header of a store written by [`VectorStore::save`] and checks that the file is
+    /// as long as the header says, without reading the vectors.
+    pub fn summary(file: &Path) -> Result<VectorFileSummary> {
+        use std::io::Read;
+        let bad = |message: &str| Error::parse(file, None, message.to_string());
+        let mut f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+        let total = f.metadata().map_err(|e| Error::io(file, e))?.len();
+        let mut magic = vec![0u8; MAGIC.len()];
+        let mut len = [0u8; 8];
+        if f.read_exact(&mut magic).is_err() || magic != MAGIC {
+            return Err(bad("not a capsearch vector file (wrong magic)"));
+        }
+        f.read_exact(&mut len)
+            .map_err(|_| bad("cut short in its header"))?;
+        let header_len = u64::from_le_bytes(len);
+        if header_len > total {
+            return Err(bad("cut short in its header"));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        f.read_exact(&mut header)
+            .map_err(|_| bad("cut short in its header"))?;
+        let header: Header =
+            serde_json::from_slice(&header).map_err(|e| bad(&format!("unreadable header: {e}")))?;
+        let expected = (MAGIC.len() as u64 + 16 + header_len)
+            + (header.paths.len() * header.space.dims * 4) as u64;
+        if total != expected {
+            return Err(bad(&format!(
+                "its header lists {} vectors of {} values, so it should be {expected} bytes, \
+                 but it is {total}",
+                header.paths.len(),
+                header.space.dims
+            )));
+        }
+        Ok(VectorFileSummary {
+            index_id: header.index_id,
+            opstamp: header.opstamp,
+            space: header.space,
+            count: header.paths.len(),
+        })
+    }
+
     /// Reads a store written by [`VectorStore::save`]. A file that is not one, is cut short or
     /// does not hold what its header says is an error naming the file and what is wrong.
     pub fn load(file: &Path) -> Result<Self> {
@@ -319,9 +370,21 @@ mod tests {
         assert_eq!(loaded.space, space(64));
         assert_eq!(loaded.len(), 40);
         assert_eq!(loaded.nearest(&unit(2, 64), 1).unwrap()[0].0, "2.png");
+        let summary = VectorStore::summary(&file).unwrap();
+        assert_eq!(
+            summary,
+            VectorFileSummary {
+                index_id: "abc".into(),
+                opstamp: 7,
+                space: space(64),
+                count: 40
+            }
+        );
 
         let bytes = std::fs::read(&file).unwrap();
         std::fs::write(&file, &bytes[..bytes.len() - 10]).unwrap();
+        let err = VectorStore::summary(&file).err().unwrap().to_string();
+        assert!(err.contains("should be"), "{err}");
         let err = VectorStore::load(&file).err().unwrap().to_string();
         assert!(
             err.contains("cut short") && err.contains(VECTOR_FILE),
