@@ -151,6 +151,62 @@ fn trains_a_decoder_on_a_frozen_efficientnet_backbone() {
     assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
 }
 
+/// `pooling = "mean-max"`: its own cache beside the mean one, twice the values, recorded in
+/// backbone.json and in the features' name, and captioning pools the same way (a decoder fed
+/// features of another length would refuse them).
+#[test]
+fn a_pooling_gets_its_own_cache_and_captions_pool_alike() {
+    let dir = tempdir();
+    let d = dir.path();
+    photo_dataset(d);
+    train(d, &config("efficientnet-lite0", &fixture())).ok();
+    let pooled = config("efficientnet-lite0", &fixture()).replace(
+        "cache_dir = \"cache\"\n",
+        "cache_dir = \"cache\"\npooling = \"mean-max\"\n",
+    );
+    write(&d.join("pooled.toml"), &pooled);
+    let out = run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "pooled.toml",
+            "--dataset",
+            "data.csv",
+            "--out",
+            "pooled",
+            "--no-tui",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stderr.contains("computed 4 train features"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_dir(d.join("cache")).unwrap().count(), 2);
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("pooled").join(name)).unwrap())
+            .unwrap()
+    };
+    let info = read("model.json");
+    let encoder = &info["captioner"]["encoder"];
+    assert_eq!(encoder["dim"], 32, "{info}");
+    assert_eq!(
+        encoder["backbone"],
+        "efficientnet-lite0-custom-s8-h16-i32-mean-max"
+    );
+    assert_eq!(read("backbone.json")["pooling"], "mean-max");
+    let config = std::fs::read_to_string(d.join("pooled").join("config.toml")).unwrap();
+    assert!(config.contains("pooling = \"mean-max\""), "{config}");
+    let out = run_in(
+        d,
+        &["caption", "--model", "pooled", "--json", "images/red.png"],
+    )
+    .ok();
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+}
+
 /// Weights of another network, a broken file and an unknown backbone: exit 2 with a message that
 /// says what is wrong, no panic.
 #[test]
