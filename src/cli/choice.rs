@@ -201,7 +201,9 @@ impl Choice for BenchKind {
             BenchKind::Features => {
                 "EfficientNet-Lite0 photo features (images/s at 224×224, batch 1 and 16) against PyTorch on the same weights"
             }
-            BenchKind::Search => "Embedded search: indexing docs/s, query latency, index size",
+            BenchKind::Search => {
+                "Embedded search: indexing docs/s, query latency, index size; visual and hybrid latency over 1280-d vectors"
+            }
             BenchKind::Serve => {
                 "`capsearch serve` under load: requests/s, p50/p99 latency, errors and the server's peak RSS on `POST /api/search` (images) and `GET /api/query`"
             }

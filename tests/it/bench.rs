@@ -16,7 +16,17 @@ fn quick_bench_reports_every_table_and_writes_markdown() {
     assert_eq!(v["quick"], true);
     let tables = v["tables"].as_array().unwrap();
     let names: Vec<&str> = tables.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["train", "caption", "features", "search", "serve"]);
+    assert_eq!(
+        names,
+        [
+            "train",
+            "caption",
+            "features",
+            "search",
+            "search-vectors",
+            "serve"
+        ]
+    );
     let mut baselines = 0;
     for t in tables {
         let rows = t["rows"].as_array().unwrap();
@@ -46,12 +56,24 @@ fn quick_bench_reports_every_table_and_writes_markdown() {
             .iter()
             .any(|r| r["name"].as_str().unwrap().starts_with("beam-5"))
     );
+    let vectors: Vec<&str> = tables[4]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        vectors.contains(&"visual query, 10000 vectors (size 10)")
+            && vectors.contains(&"hybrid query, 1000 vectors (size 10, depth 100)"),
+        "{vectors:?}"
+    );
     let md = std::fs::read_to_string(dir.path().join("rep/bench.md")).unwrap();
     for heading in [
         "## train",
         "## caption",
         "## features",
         "## search",
+        "## search-vectors",
         "## serve",
         "| figure | median |",
     ] {

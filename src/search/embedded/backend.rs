@@ -334,11 +334,12 @@ impl SearchBackend for EmbeddedBackend {
                 Term::from_field_text(f.path, &path),
                 IndexRecordOption::Basic,
             );
-            let top = searcher
-                .search(&query, &TopScores { keep: 1 })
+            // A plain lookup, not a ranking (no scores, no path column per segment).
+            let found = searcher
+                .search(&query, &tantivy::collector::DocSetCollector)
                 .map_err(|e| self.err("search failed", e))?;
             // A document deleted since the vectors were synced is left out.
-            let Some(Ranked { address, .. }) = top.into_iter().next() else {
+            let Some(&address) = found.iter().next() else {
                 continue;
             };
             let doc: TantivyDocument = searcher
