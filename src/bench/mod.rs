@@ -20,6 +20,8 @@ pub mod search;
 pub mod serve;
 mod train;
 
+pub use train::train_step_seconds;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
