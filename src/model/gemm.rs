@@ -199,19 +199,39 @@ mod stream {
         //! Written for rustc's `opt-level = 1` (the dev profile this crate is benchmarked in):
         //! raw pointers stepped by constants and no arrays or iterator adaptors, so that the
         //! loop bodies stay in registers without the inliner's help.
+        use std::arch::asm;
         use std::arch::x86_64::*;
 
-        /// Eight values of `w` at `p`, widened when `HALF`.
-        #[inline(always)]
-        unsafe fn load8<const HALF: bool>(p: *const u8) -> __m256 {
-            // SAFETY: the caller keeps eight values at `p` inside the matrix.
-            unsafe {
-                if HALF {
-                    _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+        // Unaligned vector loads and stores as single instructions: the intrinsics go through
+        // `copy_nonoverlapping`, whose debug-build precondition check and stack temporary cost
+        // more than the load itself at `opt-level = 1`.
+        macro_rules! loadu {
+            ($p:expr) => {{
+                let v: __m256;
+                asm!("vmovups {v}, ymmword ptr [{p}]", v = out(ymm_reg) v, p = in(reg) $p,
+                    options(pure, readonly, nostack, preserves_flags));
+                v
+            }};
+        }
+        macro_rules! storeu {
+            ($p:expr, $v:expr) => {{
+                asm!("vmovups ymmword ptr [{p}], {v}", p = in(reg) $p, v = in(ymm_reg) $v,
+                    options(nostack, preserves_flags));
+            }};
+        }
+        /// Eight values of `w` at `p` (a `*const u8`), widened from `f16` when `HALF`.
+        macro_rules! load8 {
+            ($half:expr, $p:expr) => {{
+                let v: __m256;
+                if $half {
+                    asm!("vcvtph2ps {v}, xmmword ptr [{p}]", v = out(ymm_reg) v, p = in(reg) $p,
+                        options(pure, readonly, nostack, preserves_flags));
                 } else {
-                    _mm256_loadu_ps(p.cast())
+                    asm!("vmovups {v}, ymmword ptr [{p}]", v = out(ymm_reg) v, p = in(reg) $p,
+                        options(pure, readonly, nostack, preserves_flags));
                 }
-            }
+                v
+            }};
         }
 
         #[inline(always)]
@@ -262,12 +282,12 @@ mod stream {
                         let (mut p0, mut p1, mut p2, mut p3, mut d) = (w0, w1, w2, w3, dst);
                         let end = dst.add(n8);
                         while d < end {
-                            let mut acc = _mm256_loadu_ps(d);
-                            acc = _mm256_fmadd_ps(x0, load8::<HALF>(p0), acc);
-                            acc = _mm256_fmadd_ps(x1, load8::<HALF>(p1), acc);
-                            acc = _mm256_fmadd_ps(x2, load8::<HALF>(p2), acc);
-                            acc = _mm256_fmadd_ps(x3, load8::<HALF>(p3), acc);
-                            _mm256_storeu_ps(d, acc);
+                            let mut acc = loadu!(d);
+                            acc = _mm256_fmadd_ps(x0, load8!(HALF, p0), acc);
+                            acc = _mm256_fmadd_ps(x1, load8!(HALF, p1), acc);
+                            acc = _mm256_fmadd_ps(x2, load8!(HALF, p2), acc);
+                            acc = _mm256_fmadd_ps(x3, load8!(HALF, p3), acc);
+                            storeu!(d, acc);
                             p0 = p0.add(8 * es);
                             p1 = p1.add(8 * es);
                             p2 = p2.add(8 * es);
@@ -278,20 +298,20 @@ mod stream {
                         let mut j = 0;
                         while j < n8 {
                             let off = j * es;
-                            let v0 = load8::<HALF>(w0.add(off));
-                            let v1 = load8::<HALF>(w1.add(off));
-                            let v2 = load8::<HALF>(w2.add(off));
-                            let v3 = load8::<HALF>(w3.add(off));
+                            let v0 = load8!(HALF, w0.add(off));
+                            let v1 = load8!(HALF, w1.add(off));
+                            let v2 = load8!(HALF, w2.add(off));
+                            let v3 = load8!(HALF, w3.add(off));
                             let mut xi = x.add(l);
                             let mut d = dst.add(j);
                             let d_end = d.add(m * n);
                             while d < d_end {
-                                let mut acc = _mm256_loadu_ps(d);
+                                let mut acc = loadu!(d);
                                 acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*xi), v0, acc);
                                 acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*xi.add(1)), v1, acc);
                                 acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*xi.add(2)), v2, acc);
                                 acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*xi.add(3)), v3, acc);
-                                _mm256_storeu_ps(d, acc);
+                                storeu!(d, acc);
                                 xi = xi.add(k);
                                 d = d.add(n);
                             }
