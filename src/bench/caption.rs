@@ -7,7 +7,9 @@ use burn::tensor::Distribution;
 use serde_json::Value;
 
 use super::baseline::BaselineResult;
-use super::common::{baseline_samples, run_baseline, single, weights_file_row, with_baseline};
+use super::common::{
+    baseline_samples, memory_bandwidth_gbs, run_baseline, single, weights_file_row, with_baseline,
+};
 use super::plot::draw_sweep;
 use super::{
     BenchOptions, NEURALTALK_REFERENCE, NEURALTALK_SCRIPT, Row, Table, median, peak_rss_bytes,
@@ -16,6 +18,7 @@ use super::{
 use crate::error::Result;
 use crate::model::decode::{DecodeOptions, decode};
 use crate::model::fast_decode::FastDecoder;
+use crate::model::precision::Precision;
 use crate::model::vgg16::Vgg16Config;
 use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
 
@@ -93,17 +96,33 @@ pub(super) fn bench_caption(opts: &BenchOptions) -> Result<Table> {
     let model = config.init(&device);
     let bench = Decoding {
         fast: FastDecoder::new(&model)?,
+        fast16: FastDecoder::with_precision(&model, Precision::F16)?,
         model: &model,
         feature: s.feature,
         device: &device,
     };
     let one = bench.features(1);
+    tracing::info!("bench caption: memory bandwidth");
+    let bandwidth = memory_bandwidth_gbs(5);
     tracing::info!("bench caption: greedy");
-    let greedy = bench.latency_ms(&one, 1, 2, s.greedy_runs, false)?;
-    let greedy_burn = bench.latency_ms(&one, 1, 2, s.greedy_runs, true)?;
+    let greedy = bench.latency_ms(&one, 1, 2, s.greedy_runs, Path::Fast)?;
+    let greedy16 = bench.latency_ms(&one, 1, 2, s.greedy_runs, Path::Fast16)?;
+    let greedy_burn = bench.latency_ms(&one, 1, 2, s.greedy_runs, Path::Burn)?;
     tracing::info!("bench caption: beam 5");
-    let beam = bench.latency_ms(&one, 5, 1, s.beam_runs, false)?;
-    let beam_burn = bench.latency_ms(&one, 5, 1, s.beam_runs, true)?;
+    // fast and burn alternate, so that a change in the machine's load hits both alike
+    let (mut beam, mut beam_burn, mut beam16) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..s.beam_runs {
+        beam.extend(bench.latency_ms(&one, 5, 1, 1, Path::Fast)?);
+        beam_burn.extend(bench.latency_ms(&one, 5, 1, 1, Path::Burn)?);
+        beam16.extend(bench.latency_ms(&one, 5, 1, 1, Path::Fast16)?);
+    }
+    let steps = bench.greedy_steps(&one)?;
+    // the least time a one-image greedy caption can take: its weight bytes read once per step
+    let bound_ms = |fast: &FastDecoder| {
+        (fast.start_bytes() + steps * fast.step_bytes()) as f64 / (bandwidth * 1e9) * 1e3
+    };
+    let (bound32, bound16) = (bound_ms(&bench.fast), bound_ms(&bench.fast16));
+    let over = |v: &[f64], bound: f64| v.iter().map(|t| t / bound).collect::<Vec<_>>();
     let (batch_rows, burn_series) = bench.batch_throughput(&s)?;
 
     let numpy = numpy_baseline(opts, &s);
@@ -134,6 +153,39 @@ pub(super) fn bench_caption(opts: &BenchOptions) -> Result<Table> {
             "ms",
             false,
             &beam_burn,
+        ),
+        single("memory bandwidth (copy)", "GB/s", true, bandwidth),
+        Row::from_samples(
+            "greedy latency ÷ bandwidth bound (f32)",
+            "×",
+            false,
+            &over(&greedy, bound32),
+        ),
+        with_baseline(
+            Row::from_samples(
+                "greedy latency per image, f16 weights",
+                "ms",
+                false,
+                &greedy16,
+            ),
+            NUMPY,
+            &np_greedy,
+        ),
+        Row::from_samples(
+            "greedy latency ÷ bandwidth bound (f16)",
+            "×",
+            false,
+            &over(&greedy16, bound16),
+        ),
+        with_baseline(
+            Row::from_samples(
+                "beam-5 latency per image, f16 weights",
+                "ms",
+                false,
+                &beam16,
+            ),
+            NUMPY,
+            &np_beam,
         ),
     ];
     let mut series = vec![
@@ -188,9 +240,14 @@ pub(super) fn bench_caption(opts: &BenchOptions) -> Result<Table> {
                 model.num_params()
             ),
             format!(
-                "greedy: warm-up 2, {} runs; beam 5: warm-up 1, {} runs; batches {:?}: {} runs",
+                "greedy: warm-up 2, {} runs; beam 5: warm-up 1, {} runs (fast path, burn ops and f16 in turn); batches {:?}: {} runs",
                 s.greedy_runs, s.beam_runs, s.batches, s.batch_runs
             ),
+            format!(
+                "bandwidth bound of a one-image greedy caption ({steps} steps): (We + WLSTM's input rows + {steps} × (WLSTM + Wd)) bytes ÷ the copy bandwidth = {:.2} MB ÷ {bandwidth:.1} GB/s = {bound32:.2} ms in f32, {bound16:.2} ms in f16",
+                (bench.fast.start_bytes() + steps * bench.fast.step_bytes()) as f64 / 1e6,
+            ),
+            "memory bandwidth: a 256 MiB buffer copied, best of 5, read + written bytes counted (as STREAM's copy)".into(),
         ],
         rows,
         counts: vec![],
@@ -200,9 +257,21 @@ pub(super) fn bench_caption(opts: &BenchOptions) -> Result<Table> {
     })
 }
 
-/// The decoder under test, on the fast path and through burn's ops.
+/// Which decoding path a latency measures.
+#[derive(Clone, Copy)]
+enum Path {
+    /// The CPU fast path, f32 weights.
+    Fast,
+    /// The CPU fast path, f16 weights.
+    Fast16,
+    /// The model's burn ops (the path before the fast path, and the one a GPU runs).
+    Burn,
+}
+
+/// The decoder under test, on the fast path (f32 and f16) and through burn's ops.
 struct Decoding<'a> {
     fast: FastDecoder,
+    fast16: FastDecoder,
     model: &'a Captioner,
     feature: usize,
     device: &'a Device,
@@ -227,29 +296,35 @@ impl Decoding<'_> {
         )
     }
 
-    /// Latency of captioning one image, in ms; `burn`: through the model's own ops (the path
-    /// before the fast path, and the one a GPU runs).
+    /// Latency of captioning one image, in ms, on `path`.
     fn latency_ms(
         &self,
         one: &[f32],
         beam: usize,
         warmup: usize,
         runs: usize,
-        burn: bool,
+        path: Path,
     ) -> Result<Vec<f64>> {
         let opts = DecodeOptions {
             beam_size: beam,
             max_steps: 20,
         };
         let secs = time_runs(warmup, runs, || {
-            if burn {
-                decode(self.model, self.tensor(one), opts);
-            } else {
-                self.fast.decode(one, opts)?;
+            match path {
+                Path::Burn => drop(decode(self.model, self.tensor(one), opts)),
+                Path::Fast => drop(self.fast.decode(one, opts)?),
+                Path::Fast16 => drop(self.fast16.decode(one, opts)?),
             }
             Ok(())
         })?;
         Ok(secs.iter().map(|t| t * 1e3).collect())
+    }
+
+    /// Decoding steps a greedy caption of `one` runs (the words, and END unless cut at 20).
+    fn greedy_steps(&self, one: &[f32]) -> Result<usize> {
+        let caption = self.fast.decode(one, DecodeOptions::default())?;
+        let words = caption.first().map_or(0, |c| c.ids.len());
+        Ok((words + 1).min(DecodeOptions::default().max_steps))
     }
 
     /// Greedy images/s at each batch size: the fast path's rows, and burn's as (batch, median).

@@ -88,3 +88,20 @@ pub(super) fn shapes_vocab_and_captions(n: usize, max_len: usize) -> (Vocabulary
         .collect();
     (vocab, ids)
 }
+
+/// This machine's memory bandwidth in GB/s: copying a 256 MiB buffer (far beyond the caches), best
+/// of `runs`, counting the bytes read and the bytes written as STREAM's copy does.
+pub(super) fn memory_bandwidth_gbs(runs: usize) -> f64 {
+    const BYTES: usize = 256 << 20;
+    let src = vec![1.0f32; BYTES / 4];
+    let mut dst = vec![0.0f32; BYTES / 4];
+    dst.copy_from_slice(&src); // fault the pages in
+    let mut best = f64::INFINITY;
+    for _ in 0..runs.max(1) {
+        let t = std::time::Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * BYTES as f64 / best / 1e9
+}

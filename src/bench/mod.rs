@@ -21,6 +21,8 @@ pub mod search_vectors;
 pub mod serve;
 mod train;
 
+pub use train::train_step_seconds;
+
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -172,10 +172,7 @@ pub(super) fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
     let sizes = TrainSizes::new(opts.quick);
     let (vocab, pool) = shapes_vocab_and_captions(2000, sizes.max_len);
     let mean_len = pool.iter().map(Vec::len).sum::<usize>() as f64 / pool.len() as f64;
-    let config = CaptionerConfig::new(EncoderConfig::SmallCnn(sizes.cnn.clone()), vocab.len())
-        .with_embed_size(sizes.embed)
-        .with_hidden_size(sizes.hidden)
-        .with_dropout(0.2);
+    let config = train_config(&sizes, vocab.len());
     tracing::info!("bench train: batch {}", sizes.batch);
     let main = train_throughput(
         &opts.device(),
@@ -213,6 +210,25 @@ pub(super) fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
         plots: vec![plot.into()],
         notes: train_notes(&torch, cores),
     })
+}
+
+/// The benchmark's model: the default experiment's sizes, with `vocab` words.
+fn train_config(sizes: &TrainSizes, vocab: usize) -> CaptionerConfig {
+    CaptionerConfig::new(EncoderConfig::SmallCnn(sizes.cnn.clone()), vocab)
+        .with_embed_size(sizes.embed)
+        .with_hidden_size(sizes.hidden)
+        .with_dropout(0.2)
+}
+
+/// Seconds per training step (forward, backward, Adam) of the benchmark's model at `batch` images,
+/// for `steps` steps after two warm-up steps, and nothing else: what `bench/profile-train.sh`
+/// runs under `perf`.
+pub fn train_step_seconds(opts: &BenchOptions, batch: usize, steps: usize) -> Result<Vec<f64>> {
+    let sizes = TrainSizes::new(opts.quick);
+    let (vocab, pool) = shapes_vocab_and_captions(2000, sizes.max_len);
+    let config = train_config(&sizes, vocab.len());
+    let ips = train_throughput(&opts.device(), &config, &sizes, batch, &pool, 2, steps)?;
+    Ok(ips.iter().map(|r| batch as f64 / r).collect())
 }
 
 /// Greedy captioning images/s with the same model (CNN and decoder, one batch), on the decoder

@@ -9,7 +9,7 @@ use clap::Args;
 use super::choice::ChoiceParser;
 use super::device::DeviceArg;
 use crate::bench::serve::ServeBenchOptions;
-use crate::bench::{BenchKind, BenchOptions, render_markdown, run_benchmarks};
+use crate::bench::{BenchKind, BenchOptions, render_markdown, run_benchmarks, train_step_seconds};
 
 /// Measure training, captioning and search throughput against PyTorch and NeuralTalk's numpy
 /// code (the scripts in bench/), and `capsearch serve` under load. Writes OUT/bench.md,
@@ -65,6 +65,14 @@ pub struct BenchArgs {
     /// without the file capsearch runs random weights and PyTorch is skipped].
     #[arg(long, value_name = "PATH")]
     pub weights: Option<PathBuf>,
+    /// train: run only this many training steps (after 2 warm-up steps) at --batch, print the
+    /// seconds per step and write no report: a fixed workload for profilers
+    /// (bench/profile-train.sh).
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
+    /// train: the batch size of --steps [default: the benchmark's, 32].
+    #[arg(long, value_name = "N", requires = "steps")]
+    pub batch: Option<usize>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -86,6 +94,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         efficientnet_weights: args.weights,
     };
+    if let Some(steps) = args.steps {
+        anyhow::ensure!(
+            args.which == BenchKind::Train,
+            "--steps runs training steps: use it with `bench train`"
+        );
+        let batch = args.batch.unwrap_or(32);
+        anyhow::ensure!(
+            batch > 0 && steps > 0,
+            "--steps and --batch must be at least 1"
+        );
+        let secs = train_step_seconds(&opts, batch, steps)?;
+        let mut sorted = secs.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "batch {batch}: {steps} steps, median {:.2} ms per step ({:.0} img/s), min {:.2}, max {:.2}",
+            crate::bench::median(&sorted) * 1e3,
+            batch as f64 / crate::bench::median(&sorted),
+            sorted[0] * 1e3,
+            sorted[sorted.len() - 1] * 1e3
+        );
+        return Ok(());
+    }
     let command = format!(
         "capsearch {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")

@@ -1,6 +1,8 @@
-//! The CPU fast path for decoding: the decoder's weights copied once into plain `f32` buffers, and
-//! every step run with the `gemm` crate (the same kernels burn's `flex` backend uses) on buffers
-//! that are reused from step to step.
+//! The CPU fast path for decoding: the decoder's weights copied once into plain buffers (`f32`, or
+//! `f16` at [`Precision::F16`], which halves the bytes a step reads), and every step run on buffers
+//! that are reused from step to step. A step for one image or one beam reads each matrix once on
+//! the calling thread ([`Weights::mul_acc`]'s streaming kernel: its time is the time to read the
+//! weights); wider batches go to the `gemm` crate (the kernels burn's `flex` backend uses).
 //!
 //! Why: a decoding step is a handful of small products (`[n, 1 + D + H] · WLSTM`, `[n, H] · Wd`).
 //! Through burn each op pays for dispatch, shape checks, fresh allocations and a copy out of the
@@ -16,7 +18,8 @@ use burn::prelude::*;
 
 use super::captioner::Captioner;
 use super::decode::{Caption, DecodeOptions, Stepper, beam_search};
-use super::gemm::matmul;
+use super::gemm::Weights;
+use super::precision::Precision;
 use crate::error::{Error, Result};
 
 fn sigmoid(x: f32) -> f32 {
@@ -31,20 +34,21 @@ pub struct FastDecoder {
     h: usize,
     v: usize,
     tanh_c: bool,
+    precision: Precision,
     /// `[F, D]`
-    we: Vec<f32>,
+    we: Weights,
     /// `[D]`
     be: Vec<f32>,
-    /// `[V, D]`
-    ws: Vec<f32>,
+    /// `[V, D]`: the word embeddings, one row read per step
+    ws: Weights,
     /// `[4H]`: row 0 of WLSTM
     bias: Vec<f32>,
     /// `[D, 4H]`: the input rows of WLSTM
-    wx: Vec<f32>,
+    wx: Weights,
     /// `[H, 4H]`: the hidden rows of WLSTM
-    wh: Vec<f32>,
+    wh: Weights,
     /// `[H, V]`
-    wd: Vec<f32>,
+    wd: Weights,
     /// `[V]`
     bd: Vec<f32>,
 }
@@ -60,8 +64,15 @@ fn floats<const D: usize>(t: Tensor<D>, name: &str) -> Result<Vec<f32>> {
 }
 
 impl FastDecoder {
-    /// Copies the decoder's weights out of a model (the CNN, if any, stays with the model).
+    /// Copies the decoder's weights out of a model (the CNN, if any, stays with the model), in `f32`.
     pub fn new(model: &Captioner) -> Result<Self> {
+        Self::with_precision(model, Precision::F32)
+    }
+
+    /// Copies the decoder's weights out of a model and holds its matrices in `precision` (biases
+    /// stay `f32`; the arithmetic is `f32` either way). A model already cast to `f16` decodes the
+    /// same at either precision.
+    pub fn with_precision(model: &Captioner, precision: Precision) -> Result<Self> {
         let [f, d] = model.we.dims();
         let [v, _] = model.ws.dims();
         let h = model.lstm.hidden_size;
@@ -73,21 +84,40 @@ impl FastDecoder {
                 wlstm.len()
             )));
         }
+        let half = precision == Precision::F16;
+        let weights = |values: Vec<f32>, dims| Weights::new(values, dims, half);
         Ok(Self {
             f,
             d,
             h,
             v,
             tanh_c: model.lstm.tanh_c,
-            we: floats(model.we.val(), "we")?,
+            precision,
+            we: weights(floats(model.we.val(), "we")?, (f, d)),
             be: floats(model.be.val(), "be")?,
-            ws: floats(model.ws.val(), "ws")?,
+            ws: weights(floats(model.ws.val(), "ws")?, (v, d)),
             bias: wlstm[..row].to_vec(),
-            wx: wlstm[row..(1 + d) * row].to_vec(),
-            wh: wlstm[(1 + d) * row..].to_vec(),
-            wd: floats(model.wd.val(), "wd")?,
+            wx: weights(wlstm[row..(1 + d) * row].to_vec(), (d, row)),
+            wh: weights(wlstm[(1 + d) * row..].to_vec(), (h, row)),
+            wd: weights(floats(model.wd.val(), "wd")?, (h, v)),
             bd: floats(model.bd.val(), "bd")?,
         })
+    }
+
+    /// The precision the matrices are held in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Bytes of the matrices every decoding step reads (WLSTM's input and hidden rows and `Wd`):
+    /// a one-image step cannot take less time than reading these from memory.
+    pub fn step_bytes(&self) -> usize {
+        self.wx.bytes() + self.wh.bytes() + self.wd.bytes()
+    }
+
+    /// Bytes the first step (the projected image) reads: `We` and WLSTM's input rows.
+    pub fn start_bytes(&self) -> usize {
+        self.we.bytes() + self.wx.bytes()
     }
 
     /// Feature length F.
@@ -97,12 +127,11 @@ impl FastDecoder {
 
     /// Bytes held by the weights.
     pub fn weight_bytes(&self) -> usize {
-        4 * [
-            &self.we, &self.be, &self.ws, &self.bias, &self.wx, &self.wh, &self.wd, &self.bd,
-        ]
-        .iter()
-        .map(|w| w.len())
-        .sum::<usize>()
+        [&self.we, &self.ws, &self.wx, &self.wh, &self.wd]
+            .iter()
+            .map(|w| w.bytes())
+            .sum::<usize>()
+            + 4 * (self.be.len() + self.bias.len() + self.bd.len())
     }
 
     /// Decodes `rows` feature vectors (`features` is `rows × F`, row-major) into one caption each,
@@ -182,7 +211,7 @@ impl<'a> FastStepper<'a> {
         for row in self.x.chunks_exact_mut(w.d) {
             row.copy_from_slice(&w.be);
         }
-        matmul(&mut self.x, features, &w.we, (n, w.f, w.d), true, true);
+        w.we.mul_acc(&mut self.x, features, n);
         // h_prev = 0: gates = bias + x · Wx; c_prev = 0
         self.gates_from_x(n);
         self.cell(n, false);
@@ -196,7 +225,7 @@ impl<'a> FastStepper<'a> {
         for g in self.gates.chunks_exact_mut(row) {
             g.copy_from_slice(&w.bias);
         }
-        matmul(&mut self.gates, &self.x, &w.wx, (n, w.d, row), true, true);
+        w.wx.mul_acc(&mut self.gates, &self.x, n);
     }
 
     /// Gates → new `h`, `c` (`with_prev`: add `f * c_prev`).
@@ -232,20 +261,12 @@ impl Stepper for FastStepper<'_> {
         self.h_prev.resize(n * hs, 0.0);
         self.c_prev.resize(n * hs, 0.0);
         for (a, (&r, &word)) in rows.iter().zip(prev).enumerate() {
-            let emb = w.ws.get(word * d..(word + 1) * d)?;
-            self.x[a * d..(a + 1) * d].copy_from_slice(emb);
+            w.ws.row_into(word, &mut self.x[a * d..(a + 1) * d])?;
             self.h_prev[a * hs..(a + 1) * hs].copy_from_slice(self.h.get(r * hs..(r + 1) * hs)?);
             self.c_prev[a * hs..(a + 1) * hs].copy_from_slice(self.c.get(r * hs..(r + 1) * hs)?);
         }
         self.gates_from_x(n);
-        matmul(
-            &mut self.gates,
-            &self.h_prev,
-            &w.wh,
-            (n, hs, 4 * hs),
-            true,
-            true,
-        );
+        w.wh.mul_acc(&mut self.gates, &self.h_prev, n);
         self.cell(n, true);
 
         // scores and log(1e-20 + softmax), row by row
@@ -253,7 +274,7 @@ impl Stepper for FastStepper<'_> {
         for row in logp.chunks_exact_mut(v) {
             row.copy_from_slice(&w.bd);
         }
-        matmul(&mut logp, &self.h, &w.wd, (n, hs, v), true, true);
+        w.wd.mul_acc(&mut logp, &self.h, n);
         for row in logp.chunks_exact_mut(v) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
@@ -319,6 +340,81 @@ mod tests {
                         w.logprob
                     );
                 }
+            }
+        }
+    }
+
+    /// f16 matrices: a model already cast to f16 decodes exactly as at f32; an f32 model's
+    /// step log-probabilities move by the weights' rounding only, and its captions stay the same.
+    #[test]
+    fn f16_weights_decode_like_f32() {
+        let device = Device::flex();
+        let features = Tensor::<2>::random([6, 24], Distribution::Normal(0.0, 2.0), &device);
+        let flat = features.into_data().try_into_vec::<f32>().unwrap();
+        let options = |beam_size| DecodeOptions {
+            beam_size,
+            max_steps: 20,
+        };
+
+        let rounded = Precision::F16.apply(model(1));
+        let a = FastDecoder::new(&rounded).unwrap();
+        let b = FastDecoder::with_precision(&rounded, Precision::F16).unwrap();
+        assert_eq!(b.precision(), Precision::F16);
+        assert_eq!(2 * b.step_bytes(), a.step_bytes());
+        for beam in [1, 3] {
+            let (x, y) = (
+                a.decode(&flat, options(beam)),
+                b.decode(&flat, options(beam)),
+            );
+            let (x, y) = (x.unwrap(), y.unwrap());
+            for (x, y) in x.iter().zip(&y) {
+                assert_eq!(x.ids, y.ids);
+                // beams wider than a block go through gemm at f32: another summation order
+                assert!(
+                    (x.logprob - y.logprob).abs() < 1e-4,
+                    "{} vs {}",
+                    x.logprob,
+                    y.logprob
+                );
+            }
+        }
+
+        let m = model(1);
+        let (a, b) = (
+            FastDecoder::new(&m).unwrap(),
+            FastDecoder::with_precision(&m, Precision::F16).unwrap(),
+        );
+        let (mut sa, mut sb) = (FastStepper::new(&a, 6), FastStepper::new(&b, 6));
+        sa.start(&flat);
+        sb.start(&flat);
+        let rows: Vec<usize> = (0..6).collect();
+        let mut prev = vec![0; 6];
+        let mut worst = 0.0f32;
+        for _ in 0..5 {
+            let (la, lb) = (
+                sa.step(&rows, &prev).unwrap(),
+                sb.step(&rows, &prev).unwrap(),
+            );
+            worst = la
+                .iter()
+                .zip(&lb)
+                .map(|(x, y)| (x - y).abs())
+                .fold(worst, f32::max);
+            prev = la
+                .chunks(a.v)
+                .map(|r| (0..a.v).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap_or(0))
+                .collect();
+        }
+        assert!(worst < 2e-2, "f16 moved a log-probability by {worst}");
+        for beam in [1, 3] {
+            let (x, y) = (
+                a.decode(&flat, options(beam)),
+                b.decode(&flat, options(beam)),
+            );
+            let (x, y) = (x.unwrap(), y.unwrap());
+            for (x, y) in x.iter().zip(&y) {
+                assert_eq!(x.ids, y.ids, "beam {beam}");
+                assert!((x.logprob - y.logprob).abs() < 0.05);
             }
         }
     }

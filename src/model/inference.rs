@@ -88,7 +88,7 @@ impl CaptionEngine {
             });
         }
         let fast = if device == Device::flex() {
-            Some(FastDecoder::new(&loaded.model)?)
+            Some(FastDecoder::with_precision(&loaded.model, precision)?)
         } else {
             None
         };

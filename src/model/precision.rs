@@ -2,9 +2,10 @@
 //!
 //! `f16` casts every float parameter of a loaded model (CNN, VGG-16, decoder) to half precision,
 //! which halves the memory the weights hold; the model's encoders and projection cast what they
-//! are given to their weights' precision. The decoder's CPU fast path still computes in `f32` from the rounded
-//! weights, so what `f16` costs in caption quality is the rounding of the weights (and, for the
-//! encoder, of its activations). `capsearch eval --precision f16` measures that cost in BLEU.
+//! are given to their weights' precision. The decoder's CPU fast path holds its matrices in `f16`
+//! too (half the bytes each step reads) and computes in `f32` from the rounded weights, so what
+//! `f16` costs in caption quality is the rounding of the weights (and, for the encoder, of its
+//! activations). `capsearch eval --precision f16` measures that cost in BLEU.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;

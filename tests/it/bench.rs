@@ -89,6 +89,26 @@ fn quick_bench_reports_every_table_and_writes_markdown() {
     assert_eq!(json["tables"], v["tables"]);
 }
 
+/// `bench train --steps N --batch B`: only the training steps, timed, and no report written.
+#[test]
+fn train_steps_run_a_fixed_workload_without_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::run_in(
+        dir.path(),
+        &["bench", "train", "--quick", "--steps", "3", "--batch", "2"],
+    )
+    .ok();
+    assert!(
+        out.stdout.starts_with("batch 2: 3 steps, median "),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("ms per step"), "{}", out.stdout);
+    assert!(!dir.path().join("reports/bench.md").exists());
+    common::run_in(dir.path(), &["bench", "caption", "--steps", "3"])
+        .fails_with(&["--steps", "bench train"]);
+}
+
 #[test]
 fn a_missing_python_is_reported_as_a_skip() {
     let dir = tempfile::tempdir().unwrap();
