@@ -4,8 +4,7 @@
 //!   generated gallery captions: what a perfect caption of the query would reach;
 //! - `hybrid (query refs)`: that list fused with the visual one (the report's weights);
 //! - `visual (concept)`: cosine over the concept head's word probabilities
-//!   (`sigmoid(x0 · Wc + bc)`, `x0` the projected image), for frozen-backbone models trained with
-//!   `concept_loss` (a small CNN with a concept head embeds with them already);
+//!   (`sigmoid(x0 · Wc + bc)`, `x0` the projected image), for models trained with `concept_loss`;
 //! - `hybrid (concept)`: the caption list fused with that one.
 //!
 //! Every row searches the same gallery with the same queries as the main rows.
@@ -74,13 +73,10 @@ pub struct ConceptSpace<'a> {
 impl<'a> ConceptSpace<'a> {
     pub fn of(engine: &'a CaptionEngine) -> Option<Self> {
         let model = &engine.loaded.model;
-        // Not when the embeddings already are the concept probabilities.
-        (model.concept.is_some() && model.tail.is_none() && !engine.embeds_concepts())
-            .then_some(ConceptSpace { engine })
+        (model.concept.is_some() && model.tail.is_none()).then_some(ConceptSpace { engine })
     }
 
-    /// The word probabilities of each embedding (backbone features: rows of `embeddings`, all of
-    /// one length).
+    /// The word probabilities of each embedding (rows of `embeddings`, all of one length).
     pub fn words(&self, embeddings: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
         let model = &self.engine.loaded.model;
         let Some(head) = &model.concept else {
@@ -93,7 +89,12 @@ impl<'a> ConceptSpace<'a> {
         let flat: Vec<f32> = embeddings.iter().flat_map(|e| e.iter().copied()).collect();
         let x = Tensor::<1>::from_data(TensorData::new(flat, [rows * dims]), &self.engine.device)
             .reshape([rows, dims]);
-        let x0 = model.project(x);
+        // A small CNN's embedding is the projected image already; a backbone's is the feature.
+        let x0 = if model.cnn.is_some() {
+            x
+        } else {
+            model.project(x)
+        };
         let wc = head.wc.val();
         let logits = x0.cast(wc.dtype()).matmul(wc) + head.bc.val().unsqueeze_dim(0);
         let probs = sigmoid(logits);

@@ -19,8 +19,7 @@ pub struct Generated {
     pub caption: String,
     pub logprob: f64,
     /// The image's embedding for visual search (see [`CaptionEngine::embedder`]): the frozen
-    /// backbone's feature, or for a small CNN its concept head's word probabilities when it has
-    /// one, else its feature projected by the captioner (`We`, `be`).
+    /// backbone's feature, or the small CNN's feature projected by the captioner (`We`, `be`).
     /// `None` when the caption came from features the engine cannot embed.
     #[serde(skip)]
     pub embedding: Option<Vec<f32>>,
@@ -182,16 +181,6 @@ impl CaptionEngine {
                     self.model_id()
                 ),
             },
-            EncoderConfig::SmallCnn(_) if self.embeds_concepts() => {
-                let dims = model.vocab_size();
-                Embedder {
-                    dims,
-                    name: format!(
-                        "model {} concept-word probabilities ({dims}-d)",
-                        self.model_id()
-                    ),
-                }
-            }
             EncoderConfig::SmallCnn(_) => {
                 let dims = model.we.val().dims()[1];
                 Embedder {
@@ -205,29 +194,14 @@ impl CaptionEngine {
         }
     }
 
-    /// Whether the embeddings are the concept head's word probabilities: for a small CNN trained
-    /// with a concept head (`concept_loss`). They measured better than the projected image vector
-    /// in `eval search` on `shapes` (see `search::fusion`); on `scenes` the frozen backbone's
-    /// feature stays far better than its concept probabilities, so backbones keep their feature.
-    pub fn embeds_concepts(&self) -> bool {
-        let model = &self.loaded.model;
-        model.cnn.is_some() && model.concept.is_some()
-    }
-
     /// The embeddings of features `[N, F]` (see [`Generated::embedding`]), one row per image.
     fn embed_features(&self, features: Tensor<2>) -> Result<Vec<Vec<f32>>> {
         let model = &self.loaded.model;
         let rows = features.dims()[0];
-        let vectors = match (&model.cnn, &model.concept) {
-            (Some(_), Some(head)) => {
-                let x0 = model.project(features);
-                let wc = head.wc.val();
-                burn::tensor::activation::sigmoid(
-                    x0.cast(wc.dtype()).matmul(wc) + head.bc.val().unsqueeze_dim(0),
-                )
-            }
-            (Some(_), None) => model.project(features),
-            (None, _) => features,
+        let vectors = if model.cnn.is_some() {
+            model.project(features)
+        } else {
+            features
         };
         let dims = vectors.dims()[1];
         let data = vectors

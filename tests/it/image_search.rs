@@ -55,9 +55,7 @@ fn visual_search_finds_the_image_itself_and_eval_search_reports_every_mode() {
         serde_json::from_slice(&std::fs::read(d.join("idx").join("capsearch-index.json")).unwrap())
             .unwrap();
     let embedder = marker["vector_space"]["embedder"].as_str().unwrap();
-    // A small CNN trained with a concept head (concept_loss defaults to 0.5) embeds with its
-    // word probabilities.
-    assert!(embedder.contains("concept-word probabilities"), "{marker}");
+    assert!(embedder.contains("projected image vector"), "{marker}");
     assert!(d.join("idx/vectors.bin").is_file());
 
     let query = "shapes/images/shape_00007.png";
@@ -236,6 +234,8 @@ fn visual_search_finds_the_image_itself_and_eval_search_reports_every_mode() {
             "hybrid combmnz-minmax c1 v1",
             "caption (query refs)",
             "hybrid (query refs)",
+            "visual (concept)",
+            "hybrid (concept)",
             "random"
         ]
     );
