@@ -715,11 +715,9 @@ mod tests {
         assert!(c.key().starts_with("vgg16-"));
     }
 
-    #[test]
-    fn resnet_fixture_loads_saves_and_reloads_with_its_own_key() {
-        let device = Device::flex();
-        let fixtures =
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet");
+    /// The tiny ResNet-50-shaped network of `tests/fixtures/resnet` (made by its
+    /// `make_fixtures.py`), and that folder.
+    fn tiny_resnet50() -> (ResNetConfig, std::path::PathBuf) {
         let config = ResNetConfig {
             layers: [1, 2, 1, 1],
             width: 4,
@@ -727,6 +725,15 @@ mod tests {
             image_size: 32,
             ..ResNetConfig::resnet50()
         };
+        let fixtures =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet");
+        (config, fixtures)
+    }
+
+    #[test]
+    fn resnet_fixture_loads_saves_and_reloads_with_its_own_key() {
+        let device = Device::flex();
+        let (config, fixtures) = tiny_resnet50();
         let backbone =
             Backbone::resnet(config.clone(), &fixtures.join("resnet50_tiny.pth"), &device).unwrap();
         assert_eq!(backbone.info.name, "resnet-custom-bottleneck-w4-l1211");
@@ -781,15 +788,7 @@ mod tests {
     #[test]
     fn pooling_keys_names_and_round_trips() {
         let device = Device::flex();
-        let fixtures =
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet");
-        let config = ResNetConfig {
-            layers: [1, 2, 1, 1],
-            width: 4,
-            classes: 10,
-            image_size: 32,
-            ..ResNetConfig::resnet50()
-        };
+        let (config, fixtures) = tiny_resnet50();
         let mean =
             Backbone::resnet(config.clone(), &fixtures.join("resnet50_tiny.pth"), &device).unwrap();
         let json = serde_json::to_value(&mean.info).unwrap();

@@ -189,3 +189,20 @@ log_every = {log_every}
         ),
     );
 }
+
+/// Runs `train --config tiny.toml --dataset DATASET --out run --no-tui EXTRA…` in `dir` (a config
+/// written by [`write_tiny_config`]).
+pub fn train_run(dir: &Path, dataset: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--config",
+        "tiny.toml",
+        "--dataset",
+        dataset,
+        "--out",
+        "run",
+        "--no-tui",
+    ];
+    args.extend_from_slice(extra);
+    run_in(dir, &args)
+}

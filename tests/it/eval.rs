@@ -6,7 +6,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 
-use crate::common::{png_bytes, run_in, tempdir, write};
+use crate::common::{png_bytes, run_in, tempdir, train_run, write};
 
 use crate::common::{CAPTIONS, write_tiny_config};
 
@@ -51,20 +51,7 @@ fn evaluates_a_model_that_reproduces_its_captions() {
     let dir = tempdir();
     let d = dir.path();
     tiny_dataset(d);
-    run_in(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--dataset",
-            "data.csv",
-            "--out",
-            "run",
-            "--no-tui",
-        ],
-    )
-    .ok();
+    train_run(d, "data.csv", &[]).ok();
 
     let out = run_in(
         d,
@@ -334,20 +321,7 @@ fn eval_reports_object_metrics_on_labelled_shapes() {
         .unwrap()
         .replace("epochs = 150", "epochs = 3");
     write(&d.join("tiny.toml"), config);
-    run_in(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--dataset",
-            "shapes",
-            "--out",
-            "run",
-            "--no-tui",
-        ],
-    )
-    .ok();
+    train_run(d, "shapes", &[]).ok();
     run_in(
         d,
         &[

@@ -15,22 +15,7 @@ fn shapes_and_model(d: &Path) {
     )
     .ok();
     write_tiny_config(&d.join("tiny.toml"), 50);
-    run_in(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--dataset",
-            "shapes/dataset_shapes.json",
-            "--out",
-            "run",
-            "--epochs",
-            "3",
-            "--no-tui",
-        ],
-    )
-    .ok();
+    train_run(d, "shapes/dataset_shapes.json", &["--epochs", "3"]).ok();
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{png_bytes, run_in, tempdir, write};
+use crate::common::{png_bytes, run_in, tempdir, train_run, write};
 
 use crate::common::{CAPTIONS, write_tiny_config};
 
@@ -28,20 +28,7 @@ fn overfits_a_handful_of_images_and_captions_them_exactly() {
     let dir = tempdir();
     let d = dir.path();
     tiny_dataset(d);
-    let out = run_in(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--dataset",
-            "data.csv",
-            "--out",
-            "run",
-            "--no-tui",
-        ],
-    )
-    .ok();
+    let out = train_run(d, "data.csv", &[]).ok();
     assert!(
         out.stdout.contains("best validation BLEU-4"),
         "{}",
@@ -70,19 +57,7 @@ fn overfits_a_handful_of_images_and_captions_them_exactly() {
         "final training loss {last} is not near zero:\n{metrics}"
     );
 
-    let images: Vec<String> = CAPTIONS
-        .iter()
-        .map(|(n, _, _)| format!("images/{n}"))
-        .collect();
-    let mut args = vec!["caption", "--model", "run", "--json"];
-    args.extend(images.iter().map(String::as_str));
-    let out = run_in(d, &args).ok();
-    let lines: Vec<serde_json::Value> = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    let lines = caption_tiny_images(d);
     for (line, (name, _, caption)) in lines.iter().zip(CAPTIONS) {
         assert_eq!(line["image"], format!("images/{name}"));
         assert_eq!(line["caption"], caption, "{line}");
@@ -118,23 +93,7 @@ fn trains_on_two_cpu_devices() {
     let dir = tempdir();
     let d = dir.path();
     tiny_dataset(d);
-    let train = |devices: &str| {
-        run_in(
-            d,
-            &[
-                "train",
-                "--config",
-                "tiny.toml",
-                "--dataset",
-                "data.csv",
-                "--out",
-                "run",
-                "--no-tui",
-                "--devices",
-                devices,
-            ],
-        )
-    };
+    let train = |devices: &str| train_run(d, "data.csv", &["--devices", devices]);
     train("cpu,tpu").fails_with(&["loop.devices", "tpu"]);
     let out = train("cpu,cpu").ok();
     assert!(
@@ -150,19 +109,7 @@ fn trains_on_two_cpu_devices() {
         toml::Value::Array(vec!["cpu".into(), "cpu".into()]),
         "{config}"
     );
-    let images: Vec<String> = CAPTIONS
-        .iter()
-        .map(|(n, _, _)| format!("images/{n}"))
-        .collect();
-    let mut args = vec!["caption", "--model", "run", "--json"];
-    args.extend(images.iter().map(String::as_str));
-    let out = run_in(d, &args).ok();
-    let lines: Vec<serde_json::Value> = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    let lines = caption_tiny_images(d);
     for (line, (_, _, caption)) in lines.iter().zip(CAPTIONS) {
         assert_eq!(line["caption"], caption, "{line}");
     }
@@ -174,20 +121,7 @@ fn index_images_with_a_model_then_search_by_image() {
     let dir = tempdir();
     let d = dir.path();
     tiny_dataset(d);
-    run_in(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--dataset",
-            "data.csv",
-            "--out",
-            "run",
-            "--no-tui",
-        ],
-    )
-    .ok();
+    train_run(d, "data.csv", &[]).ok();
     let out = run_in(
         d,
         &[
@@ -347,20 +281,7 @@ fn resumes_a_run_killed_with_sigkill() {
     assert!(resumed_from >= killed_at);
 
     // without --resume the run directory is protected
-    run_in(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--dataset",
-            "data.csv",
-            "--out",
-            "run",
-            "--no-tui",
-        ],
-    )
-    .fails_with(&["--resume"]);
+    train_run(d, "data.csv", &[]).fails_with(&["--resume"]);
 
     let target = resumed_from + 2;
     let out = run_in(
@@ -630,4 +551,22 @@ batch_size = 4
     )
     .ok();
     assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+}
+
+/// `caption --json` of the tiny dataset's four images with the model in `run`: one JSON line each.
+fn caption_tiny_images(d: &std::path::Path) -> Vec<serde_json::Value> {
+    let images: Vec<String> = CAPTIONS
+        .iter()
+        .map(|(n, _, _)| format!("images/{n}"))
+        .collect();
+    let mut args = vec!["caption", "--model", "run", "--json"];
+    args.extend(images.iter().map(String::as_str));
+    let out = run_in(d, &args).ok();
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    lines
 }

@@ -419,7 +419,7 @@ fn elasticsearch_mapping_gains_a_cosine_vector_field() {
 /// captioned, embedded and indexed once, on both backends.
 #[test]
 fn images_in_two_shards_fill_one_index() {
-    use crate::common::{CAPTIONS, png_bytes, run_in, write, write_tiny_config};
+    use crate::common::{CAPTIONS, png_bytes, train_run, write, write_tiny_config};
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -433,19 +433,7 @@ fn images_in_two_shards_fill_one_index() {
     }
     write(&d.join("data.csv"), csv);
     write_tiny_config(&d.join("tiny.toml"), 5);
-    let trained = run_in(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--dataset",
-            "data.csv",
-            "--out",
-            "run",
-            "--no-tui",
-        ],
-    );
+    let trained = train_run(d, "data.csv", &[]);
     assert_eq!(trained.code, 0, "{}", trained.stderr);
     // 24 images in two folders: 6 copies of each colour.
     let images = d.join("photos");
