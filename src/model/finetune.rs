@@ -226,8 +226,7 @@ impl Tail {
                     .fold(x, |x, blk| blk.forward_with(x, frozen_batch_norm))
             }
         };
-        let [b, c, h, w] = x.dims();
-        x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
+        crate::model::pooling::Pooling::Mean.pool_map(x)
     }
 }
 

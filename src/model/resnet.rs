@@ -324,8 +324,7 @@ impl ResNet {
     /// Preprocessed images → features `[B, C]`: layer4's map averaged over the image.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.forward_map(images);
-        let [b, c, h, w] = x.dims();
-        x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
+        crate::model::pooling::Pooling::Mean.pool_map(x)
     }
 
     /// Preprocessed images → class logits `[B, classes]`.
