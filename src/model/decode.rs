@@ -71,6 +71,22 @@ pub trait Stepper {
     /// The new state has one row per entry of `rows`, in that order. Returns `log(1e-20 +
     /// softmax(scores))`, `rows.len() × V` row-major, or `None` if the backend failed.
     fn step(&mut self, rows: &[usize], prev: &[usize]) -> Option<Vec<f32>>;
+
+    /// Greedy decoding's step: as [`Stepper::step`], but returns only each row's best word (the
+    /// one [`top_k`] ranks first: ties go to the lower index) and its log-probability. A stepper
+    /// may find it without writing the row of log-probabilities out.
+    fn step_best(&mut self, rows: &[usize], prev: &[usize]) -> Option<Vec<(usize, f32)>> {
+        let logp = self.step(rows, prev)?;
+        let vocab = logp.len() / rows.len().max(1);
+        Some(
+            logp.chunks_exact(vocab.max(1))
+                .map(|y| {
+                    let w = top_k(y, 1).first().copied().unwrap_or(0);
+                    (w, y.get(w).copied().unwrap_or(f32::NEG_INFINITY))
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The burn path: the model's own layers, on any device.
@@ -156,25 +172,40 @@ pub fn beam_search(
             .iter()
             .map(|&(i, k)| beams[i][k].words.last().copied().unwrap_or(BOUNDARY))
             .collect();
-        let logp = match stepper.step(&rows, &prev) {
-            Some(l) if l.len() == active.len() * vocab => l,
-            _ => break,
+        // each active beam's best `beam_size` words: (active index, word, log-probability)
+        let picks: Vec<(usize, usize, f32)> = if beam_size == 1 {
+            match stepper.step_best(&rows, &prev) {
+                Some(best) if best.len() == active.len() => best
+                    .into_iter()
+                    .enumerate()
+                    .map(|(a, (w, lp))| (a, w, lp))
+                    .collect(),
+                _ => break,
+            }
+        } else {
+            let logp = match stepper.step(&rows, &prev) {
+                Some(l) if l.len() == active.len() * vocab => l,
+                _ => break,
+            };
+            let mut picks = Vec::with_capacity(active.len() * beam_size);
+            for (a, y) in logp.chunks_exact(vocab.max(1)).enumerate() {
+                picks.extend(top_k(y, beam_size).into_iter().map(|w| (a, w, y[w])));
+            }
+            picks
         };
 
         // expand each image's beams
         let mut expansions: Vec<Vec<Beam>> = vec![Vec::new(); batch];
-        for (a, &(img, k)) in active.iter().enumerate() {
+        for (a, w, lp) in picks {
+            let (img, k) = active[a];
             let beam = &beams[img][k];
-            let y = &logp[a * vocab..(a + 1) * vocab];
-            for w in top_k(y, beam_size) {
-                let mut words = beam.words.clone();
-                words.push(w);
-                expansions[img].push(Beam {
-                    logprob: beam.logprob + y[w] as f64,
-                    words,
-                    row: a,
-                });
-            }
+            let mut words = beam.words.clone();
+            words.push(w);
+            expansions[img].push(Beam {
+                logprob: beam.logprob + lp as f64,
+                words,
+                row: a,
+            });
         }
         for (img, expanded) in expansions.into_iter().enumerate() {
             let mut candidates: Vec<Beam> = beams[img]

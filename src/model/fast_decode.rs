@@ -1,14 +1,16 @@
-//! The CPU fast path for decoding: the decoder's weights copied once into plain buffers (`f32`, or
-//! `f16` at [`Precision::F16`], which halves the bytes a step reads), and every step run on buffers
-//! that are reused from step to step. A step for one image or one beam reads each matrix once on
-//! the calling thread ([`Weights::mul_acc`]'s streaming kernel: its time is the time to read the
-//! weights); wider batches go to the `gemm` crate (the kernels burn's `flex` backend uses).
+//! The CPU fast path for decoding: the decoder's weights copied once into packed buffers (`f32`,
+//! or `f16` at [`Precision::F16`], which halves the bytes a step reads; see [`super::packed`]),
+//! and every step run on buffers that are reused from step to step. Every product streams each
+//! matrix once for all its rows: a one-image step takes the time to read the weights, a batch's
+//! step the time of its multiply-adds (on every core when the batch is wider than a beam).
 //!
 //! Why: a decoding step is a handful of small products (`[n, 1 + D + H] · WLSTM`, `[n, H] · Wd`).
 //! Through burn each op pays for dispatch, shape checks, fresh allocations and a copy out of the
 //! tensor to rank the words; with NeuralTalk's sizes that overhead was most of the step. Here a
 //! step is two accumulating products into a preallocated gates buffer, the gate nonlinearities in
-//! one pass, one product for the scores and a log-softmax in place.
+//! one pass, one product for the scores, and then either a log-softmax in place (beam search) or,
+//! for greedy decoding, each row's best word and its log-probability from two passes over its
+//! scores ([`Stepper::step_best`]: no logarithm per word, no ranking).
 //!
 //! Semantics are the burn path's by construction: the beam bookkeeping is
 //! [`super::decode::beam_search`], shared with [`super::decode::decode`]; only the step differs,
@@ -18,13 +20,10 @@ use burn::prelude::*;
 
 use super::captioner::Captioner;
 use super::decode::{Caption, DecodeOptions, Stepper, beam_search};
-use super::gemm::Weights;
+use super::fast_cell::cell_row;
+use super::packed::Weights;
 use super::precision::Precision;
 use crate::error::{Error, Result};
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
 
 /// The decoder's weights as plain buffers, ready to decode on the CPU.
 #[derive(Debug, Clone)]
@@ -188,6 +187,8 @@ struct FastStepper<'a> {
     h_prev: Vec<f32>,
     c_prev: Vec<f32>,
     gates: Vec<f32>,
+    /// `[rows, V]` word scores of the last step
+    scores: Vec<f32>,
 }
 
 impl<'a> FastStepper<'a> {
@@ -200,6 +201,7 @@ impl<'a> FastStepper<'a> {
             h_prev: Vec::new(),
             c_prev: Vec::new(),
             gates: Vec::new(),
+            scores: Vec::new(),
         }
     }
 
@@ -233,27 +235,21 @@ impl<'a> FastStepper<'a> {
         let hs = self.w.h;
         self.h.resize(n * hs, 0.0);
         self.c.resize(n * hs, 0.0);
-        for r in 0..n {
-            let g = &self.gates[r * 4 * hs..(r + 1) * 4 * hs];
-            let (i, rest) = g.split_at(hs);
-            let (f, rest) = rest.split_at(hs);
-            let (o, gg) = rest.split_at(hs);
-            let c = &mut self.c[r * hs..(r + 1) * hs];
-            let h = &mut self.h[r * hs..(r + 1) * hs];
-            for j in 0..hs {
-                let mut cj = sigmoid(i[j]) * gg[j].tanh();
-                if with_prev {
-                    cj += sigmoid(f[j]) * self.c_prev[r * hs + j];
-                }
-                c[j] = cj;
-                h[j] = sigmoid(o[j]) * if self.w.tanh_c { cj.tanh() } else { cj };
-            }
+        let rows = self
+            .gates
+            .chunks_exact(4 * hs)
+            .zip(self.c.chunks_exact_mut(hs).zip(self.h.chunks_exact_mut(hs)));
+        for (r, (g, (c, h))) in rows.enumerate().take(n) {
+            let prev = with_prev.then(|| &self.c_prev[r * hs..(r + 1) * hs]);
+            cell_row(g, prev, c, h, self.w.tanh_c);
         }
     }
 }
 
-impl Stepper for FastStepper<'_> {
-    fn step(&mut self, rows: &[usize], prev: &[usize]) -> Option<Vec<f32>> {
+impl FastStepper<'_> {
+    /// Runs the LSTM on the selected rows and leaves their word scores in `self.scores`; returns
+    /// the number of rows, or `None` for a row or word out of range.
+    fn advance(&mut self, rows: &[usize], prev: &[usize]) -> Option<usize> {
         let w = self.w;
         let (n, d, hs, v) = (rows.len(), w.d, w.h, w.v);
         // gather inputs and the selected rows' state
@@ -269,24 +265,78 @@ impl Stepper for FastStepper<'_> {
         w.wh.mul_acc(&mut self.gates, &self.h_prev, n);
         self.cell(n, true);
 
-        // scores and log(1e-20 + softmax), row by row
-        let mut logp = vec![0.0f32; n * v];
-        for row in logp.chunks_exact_mut(v) {
+        self.scores.resize(n * v, 0.0);
+        for row in self.scores.chunks_exact_mut(v) {
             row.copy_from_slice(&w.bd);
         }
-        w.wd.mul_acc(&mut logp, &self.h, n);
-        for row in logp.chunks_exact_mut(v) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for y in row.iter_mut() {
-                *y = (*y - max).exp();
-                sum += *y;
-            }
-            for y in row.iter_mut() {
-                *y = (*y / sum + 1e-20).ln();
-            }
+        w.wd.mul_acc(&mut self.scores, &self.h, n);
+        Some(n)
+    }
+}
+
+/// `y ← log(1e-20 + softmax(y))`, NeuralTalk's word scores.
+fn log_softmax(y: &mut [f32]) {
+    let max = y.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for y in y.iter_mut() {
+        *y = (*y - max).exp();
+        sum += *y;
+    }
+    for y in y.iter_mut() {
+        *y = (*y / sum + 1e-20).ln();
+    }
+}
+
+/// The word [`log_softmax`] ranks first (ties: the lower index) and its value, from one pass over
+/// the scores for the maximum and one for the softmax's sum: no row of logarithms, no ranking.
+fn best_word(y: &[f32]) -> (usize, f32) {
+    let (mut arg, mut max, mut finite) = (0, f32::NEG_INFINITY, true);
+    for (j, &s) in y.iter().enumerate() {
+        finite &= s.is_finite();
+        if s > max {
+            (arg, max) = (j, s);
+        }
+    }
+    if !finite || y.is_empty() {
+        // NaN or infinite scores: rank what `log_softmax` gives
+        let mut logp = y.to_vec();
+        log_softmax(&mut logp);
+        let w = (0..y.len())
+            .max_by(|&a, &b| logp[a].total_cmp(&logp[b]).then(b.cmp(&a)))
+            .unwrap_or(0);
+        return (w, logp.get(w).copied().unwrap_or(f32::NEG_INFINITY));
+    }
+    // the sum in `log_softmax`'s order, so that the log-probability is the same
+    let mut sum = 0.0f32;
+    for &s in y {
+        sum += (s - max).exp();
+    }
+    let lp = (1.0 / sum + 1e-20).ln();
+    // a lower-index word whose score is a hair below the maximum may round to the same
+    // log-probability, and then wins the tie
+    let tie =
+        (0..arg).find(|&j| y[j] - max > -1e-3 && ((y[j] - max).exp() / sum + 1e-20).ln() == lp);
+    (tie.unwrap_or(arg), lp)
+}
+
+impl Stepper for FastStepper<'_> {
+    fn step(&mut self, rows: &[usize], prev: &[usize]) -> Option<Vec<f32>> {
+        self.advance(rows, prev)?;
+        let mut logp = self.scores.clone();
+        for row in logp.chunks_exact_mut(self.w.v.max(1)) {
+            log_softmax(row);
         }
         Some(logp)
+    }
+
+    fn step_best(&mut self, rows: &[usize], prev: &[usize]) -> Option<Vec<(usize, f32)>> {
+        self.advance(rows, prev)?;
+        Some(
+            self.scores
+                .chunks_exact(self.w.v.max(1))
+                .map(best_word)
+                .collect(),
+        )
     }
 }
 
@@ -369,13 +419,8 @@ mod tests {
             let (x, y) = (x.unwrap(), y.unwrap());
             for (x, y) in x.iter().zip(&y) {
                 assert_eq!(x.ids, y.ids);
-                // beams wider than a block go through gemm at f32: another summation order
-                assert!(
-                    (x.logprob - y.logprob).abs() < 1e-4,
-                    "{} vs {}",
-                    x.logprob,
-                    y.logprob
-                );
+                // the same f32 values, summed in the same order
+                assert_eq!(x.logprob, y.logprob);
             }
         }
 
@@ -417,6 +462,72 @@ mod tests {
                 assert!((x.logprob - y.logprob).abs() < 0.05);
             }
         }
+    }
+
+    /// Greedy decoding of a batch (several row blocks, words ending at different steps, so the
+    /// batch shrinks) gives each image the caption it gets alone, bit for bit, in f32 and f16.
+    #[test]
+    fn batched_greedy_equals_one_image_at_a_time() {
+        let device = Device::flex();
+        let m = model(1);
+        let features = Tensor::<2>::random([33, 24], Distribution::Normal(0.0, 2.0), &device);
+        let flat = features.into_data().try_into_vec::<f32>().unwrap();
+        for precision in [Precision::F32, Precision::F16] {
+            let fast = FastDecoder::with_precision(&m, precision).unwrap();
+            let all = fast.decode(&flat, DecodeOptions::default()).unwrap();
+            assert_eq!(all.len(), 33);
+            let lengths: std::collections::BTreeSet<usize> =
+                all.iter().map(|c| c.ids.len()).collect();
+            assert!(lengths.len() > 1, "every caption has the same length");
+            for (i, caption) in all.iter().enumerate() {
+                let one = fast
+                    .decode(&flat[i * 24..(i + 1) * 24], DecodeOptions::default())
+                    .unwrap();
+                assert_eq!(one[0], *caption, "image {i}, {precision:?}");
+            }
+        }
+    }
+
+    /// The fused greedy step picks the word the ranked log-probabilities put first, with the same
+    /// value: distinct scores, exact ties, near-ties that round to one log-probability, and
+    /// non-finite scores.
+    #[test]
+    fn best_word_is_the_top_of_log_softmax() {
+        let mut rows: Vec<Vec<f32>> = vec![
+            vec![0.5, 2.0, -1.0, 2.0],
+            vec![3.0],
+            vec![f32::NAN, 1.0, 2.0],
+            vec![1.0, f32::INFINITY, 0.0],
+            vec![f32::NEG_INFINITY, -1.0],
+        ];
+        for gap in [6e-8f32, 1.2e-7, 2e-7, 5e-7, 1e-6, 1e-5] {
+            // many words just below the top (a log-probability near -8.5, where f32's steps are
+            // 1e-6), then two at the top, the lower index a hair below
+            let mut y = vec![0.9f32; 5000];
+            y[10] = 1.0 - gap;
+            y[20] = 1.0;
+            rows.push(y);
+        }
+        for r in 0..50 {
+            rows.push(
+                (0..97)
+                    .map(|j| ((j * 31 + r * 17) as f32 * 0.77).sin() * 4.0)
+                    .collect(),
+            );
+        }
+        let mut collided = false;
+        for y in &rows {
+            let mut logp = y.clone();
+            log_softmax(&mut logp);
+            let want = (0..y.len())
+                .max_by(|&a, &b| logp[a].total_cmp(&logp[b]).then(b.cmp(&a)))
+                .unwrap();
+            let (w, lp) = best_word(y);
+            assert_eq!(w, want, "{:?}", &y[..y.len().min(4)]);
+            assert_eq!(lp.to_bits(), logp[want].to_bits());
+            collided |= y.len() == 5000 && w == 10;
+        }
+        assert!(collided, "no near-tie rounded to one log-probability");
     }
 
     #[test]
