@@ -27,6 +27,11 @@ pub struct DecodeOptions {
     pub beam_size: usize,
     /// Maximum number of words generated, END included.
     pub max_steps: usize,
+    /// Weight λ of concept-guided decoding (see [`ConceptBias`]); `None` takes the model's own
+    /// setting (`concept_weight` in model.json, see [`super::inference::CaptionEngine`]), and a
+    /// model without a concept head ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concept_weight: Option<f32>,
 }
 
 impl Default for DecodeOptions {
@@ -34,6 +39,64 @@ impl Default for DecodeOptions {
         Self {
             beam_size: 1,
             max_steps: MAX_STEPS,
+            concept_weight: None,
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// λ, with `None` read as 0 (no guidance).
+    pub fn concept_weight(&self) -> f32 {
+        self.concept_weight.unwrap_or(0.0)
+    }
+}
+
+/// Concept-guided decoding: at every step, each word's log-probability gets `λ · log σ(c_w)`
+/// added, `c_w` being the concept head's logit of word `w` for the image: the model's own
+/// estimate, from the image alone, that the image's captions use `w` (see
+/// [`super::captioner::ConceptHead`]). The decoder's language model chooses the sentence; the
+/// image's evidence for each word is added to it, as in shallow fusion. A kind the head is sure
+/// of (`σ ≈ 1`) loses nothing, a kind it rules out loses up to `λ · log 1e-20`-ish, and a
+/// category word that captions use for a fraction of their things ("an animal") loses
+/// `λ · log` of that fraction. END is left alone, so the bias never keeps a caption going.
+///
+/// Ranking uses the biased scores, so a guided [`Caption::logprob`] includes the bias.
+#[derive(Debug, Clone)]
+pub struct ConceptBias {
+    vocab: usize,
+    /// `λ · log σ(c)`, `batch × V` row-major, 0 for END.
+    bias: Vec<f32>,
+}
+
+/// `log σ(z)`, stable for large `|z|`.
+fn log_sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        -(-z).exp().ln_1p()
+    } else {
+        z - z.exp().ln_1p()
+    }
+}
+
+impl ConceptBias {
+    /// From the concept logits of a batch of images (`batch × vocab`, row-major) and the weight
+    /// λ; `None` when λ is 0 (or not a positive number), so unguided decoding runs exactly the
+    /// code it ran before.
+    pub fn new(weight: f32, logits: &[f32], vocab: usize) -> Option<Self> {
+        if !(weight > 0.0 && weight.is_finite()) || vocab == 0 {
+            return None;
+        }
+        let mut bias: Vec<f32> = logits.iter().map(|&z| weight * log_sigmoid(z)).collect();
+        for row in bias.chunks_exact_mut(vocab) {
+            row[BOUNDARY] = 0.0;
+        }
+        Some(Self { vocab, bias })
+    }
+
+    /// Adds image `img`'s bias to a row of word scores `y`.
+    fn apply(&self, img: usize, y: &mut [f32]) {
+        let b = &self.bias[img * self.vocab..(img + 1) * self.vocab];
+        for (yw, bw) in y.iter_mut().zip(b) {
+            *yw += bw;
         }
     }
 }
@@ -112,9 +175,26 @@ pub fn decode(model: &Captioner, features: Tensor<2>, options: DecodeOptions) ->
         return Vec::new();
     }
     // t = 0: the image, from the zero state; its output is discarded.
-    let state = model.lstm.step(model.project(features), None);
+    let x0 = model.project(features);
+    let bias = match model.concept_logits_of(x0.clone()) {
+        Some(logits) if options.concept_weight() > 0.0 => {
+            let logits = logits.into_data().convert::<f32>().try_into_vec::<f32>();
+            // a backend that cannot hand the logits back decodes unguided, as the steps would fail
+            logits
+                .ok()
+                .and_then(|l| ConceptBias::new(options.concept_weight(), &l, model.vocab_size()))
+        }
+        _ => None,
+    };
+    let state = model.lstm.step(x0, None);
     let mut stepper = BurnStepper { model, state };
-    beam_search(&mut stepper, batch, model.vocab_size(), options)
+    beam_search(
+        &mut stepper,
+        batch,
+        model.vocab_size(),
+        options,
+        bias.as_ref(),
+    )
 }
 
 /// NeuralTalk's beam search over `batch` images whose image step has been run (state row `i` is
@@ -124,6 +204,7 @@ pub fn beam_search(
     batch: usize,
     vocab: usize,
     options: DecodeOptions,
+    bias: Option<&ConceptBias>,
 ) -> Vec<Caption> {
     let beam_size = options.beam_size.max(1);
     let mut beams: Vec<Vec<Beam>> = (0..batch)
@@ -163,9 +244,16 @@ pub fn beam_search(
 
         // expand each image's beams
         let mut expansions: Vec<Vec<Beam>> = vec![Vec::new(); batch];
+        let mut biased = Vec::new();
         for (a, &(img, k)) in active.iter().enumerate() {
             let beam = &beams[img][k];
-            let y = &logp[a * vocab..(a + 1) * vocab];
+            let mut y = &logp[a * vocab..(a + 1) * vocab];
+            if let Some(bias) = bias {
+                biased.clear();
+                biased.extend_from_slice(y);
+                bias.apply(img, &mut biased);
+                y = &biased;
+            }
             for w in top_k(y, beam_size) {
                 let mut words = beam.words.clone();
                 words.push(w);
@@ -229,6 +317,79 @@ fn top_k(values: &[f32], k: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stepper with fixed word scores: `first` at step 1, then END most likely.
+    struct Fixed {
+        first: Vec<f32>,
+        calls: usize,
+    }
+
+    impl Stepper for Fixed {
+        fn step(&mut self, rows: &[usize], _prev: &[usize]) -> Option<Vec<f32>> {
+            self.calls += 1;
+            let row: Vec<f32> = if self.calls == 1 {
+                self.first.clone()
+            } else {
+                vec![-0.1, -3.0, -3.0, -3.0]
+            };
+            Some(rows.iter().flat_map(|_| row.clone()).collect())
+        }
+    }
+
+    fn run(bias: Option<&ConceptBias>, beam_size: usize) -> Vec<Caption> {
+        // words: END, "a", "frog", "animal"; the decoder alone prefers the generic "animal"
+        let first = [0.02f32, 0.08, 0.3, 0.6].map(f32::ln).to_vec();
+        let options = DecodeOptions {
+            beam_size,
+            ..DecodeOptions::default()
+        };
+        beam_search(&mut Fixed { first, calls: 0 }, 1, 4, options, bias)
+    }
+
+    /// The concept head's evidence changes the chosen word where it disagrees with the decoder,
+    /// in greedy and beam decoding; END is never biased (here the head calls it unlikely, and
+    /// the caption still ends); λ = 0 is no bias at all.
+    #[test]
+    fn concept_bias_picks_the_word_the_head_sees() {
+        // head: "frog" likely, "animal" not, END and "a" very unlikely
+        let logits = [-20.0f32, -20.0, 4.0, -3.0];
+        let bias = ConceptBias::new(1.0, &logits, 4).unwrap();
+        for beam_size in [1, 3] {
+            assert_eq!(run(None, beam_size)[0].ids, [3], "beam {beam_size}");
+            let guided = &run(Some(&bias), beam_size)[0];
+            assert_eq!(guided.ids, [2], "beam {beam_size}");
+            // the biased score: log 0.3 + log σ(4), then END unbiased
+            let want = 0.3f64.ln() + f64::from(log_sigmoid(4.0)) - 0.1;
+            assert!((guided.logprob - want).abs() < 1e-5, "{}", guided.logprob);
+        }
+        // a weak bias does not overturn a clear preference
+        let weak = ConceptBias::new(0.1, &logits, 4).unwrap();
+        assert_eq!(run(Some(&weak), 1)[0].ids, [3]);
+        assert!(ConceptBias::new(0.0, &logits, 4).is_none());
+        assert!(ConceptBias::new(f32::NAN, &logits, 4).is_none());
+        assert_eq!(DecodeOptions::default().concept_weight(), 0.0);
+    }
+
+    #[test]
+    fn log_sigmoid_is_stable() {
+        for z in [-100.0f32, -5.0, 0.0, 3.0, 100.0] {
+            let want = -(1.0 + (-f64::from(z)).exp()).ln();
+            assert!((f64::from(log_sigmoid(z)) - want).abs() < 1e-4, "{z}");
+        }
+        assert!(log_sigmoid(-1000.0).is_finite());
+    }
+
+    /// Decode options written before concept guidance existed still read, as unguided.
+    #[test]
+    fn options_without_a_concept_weight_still_load() {
+        let o: DecodeOptions =
+            serde_json::from_str(r#"{"beam_size": 2, "max_steps": 20}"#).unwrap();
+        assert_eq!(o.concept_weight, None);
+        assert_eq!(
+            serde_json::to_string(&DecodeOptions::default()).unwrap(),
+            r#"{"beam_size":1,"max_steps":20}"#
+        );
+    }
 
     #[test]
     fn top_k_orders_and_breaks_ties() {

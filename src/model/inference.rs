@@ -117,6 +117,24 @@ impl CaptionEngine {
         self.loaded.model.cnn.is_some() || self.backbone.is_some()
     }
 
+    /// `options` as this model decodes them: the concept-guidance weight the caller set, else
+    /// the model's own (`concept_weight` in model.json); 0 for a model without a concept head,
+    /// which has nothing to guide with. Every captioning call of the engine applies this, so
+    /// `caption`, `eval`, `index`, `search` and `serve` decode alike.
+    pub fn decode_options(&self, options: DecodeOptions) -> DecodeOptions {
+        let weight = match &self.loaded.model.concept {
+            Some(_) => options
+                .concept_weight
+                .or(self.loaded.info.captioner.concept_weight)
+                .unwrap_or(0.0),
+            None => 0.0,
+        };
+        DecodeOptions {
+            concept_weight: Some(weight),
+            ..options
+        }
+    }
+
     /// Captions feature vectors `[N, F]` (row-major `data`; for a model with fine-tuned backbone
     /// blocks, the frozen part's maps `[N, C·H·W]`).
     pub fn caption_features(
@@ -125,6 +143,7 @@ impl CaptionEngine {
         rows: usize,
         options: DecodeOptions,
     ) -> Result<Vec<Generated>> {
+        let options = self.decode_options(options);
         let f = self.loaded.model.input_dim();
         if rows == 0 {
             return Ok(Vec::new());
@@ -154,6 +173,7 @@ impl CaptionEngine {
         features: Tensor<2>,
         options: DecodeOptions,
     ) -> Result<Vec<Generated>> {
+        let options = self.decode_options(options);
         let embeddings = self.embed_features(features.clone())?;
         let captions = decode_with(self.fast.as_ref(), &self.loaded.model, features, options)?;
         Ok(self.generated(captions, embeddings))
