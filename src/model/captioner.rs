@@ -73,6 +73,10 @@ pub struct CaptionerConfig {
     /// `eval`, `index`, `search` and `serve` use with this model unless told otherwise. Absent
     /// (as in model files written before it existed) means 0: no guidance.
     pub concept_weight: Option<f32>,
+    /// Word ids that the training captions say at most once per caption (see
+    /// [`super::decode::said_once_words`]); a concept-guided caption says them once too.
+    /// Absent in model files written before it existed: no such rule.
+    pub said_once: Option<Vec<usize>>,
 }
 
 impl CaptionerConfig {

@@ -146,6 +146,17 @@ impl FastDecoder {
     /// Decodes `rows` feature vectors (`features` is `rows × F`, row-major) into one caption each,
     /// with the same semantics as [`super::decode::decode`].
     pub fn decode(&self, features: &[f32], options: DecodeOptions) -> Result<Vec<Caption>> {
+        self.decode_guided(features, options, &[])
+    }
+
+    /// [`FastDecoder::decode`] with the words a caption says once (for concept guidance, see
+    /// [`ConceptBias`]).
+    pub fn decode_guided(
+        &self,
+        features: &[f32],
+        options: DecodeOptions,
+        said_once: &[usize],
+    ) -> Result<Vec<Caption>> {
         if !features.len().is_multiple_of(self.f.max(1)) {
             return Err(Error::Invalid(format!(
                 "features have {} values, not a multiple of the model's feature length {}",
@@ -164,7 +175,7 @@ impl FastDecoder {
                 // the concept logits of the projected images `x0`, which `start` left in `x`
                 let mut logits = bc.repeat(batch);
                 wc.mul_acc(&mut logits, &stepper.x, batch);
-                ConceptBias::new(options.concept_weight(), &logits, self.v)
+                ConceptBias::new(options.concept_weight(), &logits, self.v, said_once)
             }
             _ => None,
         };
@@ -178,12 +189,14 @@ impl FastDecoder {
     }
 }
 
-/// Decodes `features` `[B, F]` with the fast path when there is one, else with burn's ops.
+/// Decodes `features` `[B, F]` with the fast path when there is one, else with burn's ops;
+/// `said_once` as in [`super::decode::decode_guided`].
 pub fn decode_with(
     fast: Option<&FastDecoder>,
     model: &Captioner,
     features: Tensor<2>,
     options: DecodeOptions,
+    said_once: &[usize],
 ) -> Result<Vec<Caption>> {
     match fast {
         Some(fast) => {
@@ -195,9 +208,11 @@ pub fn decode_with(
                     what: "the image features".into(),
                     error,
                 })?;
-            fast.decode(&data, options)
+            fast.decode_guided(&data, options, said_once)
         }
-        None => Ok(super::decode::decode(model, features, options)),
+        None => Ok(super::decode::decode_guided(
+            model, features, options, said_once,
+        )),
     }
 }
 

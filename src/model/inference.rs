@@ -7,7 +7,7 @@ use burn::prelude::*;
 use super::artifact::{LoadedModel, load_model_as};
 use super::backbone::Backbone;
 use super::captioner::EncoderConfig;
-use super::decode::{DecodeOptions, decode};
+use super::decode::{DecodeOptions, decode_guided};
 use super::fast_decode::{FastDecoder, decode_with};
 use super::precision::Precision;
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
@@ -135,6 +135,17 @@ impl CaptionEngine {
         }
     }
 
+    /// The words this model's captions say once, for concept guidance (`said_once` in
+    /// model.json; empty for models trained before it existed).
+    fn said_once(&self) -> &[usize] {
+        self.loaded
+            .info
+            .captioner
+            .said_once
+            .as_deref()
+            .unwrap_or(&[])
+    }
+
     /// Captions feature vectors `[N, F]` (row-major `data`; for a model with fine-tuned backbone
     /// blocks, the frozen part's maps `[N, C·H·W]`).
     pub fn caption_features(
@@ -162,8 +173,8 @@ impl CaptionEngine {
         }
         let embeddings = self.embed_features(features.clone())?;
         let captions = match &self.fast {
-            Some(fast) => fast.decode(&data, options)?,
-            None => decode(&self.loaded.model, features, options),
+            Some(fast) => fast.decode_guided(&data, options, self.said_once())?,
+            None => decode_guided(&self.loaded.model, features, options, self.said_once()),
         };
         Ok(self.generated(captions, embeddings))
     }
@@ -175,7 +186,13 @@ impl CaptionEngine {
     ) -> Result<Vec<Generated>> {
         let options = self.decode_options(options);
         let embeddings = self.embed_features(features.clone())?;
-        let captions = decode_with(self.fast.as_ref(), &self.loaded.model, features, options)?;
+        let captions = decode_with(
+            self.fast.as_ref(),
+            &self.loaded.model,
+            features,
+            options,
+            self.said_once(),
+        )?;
         Ok(self.generated(captions, embeddings))
     }
 
