@@ -308,6 +308,7 @@ impl Decoding<'_> {
         let opts = DecodeOptions {
             beam_size: beam,
             max_steps: 20,
+            concept_weight: None,
         };
         let secs = time_runs(warmup, runs, || {
             match path {

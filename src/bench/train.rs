@@ -252,7 +252,13 @@ fn greedy_captioning(
         let features = model
             .encode(images.clone())
             .ok_or_else(|| Error::Invalid("the shapes model has a CNN".into()))?;
-        decode_with(fast.as_ref(), &model, features, DecodeOptions::default())?;
+        decode_with(
+            fast.as_ref(),
+            &model,
+            features,
+            DecodeOptions::default(),
+            &[],
+        )?;
         Ok(())
     })?;
     let caption_ips = caption_secs

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::device::DeviceArg;
+use super::eval::parse_concept_weight;
 use crate::model::decode::{DecodeOptions, MAX_STEPS};
 use crate::model::inference::CaptionEngine;
 use crate::model::precision::Precision;
@@ -25,6 +26,11 @@ pub struct CaptionArgs {
     /// Beam size (1 = greedy).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub beam_size: u16,
+    /// Weight λ of concept-guided decoding (each word's score gets λ · log σ of the concept
+    /// head's logit): overrides the model's own `concept_weight` from model.json; 0 turns it off.
+    /// Models without a concept head ignore it.
+    #[arg(long, value_name = "LAMBDA", value_parser = parse_concept_weight)]
+    pub concept_weight: Option<f32>,
     /// Print JSON lines {"image", "caption", "logprob"}.
     #[arg(long)]
     pub json: bool,
@@ -56,6 +62,7 @@ pub fn run(args: CaptionArgs) -> anyhow::Result<()> {
     let options = DecodeOptions {
         beam_size: args.beam_size as usize,
         max_steps: MAX_STEPS,
+        concept_weight: args.concept_weight,
     };
     if let Some(path) = &args.features {
         let (data, rows) = crate::util::read_npy_matrix(path)?;

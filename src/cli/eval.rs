@@ -45,6 +45,11 @@ pub struct EvalArgs {
     /// Beam size (1 = greedy).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub beam_size: u16,
+    /// Weight λ of concept-guided decoding (each word's score gets λ · log σ of the concept
+    /// head's logit): overrides the model's own `concept_weight` from model.json; 0 turns it off.
+    /// Models without a concept head ignore it.
+    #[arg(long, value_name = "LAMBDA", value_parser = parse_concept_weight)]
+    pub concept_weight: Option<f32>,
     /// Report folder [default: reports/NAME, NAME being the model folder's name].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -188,6 +193,7 @@ fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
         decode: DecodeOptions {
             beam_size: usize::from(args.beam_size),
             max_steps: MAX_STEPS,
+            concept_weight: None,
         },
         batch_size: usize::try_from(args.batch_size).unwrap_or(32),
         weights,
@@ -268,6 +274,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         decode: DecodeOptions {
             beam_size: usize::from(args.beam_size),
             max_steps: MAX_STEPS,
+            concept_weight: args.concept_weight,
         },
         batch_size: usize::try_from(args.batch_size).unwrap_or(32),
         limit: args.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
@@ -330,4 +337,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         written.dir.join("index.html").display()
     );
     Ok(())
+}
+
+/// `--concept-weight`: a finite number ≥ 0.
+pub(crate) fn parse_concept_weight(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(w) if w >= 0.0 && w.is_finite() => Ok(w),
+        _ => Err(format!(
+            "expected a weight ≥ 0 such as 1 (0 turns concept guidance off), got {s:?}"
+        )),
+    }
 }

@@ -117,6 +117,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     let options = DecodeOptions {
         beam_size: args.beam_size as usize,
         max_steps: MAX_STEPS,
+        concept_weight: None,
     };
     let request = ImageSearch {
         mode: args.mode,

@@ -40,8 +40,9 @@ use crate::train::fit::{TrainRequest, train};
 /// [model] concept_loss (default 0.5; 0 turns it off) adds an auxiliary loss while training: a
 /// head on the projected image predicts which words the image's captions use. The image reaches
 /// NeuralTalk's LSTM only as its first input, and without this help the decoder learns the
-/// language long before it learns to read colours and kinds from that input. The head is never
-/// used for captioning.
+/// language long before it learns to read colours and kinds from that input. [model]
+/// concept_weight = λ (default 0: off) also uses the head for captioning: every word's score gets
+/// λ · log σ(head's logit), so captions name what the head sees (configs/scenes.toml: 1).
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Experiment config (TOML).

@@ -237,6 +237,10 @@ pub fn evaluate_model(
         decode: DecodeSettings {
             beam_size: options.decode.beam_size,
             max_len: options.decode.max_steps,
+            concept_weight: engine
+                .decode_options(options.decode)
+                .concept_weight
+                .filter(|&w| w > 0.0),
         },
         dataset: DatasetIdentity {
             path: dataset.source.clone(),
@@ -559,6 +563,7 @@ mod tests {
                 decode: DecodeOptions {
                     beam_size,
                     max_steps: 8,
+                    concept_weight: None,
                 },
                 progress: Some(ProgressBar::hidden()),
                 ..Default::default()

@@ -69,6 +69,14 @@ pub struct CaptionerConfig {
     /// image `x0 = f·We + be`, which words the image's captions use. Captioning never reads it.
     /// Absent (as in model files written before it existed) means no head.
     pub concept_head: Option<bool>,
+    /// Weight λ of concept-guided decoding (see [`super::decode::ConceptBias`]) that `caption`,
+    /// `eval`, `index`, `search` and `serve` use with this model unless told otherwise. Absent
+    /// (as in model files written before it existed) means 0: no guidance.
+    pub concept_weight: Option<f32>,
+    /// Word ids that the training captions say at most once per caption (see
+    /// [`super::decode::said_once_words`]); a concept-guided caption says them once too.
+    /// Absent in model files written before it existed: no such rule.
+    pub said_once: Option<Vec<usize>>,
 }
 
 impl CaptionerConfig {
@@ -236,13 +244,19 @@ impl Captioner {
         (picked * mask).sum().neg() / total.clamp_min(1.0)
     }
 
+    /// The concept head's word logits `[B, V]` for projected images `x0` `[B, D]` (from
+    /// [`Captioner::project`]); `None` without a concept head.
+    pub fn concept_logits_of(&self, x0: Tensor<2>) -> Option<Tensor<2>> {
+        let head = self.concept.as_ref()?;
+        Some(x0.matmul(head.wc.val()) + head.bc.val().unsqueeze_dim(0))
+    }
+
     /// The concept loss: binary cross-entropy between the concept head's word logits for
     /// features `[B, F]` and `targets` `[B, V]` (the share of each image's captions that use each
     /// word), summed over words and averaged over images. `None` without a concept head.
     pub fn concept_loss(&self, features: Tensor<2>, targets: Tensor<2>) -> Option<Tensor<1>> {
-        let head = self.concept.as_ref()?;
         let [b, _] = targets.dims();
-        let logits = self.project(features).matmul(head.wc.val()) + head.bc.val().unsqueeze_dim(0);
+        let logits = self.concept_logits_of(self.project(features))?;
         let targets = targets.cast(logits.dtype());
         let nll = targets.clone() * log_sigmoid(logits.clone())
             + (targets.neg() + 1.0) * log_sigmoid(logits.neg());
@@ -375,6 +389,7 @@ mod tests {
                 DecodeOptions {
                     beam_size,
                     max_steps: 20,
+                    concept_weight: None,
                 },
             );
             assert_eq!(beams[0].ids, [2, 3, 4]);
@@ -451,8 +466,17 @@ mod tests {
         );
         let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
         json.as_object_mut().unwrap().remove("concept_head");
+        json.as_object_mut().unwrap().remove("concept_weight");
         let back: CaptionerConfig = serde_json::from_value(json).unwrap();
         assert_eq!(back.concept_head, None);
+        assert_eq!(back.concept_weight, None);
         assert_eq!(back, config);
+        // and the weight round-trips when set
+        let guided = config
+            .with_concept_head(Some(true))
+            .with_concept_weight(Some(1.5));
+        let json = serde_json::to_string(&guided).unwrap();
+        let back: CaptionerConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.concept_weight, Some(1.5));
     }
 }

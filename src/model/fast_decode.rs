@@ -19,7 +19,7 @@
 use burn::prelude::*;
 
 use super::captioner::Captioner;
-use super::decode::{Caption, DecodeOptions, Stepper, beam_search};
+use super::decode::{Caption, ConceptBias, DecodeOptions, Stepper, beam_search};
 use super::fast_cell::cell_row;
 use super::packed::Weights;
 use super::precision::Precision;
@@ -50,6 +50,8 @@ pub struct FastDecoder {
     wd: Weights,
     /// `[V]`
     bd: Vec<f32>,
+    /// The concept head `[D, V]` and `[V]`, when the model has one (concept-guided decoding).
+    concept: Option<(Weights, Vec<f32>)>,
 }
 
 fn floats<const D: usize>(t: Tensor<D>, name: &str) -> Result<Vec<f32>> {
@@ -100,6 +102,13 @@ impl FastDecoder {
             wh: weights(wlstm[(1 + d) * row..].to_vec(), (h, row)),
             wd: weights(floats(model.wd.val(), "wd")?, (h, v)),
             bd: floats(model.bd.val(), "bd")?,
+            concept: match &model.concept {
+                Some(head) => Some((
+                    weights(floats(head.wc.val(), "concept.wc")?, (d, v)),
+                    floats(head.bc.val(), "concept.bc")?,
+                )),
+                None => None,
+            },
         })
     }
 
@@ -136,6 +145,17 @@ impl FastDecoder {
     /// Decodes `rows` feature vectors (`features` is `rows × F`, row-major) into one caption each,
     /// with the same semantics as [`super::decode::decode`].
     pub fn decode(&self, features: &[f32], options: DecodeOptions) -> Result<Vec<Caption>> {
+        self.decode_guided(features, options, &[])
+    }
+
+    /// [`FastDecoder::decode`] with the words a caption says once (for concept guidance, see
+    /// [`ConceptBias`]).
+    pub fn decode_guided(
+        &self,
+        features: &[f32],
+        options: DecodeOptions,
+        said_once: &[usize],
+    ) -> Result<Vec<Caption>> {
         if !features.len().is_multiple_of(self.f.max(1)) {
             return Err(Error::Invalid(format!(
                 "features have {} values, not a multiple of the model's feature length {}",
@@ -149,16 +169,33 @@ impl FastDecoder {
         }
         let mut stepper = FastStepper::new(self, batch);
         stepper.start(features);
-        Ok(beam_search(&mut stepper, batch, self.v, options))
+        let bias = match &self.concept {
+            Some((wc, bc)) if options.concept_weight() > 0.0 => {
+                // the concept logits of the projected images `x0`, which `start` left in `x`
+                let mut logits = bc.repeat(batch);
+                wc.mul_acc(&mut logits, &stepper.x, batch);
+                ConceptBias::new(options.concept_weight(), &logits, self.v, said_once)
+            }
+            _ => None,
+        };
+        Ok(beam_search(
+            &mut stepper,
+            batch,
+            self.v,
+            options,
+            bias.as_ref(),
+        ))
     }
 }
 
-/// Decodes `features` `[B, F]` with the fast path when there is one, else with burn's ops.
+/// Decodes `features` `[B, F]` with the fast path when there is one, else with burn's ops;
+/// `said_once` as in [`super::decode::decode_guided`].
 pub fn decode_with(
     fast: Option<&FastDecoder>,
     model: &Captioner,
     features: Tensor<2>,
     options: DecodeOptions,
+    said_once: &[usize],
 ) -> Result<Vec<Caption>> {
     match fast {
         Some(fast) => {
@@ -170,9 +207,11 @@ pub fn decode_with(
                     what: "the image features".into(),
                     error,
                 })?;
-            fast.decode(&data, options)
+            fast.decode_guided(&data, options, said_once)
         }
-        None => Ok(super::decode::decode(model, features, options)),
+        None => Ok(super::decode::decode_guided(
+            model, features, options, said_once,
+        )),
     }
 }
 
@@ -377,6 +416,7 @@ mod tests {
                 let options = DecodeOptions {
                     beam_size,
                     max_steps: 20,
+                    concept_weight: None,
                 };
                 let want = decode(&model, features.clone(), options);
                 let got = fast.decode(&flat, options).unwrap();
@@ -394,6 +434,54 @@ mod tests {
         }
     }
 
+    /// Concept-guided decoding gives the same captions on both paths, greedy and beam; λ = 0
+    /// (given, or the default) reproduces unguided decoding exactly; a strong λ changes captions.
+    #[test]
+    fn concept_guidance_is_the_same_on_both_paths() {
+        let device = Device::flex();
+        device.seed(7);
+        let model = CaptionerConfig::new(
+            EncoderConfig::Precomputed {
+                dim: 24,
+                backbone: "test".into(),
+            },
+            40,
+        )
+        .with_embed_size(16)
+        .with_hidden_size(20)
+        .with_concept_head(Some(true))
+        .init(&device);
+        let features = Tensor::<2>::random([6, 24], Distribution::Normal(0.0, 2.0), &device);
+        let flat = features.clone().into_data().try_into_vec::<f32>().unwrap();
+        let fast = FastDecoder::new(&model).unwrap();
+        for beam_size in [1, 3] {
+            let options = |w| DecodeOptions {
+                beam_size,
+                max_steps: 20,
+                concept_weight: w,
+            };
+            let plain = fast.decode(&flat, options(None)).unwrap();
+            let zero = fast.decode(&flat, options(Some(0.0))).unwrap();
+            assert_eq!(plain, zero, "λ = 0 is unguided");
+            let burn_plain = decode(&model, features.clone(), options(Some(0.0)));
+            assert_eq!(
+                plain.iter().map(|c| &c.ids).collect::<Vec<_>>(),
+                burn_plain.iter().map(|c| &c.ids).collect::<Vec<_>>()
+            );
+            let want = decode(&model, features.clone(), options(Some(3.0)));
+            let got = fast.decode(&flat, options(Some(3.0))).unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.ids, w.ids, "beam {beam_size}");
+                assert!((g.logprob - w.logprob).abs() < 1e-3);
+            }
+            assert_ne!(
+                got.iter().map(|c| &c.ids).collect::<Vec<_>>(),
+                plain.iter().map(|c| &c.ids).collect::<Vec<_>>(),
+                "guidance changes some caption"
+            );
+        }
+    }
+
     /// f16 matrices: a model already cast to f16 decodes exactly as at f32; an f32 model's
     /// step log-probabilities move by the weights' rounding only, and its captions stay the same.
     #[test]
@@ -404,6 +492,7 @@ mod tests {
         let options = |beam_size| DecodeOptions {
             beam_size,
             max_steps: 20,
+            concept_weight: None,
         };
 
         let rounded = Precision::F16.apply(model(1));

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use super::artifact::{LoadedModel, load_model_as};
 use super::backbone::Backbone;
 use super::captioner::EncoderConfig;
-use super::decode::{DecodeOptions, decode};
+use super::decode::{DecodeOptions, decode_guided};
 use super::fast_decode::{FastDecoder, decode_with};
 use super::precision::Precision;
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
@@ -117,6 +117,35 @@ impl CaptionEngine {
         self.loaded.model.cnn.is_some() || self.backbone.is_some()
     }
 
+    /// `options` as this model decodes them: the concept-guidance weight the caller set, else
+    /// the model's own (`concept_weight` in model.json); 0 for a model without a concept head,
+    /// which has nothing to guide with. Every captioning call of the engine applies this, so
+    /// `caption`, `eval`, `index`, `search` and `serve` decode alike.
+    pub fn decode_options(&self, options: DecodeOptions) -> DecodeOptions {
+        let weight = match &self.loaded.model.concept {
+            Some(_) => options
+                .concept_weight
+                .or(self.loaded.info.captioner.concept_weight)
+                .unwrap_or(0.0),
+            None => 0.0,
+        };
+        DecodeOptions {
+            concept_weight: Some(weight),
+            ..options
+        }
+    }
+
+    /// The words this model's captions say once, for concept guidance (`said_once` in
+    /// model.json; empty for models trained before it existed).
+    fn said_once(&self) -> &[usize] {
+        self.loaded
+            .info
+            .captioner
+            .said_once
+            .as_deref()
+            .unwrap_or(&[])
+    }
+
     /// Captions feature vectors `[N, F]` (row-major `data`; for a model with fine-tuned backbone
     /// blocks, the frozen part's maps `[N, C·H·W]`).
     pub fn caption_features(
@@ -125,6 +154,7 @@ impl CaptionEngine {
         rows: usize,
         options: DecodeOptions,
     ) -> Result<Vec<Generated>> {
+        let options = self.decode_options(options);
         let f = self.loaded.model.input_dim();
         if rows == 0 {
             return Ok(Vec::new());
@@ -143,8 +173,8 @@ impl CaptionEngine {
         }
         let embeddings = self.embed_features(features.clone())?;
         let captions = match &self.fast {
-            Some(fast) => fast.decode(&data, options)?,
-            None => decode(&self.loaded.model, features, options),
+            Some(fast) => fast.decode_guided(&data, options, self.said_once())?,
+            None => decode_guided(&self.loaded.model, features, options, self.said_once()),
         };
         Ok(self.generated(captions, embeddings))
     }
@@ -154,8 +184,15 @@ impl CaptionEngine {
         features: Tensor<2>,
         options: DecodeOptions,
     ) -> Result<Vec<Generated>> {
+        let options = self.decode_options(options);
         let embeddings = self.embed_features(features.clone())?;
-        let captions = decode_with(self.fast.as_ref(), &self.loaded.model, features, options)?;
+        let captions = decode_with(
+            self.fast.as_ref(),
+            &self.loaded.model,
+            features,
+            options,
+            self.said_once(),
+        )?;
         Ok(self.generated(captions, embeddings))
     }
 

@@ -211,9 +211,16 @@ pub struct ModelSection {
     /// Weight of the auxiliary concept loss (0 turns it off). A training-only head predicts from
     /// the projected image which words the image's captions use, so the image projection learns
     /// colours and kinds directly instead of only through the LSTM's gradient from later words.
-    /// Captioning never uses the head, so decoding stays NeuralTalk's.
+    /// Unless `concept_weight` is set, captioning never uses the head, and decoding stays
+    /// NeuralTalk's.
     #[serde(default = "d_concept_loss")]
     pub concept_loss: f64,
+    /// Weight λ of concept-guided decoding (0, the default, turns it off): each word's score at
+    /// every step gets `λ · log σ(c_w)` from the concept head (see `model::decode::ConceptBias`),
+    /// so the caption names what the head sees. Saved in model.json, so caption, eval, index,
+    /// search and serve decode alike. Needs `concept_loss > 0` (the head).
+    #[serde(default)]
+    pub concept_weight: f64,
 }
 
 /// The data part: how captions and images become tensors.
@@ -456,6 +463,18 @@ impl TrainConfig {
             return bad(
                 "model.concept_loss",
                 "must be 0 (off) or a positive weight such as 0.5",
+            );
+        }
+        if !(self.model.concept_weight >= 0.0 && self.model.concept_weight.is_finite()) {
+            return bad(
+                "model.concept_weight",
+                "must be 0 (off) or a positive weight such as 1",
+            );
+        }
+        if self.model.concept_weight > 0.0 && self.model.concept_loss == 0.0 {
+            return bad(
+                "model.concept_weight",
+                "guides decoding with the concept head, which concept_loss = 0 turns off: set concept_loss > 0 or concept_weight = 0",
             );
         }
         if self.model.embed_size == 0 || self.model.hidden_size == 0 {
@@ -774,6 +793,16 @@ mod tests {
         assert!(err.to_string().contains("model.concept_loss"), "{err}");
         let c = TrainConfig::from_toml("[model]\nconcept_loss = 0.5\n").unwrap();
         assert_eq!(c.model.concept_loss, 0.5);
+        assert_eq!(c.model.concept_weight, 0.0, "guidance is off by default");
+        let c = TrainConfig::from_toml("[model]\nconcept_weight = 1.5\n").unwrap();
+        assert_eq!(c.model.concept_weight, 1.5);
+        for bad in [
+            "concept_weight = -1",
+            "concept_weight = 1\nconcept_loss = 0",
+        ] {
+            let err = TrainConfig::from_toml(&format!("[model]\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("model.concept_weight"), "{err}");
+        }
     }
 
     #[test]

@@ -125,7 +125,16 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         .with_hidden_size(config.model.hidden_size)
         .with_dropout(config.model.dropout)
         .with_tanh_c_version(config.model.tanh_c_version)
-        .with_concept_head((config.model.concept_loss > 0.0).then_some(true));
+        .with_concept_head((config.model.concept_loss > 0.0).then_some(true))
+        .with_concept_weight(
+            (config.model.concept_weight > 0.0).then_some(config.model.concept_weight as f32),
+        )
+        .with_said_once((config.model.concept_weight > 0.0).then(|| {
+            crate::model::decode::said_once_words(
+                vocab.len(),
+                data.train.iter().flatten().map(Vec::as_slice),
+            )
+        }));
     let run_name = run.name();
     let mut info = ModelInfo {
         name: run_name.clone(),

@@ -158,7 +158,13 @@ pub fn decode_split(
     };
     for chunk in indices.chunks(batch_size.max(1)) {
         let features = images.features(model, chunk, device)?;
-        let captions = decode_with(fast.as_ref(), model, features, DecodeOptions::default())?;
+        let captions = decode_with(
+            fast.as_ref(),
+            model,
+            features,
+            DecodeOptions::default(),
+            &[],
+        )?;
         for caption in captions {
             generated.push(tokenize(&vocab.decode(&caption.ids)));
         }

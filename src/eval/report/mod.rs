@@ -255,5 +255,11 @@ fn decode_text(d: &DecodeSettings) -> String {
     } else {
         format!("beam search, beam size {}", d.beam_size)
     };
-    format!("{how}, at most {} words", d.max_len)
+    match d.concept_weight {
+        Some(w) => format!(
+            "{how}, at most {} words, concept-guided (λ = {w})",
+            d.max_len
+        ),
+        None => format!("{how}, at most {} words", d.max_len),
+    }
 }

@@ -34,6 +34,10 @@ pub struct DecodeSettings {
     pub beam_size: usize,
     /// Most words in a caption.
     pub max_len: usize,
+    /// Weight λ of concept-guided decoding (see `model::decode::ConceptBias`); absent when
+    /// captions were decoded without it (and in reports written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concept_weight: Option<f32>,
 }
 
 /// Which data was evaluated.

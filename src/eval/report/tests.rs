@@ -60,6 +60,7 @@ fn sample_run(dir: &Path, n: usize) -> EvalRun {
         decode: DecodeSettings {
             beam_size: 3,
             max_len: 16,
+            concept_weight: None,
         },
         dataset: DatasetIdentity {
             path: PathBuf::from("data/shapes.json"),
