@@ -134,9 +134,24 @@ impl Weights {
         debug_assert!(lhs.len() >= m * k);
         let blocks = m.div_ceil(BLOCK_ROWS);
         let last = panels.end;
-        for p in panels {
+        let mut p = panels.start;
+        while p < last {
             let cols = PANEL.min(n - p * PANEL);
             let at = p * k * PANEL;
+            if m == 1 && p + 1 < last {
+                // one row: two panels at a time, so that four sums are in flight rather than two
+                // (each column's sum is the same either way)
+                let cols2 = PANEL.min(n - (p + 1) * PANEL);
+                // SAFETY: row 0 and columns 16p..16p + 16 + cols2 ≤ n of `dst`.
+                let d = unsafe { dst.ptr.add(p * PANEL) };
+                let pair = at..at + 2 * k * PANEL;
+                match &self.data {
+                    Stored::F32(w) => kernel::pair_f32(d, lhs, &w[pair], cols2),
+                    Stored::F16(w) => kernel::pair_f16(d, lhs, &w[pair], cols2),
+                }
+                p += 2;
+                continue;
+            }
             for b in 0..blocks {
                 let i = b * BLOCK_ROWS;
                 let rows = BLOCK_ROWS.min(m - i);
@@ -163,6 +178,7 @@ impl Weights {
                     Stored::F16(w) => kernel::block_f16(d, n, x, w, panel, prefetch, rows, cols),
                 }
             }
+            p += 1;
         }
     }
 }
@@ -272,6 +288,46 @@ mod kernel {
         scalar(d, stride, x, k, rows, cols, |i| panel[i].to_f32());
     }
 
+    /// One row against two adjacent panels (`w`: `2 × k × 16` values): `d[16 + cols2] += x · w`.
+    ///
+    /// SAFETY (callers): `d` points at `16 + cols2` writable values.
+    pub(super) fn pair_f32(d: *mut f32, x: &[f32], w: &[f32], cols2: usize) {
+        let k = w.len() / (2 * PANEL);
+        assert!(cols2 <= PANEL && x.len() >= k);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features are present; the assert bounds x and the panels.
+            unsafe { x86::pair::<false>(d, x.as_ptr(), w.as_ptr().cast(), k, cols2) };
+            return;
+        }
+        let (w1, w2) = w.split_at(k * PANEL);
+        scalar(d, 0, x, k, 1, PANEL, |i| w1[i]);
+        // SAFETY: the caller's contract on `d`.
+        scalar(unsafe { d.add(PANEL) }, 0, x, k, 1, cols2, |i| w2[i]);
+    }
+
+    /// As [`pair_f32`], from `f16` values.
+    pub(super) fn pair_f16(d: *mut f32, x: &[f32], w: &[half::f16], cols2: usize) {
+        let k = w.len() / (2 * PANEL);
+        assert!(cols2 <= PANEL && x.len() >= k);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: as above; `half::f16` is a `u16` bit pattern (repr(transparent)).
+            unsafe { x86::pair::<true>(d, x.as_ptr(), w.as_ptr().cast(), k, cols2) };
+            return;
+        }
+        let (w1, w2) = w.split_at(k * PANEL);
+        scalar(d, 0, x, k, 1, PANEL, |i| w1[i].to_f32());
+        // SAFETY: the caller's contract on `d`.
+        scalar(unsafe { d.add(PANEL) }, 0, x, k, 1, cols2, |i| {
+            w2[i].to_f32()
+        });
+    }
+
     /// The same sums in the same order (`l = 0..k` into a zeroed accumulator, then added to `d`).
     fn scalar(
         d: *mut f32,
@@ -365,6 +421,62 @@ mod kernel {
                     4 => rows_of::<4, HALF>(d, stride, x, w, k, pf, cols),
                     5 => rows_of::<5, HALF>(d, stride, x, w, k, pf, cols),
                     _ => rows_of::<6, HALF>(d, stride, x, w, k, pf, cols),
+                }
+            }
+        }
+
+        /// How far ahead of its loads [`pair`] prefetches, in bytes.
+        const AHEAD: usize = 4096;
+
+        /// One row against two adjacent panels: the sums of `rows_of::<1, _>` on each, four
+        /// accumulators in flight.
+        ///
+        /// SAFETY: as [`block`], with `w` at `2 × k × 16` values and `d` at `16 + cols2`.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) unsafe fn pair<const HALF: bool>(
+            d: *mut f32,
+            x: *const f32,
+            w: *const u8,
+            k: usize,
+            cols2: usize,
+        ) {
+            let es: usize = if HALF { 2 } else { 4 };
+            // SAFETY (whole body): l < k inside x and both panels; d as the caller promises.
+            unsafe {
+                let z = _mm256_setzero_ps();
+                let (mut a0, mut b0, mut a1, mut b1) = (z, z, z, z);
+                let mut p = w;
+                let mut q = w.add(k * PANEL * es);
+                let mut l = 0;
+                while l < k {
+                    // one sequential stream per panel: fetch 4 KiB ahead, so that each page is
+                    // on its way before the loads reach it (the hardware prefetcher stops at page
+                    // boundaries); a prefetch past the matrix's end is harmless, it cannot fault
+                    let (pa, qa) = (p.wrapping_add(AHEAD), q.wrapping_add(AHEAD));
+                    asm!("prefetcht0 byte ptr [{p}]", "prefetcht0 byte ptr [{q}]", p = in(reg) pa,
+                        q = in(reg) qa, options(nostack, preserves_flags, readonly));
+                    let v = _mm256_broadcast_ss(&*x.add(l));
+                    a0 = _mm256_fmadd_ps(v, load8!(HALF, p), a0);
+                    b0 = _mm256_fmadd_ps(v, load8!(HALF, p.add(8 * es)), b0);
+                    a1 = _mm256_fmadd_ps(v, load8!(HALF, q), a1);
+                    b1 = _mm256_fmadd_ps(v, load8!(HALF, q.add(8 * es)), b1);
+                    p = p.add(PANEL * es);
+                    q = q.add(PANEL * es);
+                    l += 1;
+                }
+                storeu!(d, _mm256_add_ps(loadu!(d), a0));
+                storeu!(d.add(8), _mm256_add_ps(loadu!(d.add(8)), b0));
+                let d = d.add(PANEL);
+                if cols2 == PANEL {
+                    storeu!(d, _mm256_add_ps(loadu!(d), a1));
+                    storeu!(d.add(8), _mm256_add_ps(loadu!(d.add(8)), b1));
+                } else {
+                    let mut buf = [0.0f32; PANEL];
+                    storeu!(buf.as_mut_ptr(), a1);
+                    storeu!(buf.as_mut_ptr().add(8), b1);
+                    for (c, v) in buf.iter().enumerate().take(cols2) {
+                        *d.add(c) += v;
+                    }
                 }
             }
         }
@@ -482,6 +594,7 @@ mod tests {
     fn weights_mul_acc_matches_naive_in_f32_and_f16() {
         let sizes = [
             (1, 7, 19),
+            (1, 9, 40),
             (3, 8, 16),
             (5, 13, 41),
             (8, 4, 8),
