@@ -12,6 +12,7 @@ pub(crate) mod gemm;
 pub mod inference;
 pub mod lstm;
 pub mod metrics;
+pub mod ops;
 pub mod pooling;
 pub mod precision;
 pub mod resnet;
