@@ -202,6 +202,16 @@ fn parallel(rows: usize, h: usize) -> bool {
     rows * h >= PARALLEL_MIN_ELEMENTS
 }
 
+/// One batch row's slices in a forward step: (gates, hidden), (cells, outs).
+type ForwardRow<'a> = (
+    (&'a mut [f32], &'a mut [f32]),
+    (&'a mut [f32], &'a mut [f32]),
+);
+
+/// One batch row in a backward step: its index, (its gate gradients, the dh carried from the
+/// next step), the dc carried from the next step.
+type BackwardRow<'a> = (usize, ((&'a mut [f32], &'a [f32]), &'a mut [f32]));
+
 /// The forward recurrence over contiguous `xw` `[B, T, 4H]` and `wh` `[H, 4H]`.
 fn forward(xw: &[f32], wh: &[f32], dims: Dims, tanh_c: bool) -> Saved {
     let Dims {
@@ -226,10 +236,7 @@ fn forward(xw: &[f32], wh: &[f32], dims: Dims, tanh_c: bool) -> Saved {
                 true,
             );
         }
-        let step = |((gates, hidden), (cells, outs)): (
-            (&mut [f32], &mut [f32]),
-            (&mut [f32], &mut [f32]),
-        )| {
+        let step = |((gates, hidden), (cells, outs)): ForwardRow<'_>| {
             let gates = &mut gates[s * g4..(s + 1) * g4];
             let (before, now) = cells.split_at_mut(s * h);
             let c_prev = (s > 0).then(|| &before[(s - 1) * h..]);
@@ -297,31 +304,30 @@ fn backward_gates(
     let mut dh_next = vec![0.0f32; b * h];
     let mut dc_next = vec![0.0f32; b * h];
     for s in (0..t).rev() {
-        let step =
-            |(row, ((dgates, dh_next), dc_next)): (usize, ((&mut [f32], &[f32]), &mut [f32]))| {
-                let at = |len: usize| row * t * len + s * len..row * t * len + (s + 1) * len;
-                let gates = &gates[at(g4)];
-                let out = &outs[at(h)];
-                let dh_out = &dhidden[at(h)];
-                let c_prev = (s > 0).then(|| &cells[at(h).start - h..at(h).start]);
-                let dgates = &mut dgates[s * g4..(s + 1) * g4];
-                let (i, rest) = gates.split_at(h);
-                let (f, rest) = rest.split_at(h);
-                let (o, g) = rest.split_at(h);
-                for j in 0..h {
-                    let dh = dh_out[j] + dh_next[j];
-                    let dout = if tanh_c { 1.0 - out[j] * out[j] } else { 1.0 };
-                    let dc = dc_next[j] + dh * o[j] * dout;
-                    let (di, dg) = (dc * g[j], dc * i[j]);
-                    let df = c_prev.map_or(0.0, |p| dc * p[j]);
-                    let d_o = dh * out[j];
-                    dc_next[j] = dc * f[j];
-                    dgates[j] = di * i[j] * (1.0 - i[j]);
-                    dgates[h + j] = df * f[j] * (1.0 - f[j]);
-                    dgates[2 * h + j] = d_o * o[j] * (1.0 - o[j]);
-                    dgates[3 * h + j] = dg * (1.0 - g[j] * g[j]);
-                }
-            };
+        let step = |(row, ((dgates, dh_next), dc_next)): BackwardRow<'_>| {
+            let at = |len: usize| row * t * len + s * len..row * t * len + (s + 1) * len;
+            let gates = &gates[at(g4)];
+            let out = &outs[at(h)];
+            let dh_out = &dhidden[at(h)];
+            let c_prev = (s > 0).then(|| &cells[at(h).start - h..at(h).start]);
+            let dgates = &mut dgates[s * g4..(s + 1) * g4];
+            let (i, rest) = gates.split_at(h);
+            let (f, rest) = rest.split_at(h);
+            let (o, g) = rest.split_at(h);
+            for j in 0..h {
+                let dh = dh_out[j] + dh_next[j];
+                let dout = if tanh_c { 1.0 - out[j] * out[j] } else { 1.0 };
+                let dc = dc_next[j] + dh * o[j] * dout;
+                let (di, dg) = (dc * g[j], dc * i[j]);
+                let df = c_prev.map_or(0.0, |p| dc * p[j]);
+                let d_o = dh * out[j];
+                dc_next[j] = dc * f[j];
+                dgates[j] = di * i[j] * (1.0 - i[j]);
+                dgates[h + j] = df * f[j] * (1.0 - f[j]);
+                dgates[2 * h + j] = d_o * o[j] * (1.0 - o[j]);
+                dgates[3 * h + j] = dg * (1.0 - g[j] * g[j]);
+            }
+        };
         if parallel(b, h) {
             let rows = dgates.par_chunks_mut(t * g4).zip(dh_next.par_chunks(h));
             rows.zip(dc_next.par_chunks_mut(h))
