@@ -73,9 +73,14 @@ pub struct BenchArgs {
     /// train: the batch size of --steps [default: the benchmark's, 32].
     #[arg(long, value_name = "N", requires = "steps")]
     pub batch: Option<usize>,
+    /// Run the model through burn's composed ops instead of capsearch's custom CPU ops (the fused
+    /// LSTM recurrence): measures what those ops buy.
+    #[arg(long)]
+    pub burn_ops: bool,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    crate::model::ops::set_enabled(!args.burn_ops);
     let opts = BenchOptions {
         quick: args.quick,
         out: args.out,

@@ -19,6 +19,8 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::sigmoid;
 
+use super::ops::lstm as lstm_op;
+
 /// The fused LSTM cell.
 #[derive(Module, Debug)]
 pub struct FusedLstm {
@@ -84,25 +86,6 @@ impl FusedLstm {
         (bias, wx, wh)
     }
 
-    fn gates_to_state(&self, gates: Tensor<2>, c_prev: Option<Tensor<2>>) -> LstmState {
-        let h = self.hidden_size;
-        let ifo = sigmoid(gates.clone().narrow(1, 0, 3 * h));
-        let g = gates.narrow(1, 3 * h, h).tanh();
-        let i = ifo.clone().narrow(1, 0, h);
-        let o = ifo.clone().narrow(1, 2 * h, h);
-        let mut c = i * g;
-        if let Some(c_prev) = c_prev {
-            let f = ifo.narrow(1, h, h);
-            c = c + f * c_prev;
-        }
-        let h = if self.tanh_c {
-            o * c.clone().tanh()
-        } else {
-            o * c.clone()
-        };
-        LstmState { h, c }
-    }
-
     /// One step: `x` is `[B, D]`. With `state = None` the previous h and c are zero (NeuralTalk's t = 0).
     pub fn step(&self, x: Tensor<2>, state: Option<LstmState>) -> LstmState {
         let w = self.wlstm.val();
@@ -114,35 +97,71 @@ impl FusedLstm {
         };
         let ones = Tensor::<2>::ones([batch, 1], &device);
         let hin = Tensor::cat(vec![ones, x, h_prev], 1);
-        self.gates_to_state(hin.matmul(w), c_prev)
+        gates_to_state(hin.matmul(w), c_prev, self.tanh_c)
     }
 
     /// Runs a whole sequence `[B, T, D]` from the zero state and returns every hidden state `[B, T, H]`.
     ///
-    /// The input contribution of all steps is computed in one product up front; each step then adds
-    /// one `h · W_h` product.
+    /// The input contribution of all steps is computed in one product up front; the recurrence
+    /// then runs as one op with its own backward ([`super::ops::lstm`]) where the backend has it
+    /// (f32 on Flex), else through burn's ops ([`recurrence_composed`]).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let (xw, wh) = self.input_projection(x);
+        if lstm_op::supports(&xw, &wh) {
+            lstm_op::recurrence(xw, wh, self.tanh_c)
+        } else {
+            recurrence_composed(xw, wh, self.tanh_c)
+        }
+    }
+
+    /// `x` `[B, T, D]` → `x · Wx + b` `[B, T, 4H]`, and `Wh`.
+    fn input_projection(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<2>) {
         let [b, t, d] = x.dims();
         let (bias, wx, wh) = self.split_weights();
         let xw = x.reshape([b * t, d]).matmul(wx) + bias;
-        let xw = xw.reshape([b, t, 4 * self.hidden_size]);
-        let mut outputs = Vec::with_capacity(t);
-        let mut state: Option<LstmState> = None;
-        for step in 0..t {
-            let xt = xw
-                .clone()
-                .narrow(1, step, 1)
-                .reshape([b, 4 * self.hidden_size]);
-            let (gates, c_prev) = match state {
-                Some(s) => (xt + s.h.matmul(wh.clone()), Some(s.c)),
-                None => (xt, None),
-            };
-            let next = self.gates_to_state(gates, c_prev);
-            outputs.push(next.h.clone());
-            state = Some(next);
-        }
-        Tensor::stack(outputs, 1)
+        (xw.reshape([b, t, 4 * self.hidden_size]), wh)
     }
+}
+
+/// The gate maths of one step: pre-activations `[B, 4H]` (and the previous cell, `None` for zero)
+/// → the new state.
+fn gates_to_state(gates: Tensor<2>, c_prev: Option<Tensor<2>>, tanh_c: bool) -> LstmState {
+    let h = gates.dims()[1] / 4;
+    let ifo = sigmoid(gates.clone().narrow(1, 0, 3 * h));
+    let g = gates.narrow(1, 3 * h, h).tanh();
+    let i = ifo.clone().narrow(1, 0, h);
+    let o = ifo.clone().narrow(1, 2 * h, h);
+    let mut c = i * g;
+    if let Some(c_prev) = c_prev {
+        let f = ifo.narrow(1, h, h);
+        c = c + f * c_prev;
+    }
+    let h = if tanh_c {
+        o * c.clone().tanh()
+    } else {
+        o * c.clone()
+    };
+    LstmState { h, c }
+}
+
+/// The recurrence through burn's ops, step by step: `xw` `[B, T, 4H]` (input contribution and
+/// bias of every step), `wh` `[H, 4H]` → every hidden state `[B, T, H]`, from the zero state.
+/// The path for backends without [`super::ops::lstm`], and its reference in tests.
+pub fn recurrence_composed(xw: Tensor<3>, wh: Tensor<2>, tanh_c: bool) -> Tensor<3> {
+    let [b, t, g4] = xw.dims();
+    let mut outputs = Vec::with_capacity(t);
+    let mut state: Option<LstmState> = None;
+    for step in 0..t {
+        let xt = xw.clone().narrow(1, step, 1).reshape([b, g4]);
+        let (gates, c_prev) = match state {
+            Some(s) => (xt + s.h.matmul(wh.clone()), Some(s.c)),
+            None => (xt, None),
+        };
+        let next = gates_to_state(gates, c_prev, tanh_c);
+        outputs.push(next.h.clone());
+        state = Some(next);
+    }
+    Tensor::stack(outputs, 1)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub(crate) mod gemm;
 pub mod inference;
 pub mod lstm;
 pub mod metrics;
+pub mod ops;
 pub(crate) mod packed;
 pub mod pooling;
 pub mod precision;

@@ -1,0 +1,68 @@
+//! burn operations with their own backward, for the CPU (Flex, f32): each replaces a chain of
+//! small tensor ops whose allocations and passes over memory dominated a training step (issue 15).
+//!
+//! Each op is a burn backend extension implemented for `Flex` and for `Autodiff<Flex>`, with a
+//! `supports` test; every other backend (CUDA through CubeCL, ndarray) and precision keeps the
+//! composed burn ops, which stay in the model code as the reference the tests compare against.
+//!
+//! - [`lstm`]: the LSTM recurrence over a whole sequence.
+
+pub mod lstm;
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::TensorData;
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the model code may take the custom ops (see [`set_enabled`]).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Switches the custom ops on (the default) or off for the whole process: off, the model runs
+/// through burn's composed ops everywhere, e.g. to measure what the custom ops buy
+/// (`capsearch bench train --burn-ops`).
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// A Flex tensor's f32 values in row-major order, borrowed when it already lies that way.
+fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(values) => Cow::Borrowed(values),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("the custom ops run on f32 tensors"),
+        ),
+    }
+}
+
+/// A contiguous Flex tensor over `values`.
+fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+#[cfg(test)]
+thread_local! {
+    static BURN_OPS_FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the custom ops may run on this thread: unless [`set_enabled`] switched them off (or,
+/// in tests, inside [`with_burn_ops`]).
+pub(crate) fn enabled() -> bool {
+    #[cfg(test)]
+    if BURN_OPS_FORCED.with(|forced| forced.get()) {
+        return false;
+    }
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Runs `f` with the model code on this thread taking burn's composed ops instead of the custom
+/// ones: the reference the custom ops are tested against.
+#[cfg(test)]
+pub(crate) fn with_burn_ops<R>(f: impl FnOnce() -> R) -> R {
+    BURN_OPS_FORCED.with(|forced| forced.set(true));
+    let result = f();
+    BURN_OPS_FORCED.with(|forced| forced.set(false));
+    result
+}
