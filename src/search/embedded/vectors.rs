@@ -12,7 +12,9 @@
 //! rebuilt from the stored vectors. The two never disagree in what a search returns.
 //!
 //! **Storage**: f16 ([`VectorStorage::F16`], the default), measured against i8 at 100k 1280-d
-//! vectors by `capsearch bench search --vector-storage f16,i8` (see `bench::search_vectors`).
+//! vectors by `capsearch bench vectors --vector-storage f16,i8` (`bench::search_vectors`):
+//! recall@10 against exact f32 search 0.980 (f16) vs 0.956 (i8), visual p99 11 vs 16 ms, both
+//! built in about 5 min on 2 contended cores.
 //! Both hold the f16 vector tantivy stores (i8 scales each vector by its own largest value, which
 //! cosine ignores), so a graph rebuilt from tantivy holds the same values bit for bit.
 //!
