@@ -61,6 +61,11 @@ pub struct BenchOptions {
     pub device: Option<burn::prelude::Device>,
     /// EfficientNet-Lite0's `.pth` for `bench features` (`None`: [`features::default_weights`]).
     pub efficientnet_weights: Option<PathBuf>,
+    /// Vector counts of the vector benchmark (`None`: [`search_vectors::vector_sizes`]'s
+    /// defaults).
+    pub vector_sizes: Option<Vec<usize>>,
+    /// Graph storages the vector benchmark measures at each size (empty: the default, f16).
+    pub vector_storages: Vec<crate::search::embedded::vectors::VectorStorage>,
 }
 
 impl BenchOptions {
@@ -296,9 +301,11 @@ pub enum BenchKind {
     /// EfficientNet-Lite0 photo features (images/s at 224×224, batch 1 and 16) against PyTorch
     /// on the same weights.
     Features,
-    /// Embedded search: indexing docs/s, query latency, index size; visual and hybrid latency
-    /// over 1280-d vectors.
+    /// Embedded search: indexing docs/s, query latency, index size; then [`BenchKind::Vectors`].
     Search,
+    /// Embedded visual and hybrid search over 1280-d vectors: build time, peak RSS, latency,
+    /// recall@10 (`search_vectors`).
+    Vectors,
     /// `capsearch serve` under load: requests/s, p50/p99 latency, errors and the server's peak RSS
     /// on `POST /api/search` (images) and `GET /api/query`.
     Serve,
@@ -327,6 +334,11 @@ pub fn run_benchmarks(kind: BenchKind, opts: &BenchOptions, command: &str) -> Re
     }
     if matches!(kind, BenchKind::Search | BenchKind::All) {
         tables.push(search::bench_search(opts)?);
+    }
+    if matches!(
+        kind,
+        BenchKind::Search | BenchKind::Vectors | BenchKind::All
+    ) {
         tables.push(search_vectors::bench_vectors(opts)?);
     }
     if matches!(kind, BenchKind::Serve | BenchKind::All) {

@@ -39,6 +39,14 @@ pub struct BenchArgs {
     /// Documents indexed by the search benchmark (at most 2,000 with --quick).
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub search_docs: u64,
+    /// search/vectors: vector counts to measure, comma-separated (e.g. 100000,1000000)
+    /// [default: 10000,100000; 1000,10000 with --quick]. 1M takes about an hour on 2 cores.
+    #[arg(long, value_name = "N,N", value_delimiter = ',')]
+    pub vectors: Option<Vec<usize>>,
+    /// search/vectors: how the vector graph stores vectors, comma-separated: f16, i8
+    /// [default: f16].
+    #[arg(long, value_name = "f16,i8", value_delimiter = ',')]
+    pub vector_storage: Vec<crate::search::embedded::vectors::VectorStorage>,
     /// Do not run the baseline scripts.
     #[arg(long)]
     pub no_baselines: bool,
@@ -98,7 +106,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             other => Some(other.device()?),
         },
         efficientnet_weights: args.weights,
+        vector_sizes: args.vectors,
+        vector_storages: args.vector_storage,
     };
+    if let Some(sizes) = &opts.vector_sizes {
+        anyhow::ensure!(
+            sizes.iter().all(|&n| n > 0),
+            "--vectors takes counts of at least 1"
+        );
+    }
     if let Some(steps) = args.steps {
         anyhow::ensure!(
             args.which == BenchKind::Train,

@@ -179,6 +179,7 @@ impl Choice for BenchKind {
         BenchKind::Caption,
         BenchKind::Features,
         BenchKind::Search,
+        BenchKind::Vectors,
         BenchKind::Serve,
         BenchKind::All,
     ];
@@ -188,6 +189,7 @@ impl Choice for BenchKind {
             BenchKind::Caption => "caption",
             BenchKind::Features => "features",
             BenchKind::Search => "search",
+            BenchKind::Vectors => "vectors",
             BenchKind::Serve => "serve",
             BenchKind::All => "all",
         }
@@ -202,7 +204,10 @@ impl Choice for BenchKind {
                 "EfficientNet-Lite0 photo features (images/s at 224×224, batch 1 and 16) against PyTorch on the same weights"
             }
             BenchKind::Search => {
-                "Embedded search: indexing docs/s, query latency, index size; visual and hybrid latency over 1280-d vectors"
+                "Embedded search: indexing docs/s, query latency, index size; then `vectors`"
+            }
+            BenchKind::Vectors => {
+                "Embedded visual and hybrid search over 1280-d vectors (--vectors, --vector-storage): build time, peak RSS, p50/p99 latency, recall@10"
             }
             BenchKind::Serve => {
                 "`capsearch serve` under load: requests/s, p50/p99 latency, errors and the server's peak RSS on `POST /api/search` (images) and `GET /api/query`"

@@ -93,6 +93,33 @@ fn visual_search_finds_the_image_itself_and_eval_search_reports_every_mode() {
         "{}",
         out.stdout
     );
+    // A vector file cut short (a crash, a full disk) is rebuilt from the index's stored
+    // embeddings, with a message, and the search goes on.
+    let file = d.join("idx/vectors.bin");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let out = run_in(
+        d,
+        &[
+            "search",
+            query,
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+            "--mode",
+            "visual",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(out.json()["results"][0]["path"], query, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("cut short") && out.stderr.contains("rebuilt"),
+        "{}",
+        out.stderr
+    );
+    assert!(std::fs::read(&file).unwrap().len() > bytes.len() / 2);
     // Bad weights and an index without vectors fail with a message (exit 2).
     run_in(
         d,

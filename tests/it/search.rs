@@ -274,7 +274,7 @@ fn mapping_is_english_text_and_exact_keys(kind: Kind) {
         Kind::Embedded => {
             let marker = fx.opts.index_path.join(MARKER_FILE);
             let marker: Value = serde_json::from_slice(&std::fs::read(marker).unwrap()).unwrap();
-            assert_eq!(marker["schema_version"], 3);
+            assert_eq!(marker["schema_version"], 4);
         }
         Kind::Elastic => {
             let url = format!(
@@ -302,15 +302,15 @@ fn a_conflicting_mapping_is_refused(kind: Kind) {
     };
     match kind {
         Kind::Embedded => {
-            // An index written by a capsearch with an older schema (2: `path` was not a fast
-            // field, so ties could not be ranked by path).
+            // An index written by a capsearch with an older schema (3: embeddings were stored
+            // as f32, and vectors.bin was a flat list, not a graph).
             fx.backend.index(&corpus(3, "red")).unwrap();
             fx.reopen();
             let marker = fx.opts.index_path.join(MARKER_FILE);
             let text = std::fs::read_to_string(&marker).unwrap();
             std::fs::write(
                 &marker,
-                text.replace("\"schema_version\": 3", "\"schema_version\": 2"),
+                text.replace("\"schema_version\": 4", "\"schema_version\": 3"),
             )
             .unwrap();
         }

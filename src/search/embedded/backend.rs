@@ -9,7 +9,7 @@ use tantivy::{
 };
 
 use super::collector::{Ranked, TopScores};
-use super::schema::embedding_bytes;
+use super::vectors::Unit;
 use super::{EmbeddedBackend, MARKER_FILE};
 use crate::error::{Error, Result};
 use crate::search::analysis::{analyze, best_caption};
@@ -44,6 +44,8 @@ impl SearchBackend for EmbeddedBackend {
         if docs.is_empty() {
             return Ok(0);
         }
+        // Each embedding as the unit-length f16 vector that tantivy stores and the graph holds.
+        let mut units: Vec<Option<Unit>> = vec![None; docs.len()];
         if docs.iter().any(|d| d.embedding.is_some()) {
             let declared = self.lock().space.clone();
             let space = match declared {
@@ -56,9 +58,18 @@ impl SearchBackend for EmbeddedBackend {
                     ))
                 })?,
             };
-            for doc in docs {
+            for (doc, unit) in docs.iter().zip(&mut units) {
                 if let Some(vector) = &doc.embedding {
-                    space.ensure_dims(vector, &format!("the embedding of {}", doc.path))?;
+                    let what = format!("the embedding of {}", doc.path);
+                    space.ensure_dims(vector, &what)?;
+                    *unit = Some(Unit::new(vector).ok_or_else(|| {
+                        Error::Document {
+                            path: doc.path.clone(),
+                            message: "its embedding is zero or holds a value that is not a finite \
+                                  number: it has no direction"
+                                .into(),
+                        }
+                    })?);
                 }
             }
         }
@@ -67,7 +78,7 @@ impl SearchBackend for EmbeddedBackend {
                 // The vectors must match the commit before this one, so this one's changes apply.
                 drop(self.synced_vectors(opened)?);
                 let f = opened.fields;
-                for doc in docs {
+                for (doc, unit) in docs.iter().zip(&units) {
                     writer.delete_term(Term::from_field_text(f.path, &doc.path));
                     let mut d = TantivyDocument::default();
                     d.add_text(f.path, &doc.path);
@@ -77,8 +88,8 @@ impl SearchBackend for EmbeddedBackend {
                     d.add_text(f.kind, doc.kind.as_str());
                     d.add_text(f.source(doc.kind), &doc.source);
                     d.add_i64(f.timestamp, doc.timestamp);
-                    if let Some(vector) = &doc.embedding {
-                        d.add_bytes(f.embedding, &embedding_bytes(vector));
+                    if let Some(unit) = unit {
+                        d.add_bytes(f.embedding, &unit.to_bytes());
                     }
                     writer
                         .add_document(d)
@@ -86,7 +97,7 @@ impl SearchBackend for EmbeddedBackend {
                 }
                 Ok(docs.len())
             },
-            |_, opstamp| self.apply_commit(docs, &[], opstamp),
+            |_, opstamp| self.apply_commit(docs, &units, &[], opstamp),
         )?;
         Ok(written)
     }
@@ -108,7 +119,7 @@ impl SearchBackend for EmbeddedBackend {
                 }
                 Ok(existing)
             },
-            |_, opstamp| self.apply_commit(&[], paths, opstamp),
+            |_, opstamp| self.apply_commit(&[], &[], paths, opstamp),
         )
     }
 
@@ -330,16 +341,8 @@ impl SearchBackend for EmbeddedBackend {
         let searcher = opened.reader.searcher();
         let mut hits = Vec::with_capacity(size);
         for (path, similarity) in found.into_iter().skip(offset) {
-            let query = TermQuery::new(
-                Term::from_field_text(f.path, &path),
-                IndexRecordOption::Basic,
-            );
-            // A plain lookup, not a ranking (no scores, no path column per segment).
-            let found = searcher
-                .search(&query, &tantivy::collector::DocSetCollector)
-                .map_err(|e| self.err("search failed", e))?;
             // A document deleted since the vectors were synced is left out.
-            let Some(&address) = found.iter().next() else {
+            let Some(address) = self.live_doc(&searcher, f.path, &path)? else {
                 continue;
             };
             let doc: TantivyDocument = searcher
@@ -430,6 +433,38 @@ impl SearchBackend for EmbeddedBackend {
             );
         }
         Ok(true)
+    }
+}
+
+impl EmbeddedBackend {
+    /// The live document whose `path` is `path`: a direct look-up in each segment's term
+    /// dictionary (a `searcher.search` per hit costs a round through the thread pool each).
+    fn live_doc(
+        &self,
+        searcher: &tantivy::Searcher,
+        field: tantivy::schema::Field,
+        path: &str,
+    ) -> Result<Option<DocAddress>> {
+        let term = Term::from_field_text(field, path);
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+            let inverted = segment
+                .inverted_index(field)
+                .map_err(|e| self.err("cannot read the paths", e))?;
+            let Some(mut postings) = inverted
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(|e| self.err("cannot read the paths", e))?
+            else {
+                continue;
+            };
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if !segment.is_deleted(doc) {
+                    return Ok(Some(DocAddress::new(ordinal as SegmentOrdinal, doc)));
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -2,10 +2,11 @@
 //!
 //! Schema: `caption` (English-analysed text, stored, one value per caption), `path` (raw string,
 //! stored and fast; the document's key, and the tie-breaker between equal scores), `kind`, `model` and `dataset` (raw strings, stored) and `timestamp`
-//! (stored i64, ms since the epoch), `embedding` (stored bytes: the image vector, when indexed with
-//! one). The folder also holds `capsearch-index.json`, which says what wrote it, the index's id
-//! and the vector space of its embeddings; capsearch refuses to write into, or delete, a folder
-//! without it. `vectors.bin` holds the embeddings as a searchable graph (see [`vectors`]).
+//! (stored i64, ms since the epoch), `embedding` (stored bytes: the image vector, unit length in
+//! f16, when indexed with one). The folder also holds `capsearch-index.json`, which says what
+//! wrote it, the index's id and the vector space of its embeddings; capsearch refuses to write
+//! into, or delete, a folder without it. `vectors.bin` holds the embeddings as a usearch HNSW
+//! graph, kept to tantivy's commit (see [`vectors`]).
 //!
 //! Writes take tantivy's writer lock, held from the first write until [`SearchBackend::finish`] (or
 //! until the backend is dropped), so two processes cannot index into one folder at once (the second
@@ -20,8 +21,8 @@
 //! | `schema.rs` | the tantivy schema and its fields |
 //! | `collector.rs` | `TopScores`, the collector that ranks every match |
 //! | `backend.rs` | the [`SearchBackend`] operations |
-//! | `vectors.rs` | `VectorStore`: the embeddings' usearch graph in `vectors.bin`, kept to tantivy's commit |
-//! | `vector_sync.rs` | loading, rebuilding and saving the vector store so it matches the tantivy commit |
+//! | `vectors.rs` | `VectorStore`: the embeddings' usearch graph in `vectors.bin`; `Unit`, the stored f16 vector |
+//! | `vector_sync.rs` | loading, repairing or rebuilding, and saving the vector store so it matches the tantivy commit |
 
 mod backend;
 mod collector;
@@ -49,8 +50,9 @@ use schema::{Fields, schema};
 /// The file that marks a folder as a capsearch index.
 pub const MARKER_FILE: &str = "capsearch-index.json";
 /// Bumped when the schema changes; an index with another version is refused.
-/// 2: the `embedding` field. 3: `path` is a fast field (ties broken by path).
-const SCHEMA_VERSION: u32 = 3;
+/// 2: the `embedding` field. 3: `path` is a fast field (ties broken by path). 4: `embedding` holds
+/// the unit-length vector in f16 (was f32), and `vectors.bin` is a usearch graph.
+const SCHEMA_VERSION: u32 = 4;
 /// Memory the writer may buffer before it flushes a segment.
 const WRITER_MEMORY: usize = 96 * 1024 * 1024;
 
@@ -90,8 +92,11 @@ pub struct EmbeddedBackend {
     state: Mutex<State>,
     /// The vector store, loaded on first use; always locked after `state` when both are held.
     vectors: Mutex<Option<vectors::VectorStore>>,
-    /// When the vector file was last saved by this backend (saves are spaced while indexing).
-    saved_at: Mutex<Option<std::time::Instant>>,
+    /// When the vector file was last saved by this backend, and how long that took (saves are
+    /// spaced while indexing).
+    saved_at: Mutex<Option<(std::time::Instant, std::time::Duration)>>,
+    /// How a graph this backend builds stores its vectors (a loaded one keeps its own).
+    storage: vectors::VectorStorage,
 }
 
 impl EmbeddedBackend {
@@ -101,7 +106,15 @@ impl EmbeddedBackend {
             state: Mutex::new(State::default()),
             vectors: Mutex::new(None),
             saved_at: Mutex::new(None),
+            storage: vectors::VectorStorage::default(),
         }
+    }
+
+    /// The same backend, building its vector graph with `storage` (default f16; `bench search`
+    /// measures both). A graph already on disk keeps the storage it was built with.
+    pub fn with_vector_storage(mut self, storage: vectors::VectorStorage) -> Self {
+        self.storage = storage;
+        self
     }
 
     /// The index folder.
@@ -344,10 +357,9 @@ impl EmbeddedBackend {
 
     /// Whether a file in the index folder is one that tantivy or capsearch wrote.
     fn is_index_file(name: &str) -> bool {
-        if matches!(
-            name,
-            "meta.json" | ".managed.json" | MARKER_FILE | vectors::VECTOR_FILE
-        ) || name.starts_with(".tantivy-")
+        if matches!(name, "meta.json" | ".managed.json" | MARKER_FILE)
+            || vectors::is_vector_file(name)
+            || name.starts_with(".tantivy-")
         {
             return true;
         }

@@ -15,8 +15,10 @@ pub(super) struct Fields {
     pub(super) model: Field,
     pub(super) dataset: Field,
     pub(super) timestamp: Field,
-    /// The image's embedding as little-endian `f32`s (stored only): the truth the vector file
-    /// (`vectors.rs`) is built from, and rebuilt from when it does not match the index.
+    /// The image's embedding, unit length, as little-endian f16 ([`super::vectors::Unit`]; stored
+    /// only): the truth the vector graph (`vectors.rs`) is built from, and repaired or rebuilt from
+    /// when it does not match the index. f16, not f32: 2.5 KB per 1280-d vector, 2.6 GB of
+    /// docstore at 1M images instead of 5.1 GB, and exactly what the f16 graph holds.
     pub(super) embedding: Field,
 }
 
@@ -49,22 +51,4 @@ pub(super) fn schema() -> (Schema, Fields) {
         embedding: b.add_bytes_field("embedding", STORED),
     };
     (b.build(), fields)
-}
-
-/// An embedding as the bytes the `embedding` field stores.
-pub(super) fn embedding_bytes(vector: &[f32]) -> Vec<u8> {
-    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// The embedding in an `embedding` field's bytes (`None` when their length is not whole floats).
-pub(super) fn embedding_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    Some(
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-    )
 }

@@ -284,6 +284,8 @@ fn index_file_names() {
     assert!(EmbeddedBackend::is_index_file(
         "0123456789abcdef0123456789abcdef.12.del"
     ));
+    assert!(EmbeddedBackend::is_index_file("vectors.bin"));
+    assert!(EmbeddedBackend::is_index_file(".capsearch-vectors-a1B2c3"));
     assert!(!EmbeddedBackend::is_index_file("notes.txt"));
     assert!(!EmbeddedBackend::is_index_file("0123.store"));
 }
@@ -448,4 +450,112 @@ fn a_vector_file_that_does_not_match_the_index_is_rebuilt() {
     let backend = EmbeddedBackend::new(&path);
     assert_eq!(nearest_paths(&backend, [1.0, 0.0, 0.0, 0.0], 1), ["a.png"]);
     assert_eq!(vectors::VectorStore::load(&file).unwrap().len(), 3);
+}
+
+#[test]
+fn a_stale_vector_file_is_repaired_with_the_replaced_and_dropped_vectors() {
+    // A run killed between tantivy's commit and the graph's save leaves a file of an older
+    // commit: here a.png was re-indexed with another vector, b.png dropped and d.png added
+    // after the file was saved.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idx");
+    let file = path.join(vectors::VECTOR_FILE);
+    {
+        let backend = EmbeddedBackend::new(&path);
+        backend.set_vector_space(&space4()).unwrap();
+        backend.index(&vector_docs()).unwrap();
+        backend.finish().unwrap();
+    }
+    let older = std::fs::read(&file).unwrap();
+    {
+        let backend = EmbeddedBackend::new(&path);
+        backend
+            .index(&[
+                with_vector("a.png", [0.0, 0.0, 0.0, 1.0]),
+                with_vector("d.png", [0.0, 1.0, 1.0, 0.0]),
+            ])
+            .unwrap();
+        backend.delete(&["b.png".to_string()]).unwrap();
+        backend.finish().unwrap();
+    }
+    std::fs::write(&file, &older).unwrap();
+    let stale = vectors::VectorStore::summary(&file).unwrap();
+    assert_eq!(stale.count, 3);
+    let backend = EmbeddedBackend::new(&path);
+    let v = backend.stats().unwrap().vectors.unwrap();
+    assert_eq!(v.in_sync, Some(false));
+    assert!(v.note.unwrap().contains("matches commit"));
+    let hits = backend.nearest(&[0.0, 0.0, 0.0, 1.0], 4, 0).unwrap();
+    assert_eq!(hits[0].path, "a.png", "the re-indexed vector: {hits:?}");
+    assert!(hits[0].score > 0.99, "{hits:?}");
+    let mut paths: Vec<String> = hits.into_iter().map(|h| h.path).collect();
+    paths.sort();
+    assert_eq!(paths, ["a.png", "c.png", "d.png"], "b.png was dropped");
+    // ...and saved again, matching the index's commit.
+    let v = backend.stats().unwrap().vectors.unwrap();
+    assert_eq!((v.count, v.in_sync), (Some(3), Some(true)));
+}
+
+#[test]
+fn a_vector_file_of_another_length_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idx");
+    let file = path.join(vectors::VECTOR_FILE);
+    let backend = EmbeddedBackend::new(&path);
+    backend.set_vector_space(&space4()).unwrap();
+    backend.index(&vector_docs()).unwrap();
+    backend.finish().unwrap();
+    let summary = vectors::VectorStore::summary(&file).unwrap();
+    drop(backend);
+    // Same index and commit, but vectors of 8 values.
+    let space8 = crate::search::VectorSpace {
+        dims: 8,
+        ..space4()
+    };
+    let mut wrong = vectors::VectorStore::new(
+        space8,
+        vectors::VectorStorage::F16,
+        &summary.index_id,
+        summary.opstamp,
+    )
+    .unwrap();
+    wrong.upsert("a.png", &[1.0; 8]).unwrap();
+    wrong.save(&file).unwrap();
+    let backend = EmbeddedBackend::new(&path);
+    let v = backend.stats().unwrap().vectors.unwrap();
+    assert_eq!(v.in_sync, Some(false));
+    assert_eq!(nearest_paths(&backend, [0.0, 1.0, 0.0, 0.0], 1), ["b.png"]);
+    let repaired = vectors::VectorStore::summary(&file).unwrap();
+    assert_eq!((repaired.space.dims, repaired.count), (4, 3));
+}
+
+#[test]
+fn embeddings_are_stored_as_unit_f16() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::new(dir.path().join("idx"));
+    backend.set_vector_space(&space4()).unwrap();
+    backend
+        .index(&[with_vector("a.png", [3.0, 4.0, 0.0, 0.0])])
+        .unwrap();
+    let opened = backend.reader().unwrap();
+    let searcher = opened.reader.searcher();
+    let doc: tantivy::TantivyDocument = searcher.doc(tantivy::DocAddress::new(0, 0)).unwrap();
+    use tantivy::schema::Value;
+    let bytes = doc
+        .get_first(opened.fields.embedding)
+        .and_then(|v| v.as_bytes())
+        .unwrap();
+    assert_eq!(bytes.len(), 4 * 2, "2 bytes per value");
+    let unit = vectors::Unit::from_bytes(bytes).unwrap().to_f32();
+    assert!(
+        (unit[0] - 0.6).abs() < 1e-3 && (unit[1] - 0.8).abs() < 1e-3,
+        "{unit:?}"
+    );
+    // A zero vector has no direction: refused before anything is written.
+    let err = backend
+        .index(&[with_vector("z.png", [0.0; 4])])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no direction"), "{err}");
+    assert_eq!(backend.count().unwrap(), 1);
 }

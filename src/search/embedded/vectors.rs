@@ -1,48 +1,192 @@
-//! The embedded backend's vector index: the image embeddings of an index, searchable by cosine
-//! similarity, in `vectors.bin` beside the tantivy files.
+//! The embedded backend's vector index: the image embeddings of an index in a `usearch` HNSW
+//! graph (cosine), saved in `vectors.bin` beside the tantivy files.
 //!
 //! tantivy has no vector field, so the vectors live twice: each document stores its embedding in
-//! tantivy (the `embedding` bytes field, the truth), and this file holds them all, unit-normalised
-//! and contiguous, for fast search. The file records which tantivy commit (opstamp) of which index
-//! (the marker's `index_id`) it matches. When it does not match (a run killed between tantivy's
-//! commit and the file's save, a file copied from another index, a truncated file), the backend
-//! rebuilds it from tantivy's stored embeddings and says so in the log
-//! ([`super::vector_sync`]): the two never disagree in what a search returns.
+//! tantivy (the `embedding` bytes field, the truth: the unit-length vector in f16, [`Unit`]), and
+//! the graph holds them all for fast search. The file records which tantivy commit (opstamp) of
+//! which index (the marker's `index_id`) it matches. When it does not match, the backend brings
+//! it back in line and says so in the log ([`super::vector_sync`]): a file of an older commit of
+//! the same index (a run killed between tantivy's commit and the file's save) is repaired by
+//! comparing it with tantivy's stored vectors (adding, replacing and removing only what
+//! differs); a file of another index or vector space, or one that is truncated or unreadable, is
+//! rebuilt from the stored vectors. The two never disagree in what a search returns.
 //!
-//! Search is exact (every vector is scored; recall 1), which is plenty at the sizes `eval search`
-//! and a folder of photos reach (a scan of 10k 1280-d vectors is ~13M multiply-adds). An
-//! approximate graph was measured first: `usearch` 2.26.6 (f16, M = 16, ef_add 128, ef 64) on
-//! 10k clustered random 1280-d vectors built in 35 s and answered in 2.1 ms/query with recall@10
-//! 0.999 (2 shared cores, contended), but its `cxx-build` dependency re-unifies `syn`'s features
-//! and so rebuilds the whole dependency tree, burn included. It is the candidate for the
-//! 100k–1M scale target; this file's format keeps the paths and vectors, so a graph can be built
-//! from it. `capsearch bench search` (its `search-vectors` table) times it: p50 / p99 of a visual
-//! query (size 10) 7 / 70 ms at 1k 1280-d vectors, 79 / 262 ms at 10k, 158 / 520 ms at 50k; a
-//! hybrid query 22 / 94, 98 / 908 and 210 / 591 ms (a dev build, on 2 cores shared with three
-//! other helpers' builds: heavily contended, so the figures are upper bounds and noisy).
+//! **Storage**: f16 ([`VectorStorage::F16`], the default), measured against i8 at 100k 1280-d
+//! vectors by `capsearch bench vectors --vector-storage f16,i8` (`bench::search_vectors`):
+//! recall@10 against exact f32 search 0.980 (f16) vs 0.956 (i8), visual p99 11 vs 16 ms, both
+//! built in about 5 min on 2 contended cores.
+//! Both hold the f16 vector tantivy stores (i8 scales each vector by its own largest value, which
+//! cosine ignores), so a graph rebuilt from tantivy holds the same values bit for bit.
 //!
-//! The file is written atomically (a temporary file renamed over it):
+//! **Search**: an index of fewer than [`EXACT_BELOW`] vectors is scanned exactly (usearch's
+//! brute-force search over the stored vectors: every vector scored, recall 1, a few ms); larger
+//! ones search the graph (M = [`CONNECTIVITY`], ef_add [`EXPANSION_ADD`], ef
+//! [`EXPANSION_SEARCH`], raised to the number of hits wanted). Results are ordered by similarity,
+//! ties by path.
+//!
+//! **Memory**: the graph lives in memory: 2 bytes × dims per vector in f16 (2.6 GB for 1M
+//! 1280-d vectors; 1 byte in i8) plus the graph's links (about 150 bytes per vector at M = 16)
+//! and the paths. There is no f32 copy: an earlier version kept every vector as f32 in memory and
+//! in this file (5.1 GB at 1M) and scanned them all (158 ms per query at 50k).
+//!
+//! The file (written to a temporary file in the folder, then renamed over `vectors.bin`):
 //!
 //! ```text
-//! "CAPSEARCH-VECTORS\n"  magic
-//! u64 LE                 length of the header
-//! header                 JSON: format, index_id, opstamp, space, paths (one per vector, in order)
-//! u64 LE                 length of the vectors in bytes
-//! vectors                paths.len() × space.dims little-endian f32, each of length 1
+//! usearch graph         as usearch's Index::save writes it (its vectors, then the links)
+//! header                JSON: format, index_id, opstamp, space, storage, graph_bytes,
+//!                       paths (the path of usearch key k is paths[k]; "" for a removed key)
+//! u64 LE                length of the header
+//! "CAPSEARCH-GRAPH\n"   end marker (a file cut short has none)
 //! ```
 
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::error::{Error, Result};
 use crate::search::VectorSpace;
 
 /// The vector file in an index folder.
 pub const VECTOR_FILE: &str = "vectors.bin";
-const MAGIC: &[u8] = b"CAPSEARCH-VECTORS\n";
-const FORMAT: u32 = 1;
+/// Temporary files of a save in progress start with this (left behind only by a killed run).
+const TEMP_PREFIX: &str = ".capsearch-vectors-";
+const MAGIC: &[u8; 16] = b"CAPSEARCH-GRAPH\n";
+const FORMAT: u32 = 2;
+/// Below this many vectors a search scans them all (exact); from it on, it walks the graph.
+/// usearch's SIMD scan of 10k 1280-d f16 vectors takes a few ms (see `bench::search_vectors`),
+/// no slower than the graph at that size, and is exact.
+pub const EXACT_BELOW: usize = 10_000;
+/// Links per node (HNSW's M).
+pub const CONNECTIVITY: usize = 16;
+/// Candidates kept while inserting (ef_construction).
+pub const EXPANSION_ADD: usize = 128;
+/// Candidates kept while searching (ef), at least the number of hits asked for.
+pub const EXPANSION_SEARCH: usize = 128;
+/// Extra hits fetched beyond those asked for, so that ties at the cut are ordered by path.
+const TIE_SLACK: usize = 8;
+/// Vectors added to the graph per parallel batch while syncing.
+pub const ADD_BATCH: usize = 4096;
+
+/// How the graph stores each vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorStorage {
+    /// IEEE half precision: 2 bytes per value.
+    #[default]
+    F16,
+    /// 8-bit integers, each vector scaled so that its largest magnitude is 127: 1 byte per value.
+    I8,
+}
+
+impl VectorStorage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VectorStorage::F16 => "f16",
+            VectorStorage::I8 => "i8",
+        }
+    }
+
+    fn scalar(self) -> ScalarKind {
+        match self {
+            VectorStorage::F16 => ScalarKind::F16,
+            VectorStorage::I8 => ScalarKind::I8,
+        }
+    }
+}
+
+impl std::fmt::Display for VectorStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for VectorStorage {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f16" => Ok(VectorStorage::F16),
+            "i8" => Ok(VectorStorage::I8),
+            other => Err(format!("unknown vector storage {other:?} (f16 or i8)")),
+        }
+    }
+}
+
+/// A unit-length vector in IEEE half precision (the bits, as `i16`, the way usearch takes them):
+/// what tantivy's `embedding` field stores and what the graph is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit(Vec<i16>);
+
+impl Unit {
+    /// `vector` scaled to length 1, in f16; `None` when it is zero or holds a value that is not a
+    /// finite number.
+    pub fn new(vector: &[f32]) -> Option<Unit> {
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        (norm.is_finite() && norm > 0.0).then(|| {
+            Unit(
+                vector
+                    .iter()
+                    .map(|x| half::f16::from_f32(x / norm).to_bits() as i16)
+                    .collect(),
+            )
+        })
+    }
+
+    /// Values in the vector.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The bytes tantivy stores: each value's f16 bits, little-endian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// The vector in bytes written by [`Unit::to_bytes`] (`None` when their length is odd).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Unit> {
+        if !bytes.len().is_multiple_of(2) {
+            return None;
+        }
+        Some(Unit(
+            bytes
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect(),
+        ))
+    }
+
+    /// The values as `f32`.
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.0
+            .iter()
+            .map(|&b| half::f16::from_bits(b as u16).to_f32())
+            .collect()
+    }
+
+    fn f16(&self) -> &[usearch::f16] {
+        usearch::f16::from_i16s(&self.0)
+    }
+
+    /// The vector in i8, scaled so that its largest magnitude is 127 (cosine ignores the scale).
+    fn to_i8(&self) -> Vec<i8> {
+        let values = self.to_f32();
+        let max = values.iter().fold(0f32, |m, x| m.max(x.abs()));
+        if max == 0.0 {
+            return vec![0; values.len()];
+        }
+        values
+            .iter()
+            .map(|x| (x * 127.0 / max).round().clamp(-127.0, 127.0) as i8)
+            .collect()
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
@@ -50,351 +194,463 @@ struct Header {
     index_id: String,
     opstamp: u64,
     space: VectorSpace,
-    /// The path of each stored vector, in the order of the vectors.
+    storage: VectorStorage,
+    /// Length of the usearch part at the start of the file.
+    graph_bytes: u64,
+    /// The path of usearch key `k` is `paths[k]` (`""` when that key's vector was removed).
     paths: Vec<String>,
 }
 
-/// What a vector file's header says, read without its vectors ([`VectorStore::summary`]).
+/// What a vector file's header says, read without its graph ([`VectorStore::summary`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorFileSummary {
     pub index_id: String,
     pub opstamp: u64,
     pub space: VectorSpace,
+    pub storage: VectorStorage,
     /// Vectors the header lists.
     pub count: usize,
 }
 
-/// The vectors of one index, in memory.
+/// Whether `name` is a file of this module's in an index folder (the vector file, or a
+/// temporary file a killed save left behind).
+pub fn is_vector_file(name: &str) -> bool {
+    name == VECTOR_FILE || name.starts_with(TEMP_PREFIX)
+}
+
+/// The graph of one index's vectors, in memory.
 pub struct VectorStore {
     pub space: VectorSpace,
     /// The marker's id of the index these vectors belong to.
     pub index_id: String,
     /// The tantivy commit these vectors match.
     pub opstamp: u64,
-    /// Row `i` (of `space.dims` values, unit length) is the vector of `paths[i]`.
-    data: Vec<f32>,
+    pub storage: VectorStorage,
+    graph: Index,
+    /// The path of key `k` is `paths[k]` (`""` once removed).
     paths: Vec<String>,
-    rows: HashMap<String, usize>,
+    keys: HashMap<String, u64>,
     /// Changed since it was loaded or saved.
     pub dirty: bool,
 }
 
+fn graph_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Search(format!("the vector graph: {what}: {e}"))
+}
+
+fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
 impl VectorStore {
     /// An empty store for vectors of `space`.
-    pub fn new(space: VectorSpace, index_id: &str, opstamp: u64) -> Result<Self> {
+    pub fn new(
+        space: VectorSpace,
+        storage: VectorStorage,
+        index_id: &str,
+        opstamp: u64,
+    ) -> Result<Self> {
+        let graph = Self::new_graph(&space, storage)?;
+        graph
+            .reserve_capacity_and_threads(64, threads())
+            .map_err(|e| graph_error("cannot reserve memory", e))?;
         Ok(VectorStore {
             space,
             index_id: index_id.to_string(),
             opstamp,
-            data: Vec::new(),
+            storage,
+            graph,
             paths: Vec::new(),
-            rows: HashMap::new(),
+            keys: HashMap::new(),
             dirty: false,
         })
     }
 
+    fn new_graph(space: &VectorSpace, storage: VectorStorage) -> Result<Index> {
+        let options = IndexOptions {
+            dimensions: space.dims,
+            metric: MetricKind::Cos,
+            quantization: storage.scalar(),
+            connectivity: CONNECTIVITY,
+            expansion_add: EXPANSION_ADD,
+            expansion_search: EXPANSION_SEARCH,
+            multi: false,
+        };
+        Index::new(&options).map_err(|e| graph_error("cannot create it", e))
+    }
+
     /// How many vectors it holds.
     pub fn len(&self) -> usize {
-        self.paths.len()
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.keys.is_empty()
     }
 
     /// Whether `path` has a vector.
     pub fn contains(&self, path: &str) -> bool {
-        self.rows.contains_key(path)
+        self.keys.contains_key(path)
+    }
+
+    /// The key of `path`'s vector.
+    pub fn key(&self, path: &str) -> Option<u64> {
+        self.keys.get(path).copied()
+    }
+
+    /// One more than the largest key handed out so far.
+    pub fn key_bound(&self) -> u64 {
+        self.paths.len() as u64
+    }
+
+    /// Memory the graph holds (vectors and links), in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.graph.memory_usage()
+    }
+
+    /// Whether the graph holds exactly `unit` (as stored) for `path`.
+    pub fn holds(&self, path: &str, unit: &Unit) -> bool {
+        let Some(key) = self.key(path) else {
+            return false;
+        };
+        if unit.len() != self.space.dims {
+            return false;
+        }
+        match self.storage {
+            VectorStorage::F16 => {
+                let mut found = vec![usearch::f16::from_i16s(&[0])[0]; self.space.dims];
+                matches!(self.graph.get(key, found.as_mut_slice()), Ok(1))
+                    && usearch::f16::to_i16s(&found) == unit.0.as_slice()
+            }
+            VectorStorage::I8 => {
+                let mut found = vec![0i8; self.space.dims];
+                matches!(self.graph.get(key, found.as_mut_slice()), Ok(1)) && found == unit.to_i8()
+            }
+        }
     }
 
     /// Adds the vector of `path`, replacing the one it had.
     pub fn upsert(&mut self, path: &str, vector: &[f32]) -> Result<()> {
-        self.space
-            .ensure_dims(vector, &format!("the embedding of {path}"))?;
-        let unit = normalised(vector).ok_or_else(|| {
+        let unit = self.unit(vector, &format!("the embedding of {path}"))?;
+        self.upsert_units(&[(path, &unit)])
+    }
+
+    /// `vector` as a [`Unit`] of this store's length, or an error about `what`.
+    pub fn unit(&self, vector: &[f32], what: &str) -> Result<Unit> {
+        self.space.ensure_dims(vector, what)?;
+        Unit::new(vector).ok_or_else(|| {
             Error::Search(format!(
-                "the embedding of {path} is zero or holds a value that is not a finite number"
+                "{what} is zero or holds a value that is not a finite number: it has no direction"
             ))
-        })?;
-        let d = self.space.dims;
-        match self.rows.get(path) {
-            Some(&row) => self.data[row * d..(row + 1) * d].copy_from_slice(&unit),
-            None => {
-                self.rows.insert(path.to_string(), self.paths.len());
-                self.paths.push(path.to_string());
-                self.data.extend_from_slice(&unit);
+        })
+    }
+
+    /// Adds each path's vector, replacing those they had (the last of a path given twice wins).
+    /// The graph insertions run on every rayon thread.
+    pub fn upsert_units(&mut self, items: &[(&str, &Unit)]) -> Result<()> {
+        let mut batch: Vec<(u64, &Unit)> = Vec::with_capacity(items.len());
+        let mut position: HashMap<u64, usize> = HashMap::new();
+        for &(path, unit) in items {
+            if unit.len() != self.space.dims {
+                return Err(Error::Search(format!(
+                    "the embedding of {path} has {} values, but the index's vectors ({}) have {}",
+                    unit.len(),
+                    self.space.embedder,
+                    self.space.dims
+                )));
+            }
+            let key = match self.keys.get(path) {
+                Some(&key) => {
+                    if !position.contains_key(&key) {
+                        self.graph
+                            .remove(key)
+                            .map_err(|e| graph_error(&format!("cannot remove {path}"), e))?;
+                    }
+                    key
+                }
+                None => {
+                    let key = self.paths.len() as u64;
+                    self.paths.push(path.to_string());
+                    self.keys.insert(path.to_string(), key);
+                    key
+                }
+            };
+            match position.get(&key) {
+                Some(&i) => batch[i].1 = unit,
+                None => {
+                    position.insert(key, batch.len());
+                    batch.push((key, unit));
+                }
             }
         }
+        if batch.is_empty() {
+            return Ok(());
+        }
         self.dirty = true;
+        self.reserve(batch.len())?;
+        let storage = self.storage;
+        let graph = &self.graph;
+        batch.par_iter().try_for_each(|&(key, unit)| {
+            let added = match storage {
+                VectorStorage::F16 => graph.add(key, unit.f16()),
+                VectorStorage::I8 => graph.add(key, unit.to_i8().as_slice()),
+            };
+            added.map_err(|e| graph_error("cannot add a vector", e))
+        })
+    }
+
+    /// Room for `more` vectors (grown by half again, so that growing stays cheap).
+    fn reserve(&self, more: usize) -> Result<()> {
+        let needed = self.graph.size() + more;
+        if needed > self.graph.capacity() {
+            let capacity = needed.max(self.graph.capacity() * 3 / 2).max(64);
+            self.graph
+                .reserve_capacity_and_threads(capacity, threads())
+                .map_err(|e| graph_error("cannot reserve memory", e))?;
+        }
         Ok(())
     }
 
-    /// Removes the vector of `path` (the last row takes its place). Returns whether it had one.
+    /// Removes the vector of `path`. Returns whether it had one.
     pub fn remove(&mut self, path: &str) -> Result<bool> {
-        let Some(row) = self.rows.remove(path) else {
+        let Some(key) = self.keys.remove(path) else {
             return Ok(false);
         };
-        let d = self.space.dims;
-        let last = self.paths.len() - 1;
-        if row != last {
-            self.data.copy_within(last * d..(last + 1) * d, row * d);
-            self.paths.swap(row, last);
-            self.rows.insert(self.paths[row].clone(), row);
-        }
-        self.paths.pop();
-        self.data.truncate(last * d);
+        self.graph
+            .remove(key)
+            .map_err(|e| graph_error(&format!("cannot remove {path}"), e))?;
+        self.paths[key as usize].clear();
         self.dirty = true;
         Ok(true)
     }
 
+    /// Removes every vector whose key below `seen.len()` is not marked in `seen`. Returns how
+    /// many it removed.
+    pub fn remove_unseen(&mut self, seen: &[bool]) -> Result<usize> {
+        let gone: Vec<String> = self
+            .paths
+            .iter()
+            .zip(seen)
+            .filter(|(path, seen)| !path.is_empty() && !**seen)
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in &gone {
+            self.remove(path)?;
+        }
+        Ok(gone.len())
+    }
+
     /// The `count` paths whose vectors are nearest to `vector`, with their cosine similarity,
-    /// most similar first (ties by path).
+    /// most similar first (ties by path): an exact scan below [`EXACT_BELOW`] vectors, the graph
+    /// from there on.
     pub fn nearest(&self, vector: &[f32], count: usize) -> Result<Vec<(String, f32)>> {
-        self.space
-            .ensure_dims(vector, "the query image's embedding")?;
+        self.nearest_by(vector, count, self.len() < EXACT_BELOW)
+    }
+
+    /// [`VectorStore::nearest`] by an exact scan (`exact`) or the graph, whatever the size.
+    pub fn nearest_by(
+        &self,
+        vector: &[f32],
+        count: usize,
+        exact: bool,
+    ) -> Result<Vec<(String, f32)>> {
+        let query = self.unit(vector, "the query image's embedding")?;
         if count == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
-        let query = normalised(vector).ok_or_else(|| {
-            Error::Search(
-                "the query image's embedding is zero or not finite: it has no direction".into(),
-            )
-        })?;
-        let mut scored: Vec<(f32, usize)> = self
-            .data
-            .chunks_exact(self.space.dims)
-            .map(|row| row.iter().zip(&query).map(|(a, b)| a * b).sum::<f32>())
-            .zip(0..)
-            .collect();
-        let order = |a: &(f32, usize), b: &(f32, usize)| {
-            b.0.total_cmp(&a.0)
-                .then_with(|| self.paths[a.1].cmp(&self.paths[b.1]))
-        };
-        if count < scored.len() {
-            scored.select_nth_unstable_by(count - 1, order);
-            scored.truncate(count);
-        }
-        scored.sort_unstable_by(order);
-        Ok(scored
+        let found = self.search(&query, count.saturating_add(TIE_SLACK), exact)?;
+        let mut hits: Vec<(String, f32)> = found
             .into_iter()
-            .map(|(similarity, row)| (self.paths[row].clone(), similarity))
-            .collect())
+            .filter_map(|(key, distance)| {
+                let path = self.paths.get(key as usize)?;
+                (!path.is_empty()).then(|| (path.clone(), 1.0 - distance))
+            })
+            .collect();
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        hits.truncate(count);
+        Ok(hits)
     }
 
-    /// Writes the store to `file` atomically.
+    /// The keys nearest to `query` and their cosine distances: an exact scan, or the graph.
+    pub fn search(&self, query: &Unit, count: usize, exact: bool) -> Result<Vec<(u64, f32)>> {
+        let count = count.min(self.len());
+        if !exact && self.graph.expansion_search() < count.max(EXPANSION_SEARCH) {
+            self.graph
+                .change_expansion_search(count.max(EXPANSION_SEARCH));
+        }
+        let matches = match (self.storage, exact) {
+            (VectorStorage::F16, false) => self.graph.search(query.f16(), count),
+            (VectorStorage::F16, true) => self.graph.exact_search(query.f16(), count),
+            (VectorStorage::I8, false) => self.graph.search(query.to_i8().as_slice(), count),
+            (VectorStorage::I8, true) => self.graph.exact_search(query.to_i8().as_slice(), count),
+        }
+        .map_err(|e| graph_error("search failed", e))?;
+        Ok(matches.keys.into_iter().zip(matches.distances).collect())
+    }
+
+    /// Writes the store to `file` atomically: the graph and the header go to a temporary file in
+    /// the same folder, which is synced and then renamed over `file`.
     pub fn save(&mut self, file: &Path) -> Result<()> {
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        let tmp_path = tmp.path().to_path_buf();
+        let tmp_name = tmp_path
+            .to_str()
+            .ok_or_else(|| Error::Search(format!("{} is not UTF-8", tmp_path.display())))?;
+        self.graph
+            .save(tmp_name)
+            .map_err(|e| graph_error(&format!("cannot save to {}", tmp_path.display()), e))?;
+        let graph_bytes = std::fs::metadata(&tmp_path)
+            .map_err(|e| Error::io(&tmp_path, e))?
+            .len();
         let header = Header {
             format: FORMAT,
             index_id: self.index_id.clone(),
             opstamp: self.opstamp,
             space: self.space.clone(),
+            storage: self.storage,
+            graph_bytes,
             paths: self.paths.clone(),
         };
         let header = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut bytes = Vec::with_capacity(MAGIC.len() + 16 + header.len() + self.data.len() * 4);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&(self.data.len() as u64 * 4).to_le_bytes());
-        for x in &self.data {
-            bytes.extend_from_slice(&x.to_le_bytes());
+        let f = tmp.as_file_mut();
+        let write = |f: &mut std::fs::File| -> std::io::Result<()> {
+            f.seek(SeekFrom::End(0))?;
+            let mut out = std::io::BufWriter::new(f);
+            out.write_all(&header)?;
+            out.write_all(&(header.len() as u64).to_le_bytes())?;
+            out.write_all(MAGIC)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        };
+        write(f).map_err(|e| Error::io(&tmp_path, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io(&tmp_path, e))?;
         }
-        crate::util::write_atomic(file, &bytes)?;
+        tmp.persist(file).map_err(|e| Error::io(file, e.error))?;
         self.dirty = false;
         Ok(())
     }
 
-    /// Reads the header of a store written by [`VectorStore::save`] and checks that the file is
-    /// as long as the header says, without reading the vectors.
-    pub fn summary(file: &Path) -> Result<VectorFileSummary> {
-        use std::io::Read;
+    /// Reads the header of a file written by [`VectorStore::save`] and checks that the file is
+    /// as long as the header says.
+    fn read_header(file: &Path) -> Result<Header> {
         let bad = |message: &str| Error::parse(file, None, message.to_string());
         let mut f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
         let total = f.metadata().map_err(|e| Error::io(file, e))?.len();
-        let mut magic = vec![0u8; MAGIC.len()];
-        let mut len = [0u8; 8];
-        if f.read_exact(&mut magic).is_err() || magic != MAGIC {
-            return Err(bad("not a capsearch vector file (wrong magic)"));
+        let tail = 8 + MAGIC.len() as u64;
+        let mut end = [0u8; 24];
+        if total < tail
+            || f.seek(SeekFrom::Start(total - tail)).is_err()
+            || f.read_exact(&mut end).is_err()
+            || &end[8..] != MAGIC
+        {
+            return Err(bad(
+                "not a capsearch vector file, or cut short (it lacks the end marker)",
+            ));
         }
-        f.read_exact(&mut len)
-            .map_err(|_| bad("cut short in its header"))?;
-        let header_len = u64::from_le_bytes(len);
-        if header_len > total {
-            return Err(bad("cut short in its header"));
+        let header_len = u64::from_le_bytes(end[..8].try_into().unwrap_or_default());
+        if header_len > total - tail {
+            return Err(bad("its header is longer than the file"));
         }
         let mut header = vec![0u8; header_len as usize];
-        f.read_exact(&mut header)
-            .map_err(|_| bad("cut short in its header"))?;
+        f.seek(SeekFrom::Start(total - tail - header_len))
+            .and_then(|_| f.read_exact(&mut header))
+            .map_err(|e| Error::io(file, e))?;
         let header: Header =
             serde_json::from_slice(&header).map_err(|e| bad(&format!("unreadable header: {e}")))?;
-        let expected = (MAGIC.len() as u64 + 16 + header_len)
-            + (header.paths.len() * header.space.dims * 4) as u64;
-        if total != expected {
-            return Err(bad(&format!(
-                "its header lists {} vectors of {} values, so it should be {expected} bytes, \
-                 but it is {total}",
-                header.paths.len(),
-                header.space.dims
-            )));
-        }
-        Ok(VectorFileSummary {
-            index_id: header.index_id,
-            opstamp: header.opstamp,
-            space: header.space,
-            count: header.paths.len(),
-        })
-    }
-
-    /// Reads a store written by [`VectorStore::save`]. A file that is not one, is cut short or
-    /// does not hold what its header says is an error naming the file and what is wrong.
-    pub fn load(file: &Path) -> Result<Self> {
-        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-        let bad = |message: &str| Error::parse(file, None, message.to_string());
-        let rest = bytes
-            .strip_prefix(MAGIC)
-            .ok_or_else(|| bad("not a capsearch vector file (wrong magic)"))?;
-        let (header, rest) = take_block(rest).ok_or_else(|| bad("cut short in its header"))?;
-        let header: Header =
-            serde_json::from_slice(header).map_err(|e| bad(&format!("unreadable header: {e}")))?;
         if header.format != FORMAT {
             return Err(bad(&format!(
                 "format {} (this capsearch reads {FORMAT})",
                 header.format
             )));
         }
-        let (vectors, rest) = take_block(rest).ok_or_else(|| bad("cut short in its vectors"))?;
-        if !rest.is_empty() {
-            return Err(bad("has bytes after its vectors"));
-        }
-        let expected = header.paths.len() * header.space.dims * 4;
-        if vectors.len() != expected {
+        let expected = header.graph_bytes + header_len + tail;
+        if total != expected {
             return Err(bad(&format!(
-                "its header lists {} vectors of {} values ({expected} bytes) but it holds {} bytes",
-                header.paths.len(),
-                header.space.dims,
-                vectors.len()
+                "its header says it should be {expected} bytes, but it is {total}"
             )));
         }
-        let data = vectors
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let rows: HashMap<String, usize> = header
-            .paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.clone(), i))
-            .collect();
-        if rows.len() != header.paths.len() {
-            return Err(bad("its header lists a path twice"));
+        Ok(header)
+    }
+
+    /// What the header of a file written by [`VectorStore::save`] says, without reading the
+    /// graph.
+    pub fn summary(file: &Path) -> Result<VectorFileSummary> {
+        let header = Self::read_header(file)?;
+        Ok(VectorFileSummary {
+            count: header.paths.iter().filter(|p| !p.is_empty()).count(),
+            index_id: header.index_id,
+            opstamp: header.opstamp,
+            space: header.space,
+            storage: header.storage,
+        })
+    }
+
+    /// Reads a store written by [`VectorStore::save`]. A file that is not one, is cut short or
+    /// does not hold what its header says is an error naming the file and what is wrong.
+    pub fn load(file: &Path) -> Result<Self> {
+        let bad = |message: &str| Error::parse(file, None, message.to_string());
+        let header = Self::read_header(file)?;
+        let name = file
+            .to_str()
+            .ok_or_else(|| Error::Search(format!("{} is not UTF-8", file.display())))?;
+        let graph = Self::new_graph(&header.space, header.storage)?;
+        graph
+            .load(name)
+            .map_err(|e| bad(&format!("unreadable graph: {e}")))?;
+        if graph.dimensions() != header.space.dims {
+            return Err(bad(&format!(
+                "its graph holds vectors of {} values, its header says {}",
+                graph.dimensions(),
+                header.space.dims
+            )));
         }
+        let mut keys = HashMap::with_capacity(header.paths.len());
+        for (key, path) in header.paths.iter().enumerate() {
+            if path.is_empty() {
+                continue;
+            }
+            if keys.insert(path.clone(), key as u64).is_some() {
+                return Err(bad(&format!("its header lists {path} twice")));
+            }
+            if !graph.contains(key as u64) {
+                return Err(bad(&format!("its graph lacks the vector of {path}")));
+            }
+        }
+        if graph.size() != keys.len() {
+            return Err(bad(&format!(
+                "its graph holds {} vectors, its header lists {}",
+                graph.size(),
+                keys.len()
+            )));
+        }
+        graph
+            .reserve_capacity_and_threads(graph.capacity().max(64), threads())
+            .map_err(|e| graph_error("cannot reserve memory", e))?;
+        graph.change_expansion_add(EXPANSION_ADD);
+        graph.change_expansion_search(EXPANSION_SEARCH);
         Ok(VectorStore {
             space: header.space,
             index_id: header.index_id,
             opstamp: header.opstamp,
-            data,
+            storage: header.storage,
+            graph,
             paths: header.paths,
-            rows,
+            keys,
             dirty: false,
         })
     }
 }
 
-/// `vector` scaled to length 1, or `None` when it is zero or not finite.
-fn normalised(vector: &[f32]) -> Option<Vec<f32>> {
-    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-    (norm.is_finite() && norm > 0.0).then(|| vector.iter().map(|x| x / norm).collect())
-}
-
-/// Splits a `u64 LE` length and that many bytes off the front of `bytes`.
-fn take_block(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (len, rest) = bytes.split_at_checked(8)?;
-    let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
-    rest.split_at_checked(len)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn space(dims: usize) -> VectorSpace {
-        VectorSpace {
-            dims,
-            embedder: "test".into(),
-        }
-    }
-
-    fn unit(i: usize, dims: usize) -> Vec<f32> {
-        let mut v = vec![0.01; dims];
-        v[i % dims] = 1.0;
-        v
-    }
-
-    #[test]
-    fn nearest_finds_the_vector_itself_and_replaces_and_removes() {
-        let mut store = VectorStore::new(space(8), "id", 1).unwrap();
-        for i in 0..8 {
-            store.upsert(&format!("{i}.png"), &unit(i, 8)).unwrap();
-        }
-        let hits = store.nearest(&unit(3, 8), 3).unwrap();
-        assert_eq!(hits[0].0, "3.png");
-        assert!(hits[0].1 > 0.99, "{hits:?}");
-        // Re-indexing a path replaces its vector: 3.png now points where 5.png does, and
-        // nothing is near its old direction any more.
-        store.upsert("3.png", &unit(5, 8)).unwrap();
-        assert_eq!(store.len(), 8);
-        let hits = store.nearest(&unit(3, 8), 1).unwrap();
-        assert!(hits[0].1 < 0.5, "{hits:?}");
-        let hits = store.nearest(&unit(5, 8), 2).unwrap();
-        let mut near: Vec<&str> = hits.iter().map(|h| h.0.as_str()).collect();
-        near.sort();
-        assert_eq!(near, ["3.png", "5.png"]);
-        assert!(store.remove("5.png").unwrap());
-        assert!(!store.remove("5.png").unwrap());
-        let hits = store.nearest(&unit(5, 8), 1).unwrap();
-        assert_eq!(hits[0].0, "3.png");
-        assert_eq!(store.len(), 7);
-        assert!(store.upsert("x.png", &[1.0; 3]).is_err());
-        assert!(store.nearest(&[1.0; 3], 1).is_err());
-    }
-
-    #[test]
-    fn saves_and_loads_and_names_a_damaged_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join(VECTOR_FILE);
-        let mut store = VectorStore::new(space(64), "abc", 7).unwrap();
-        for i in 0..40 {
-            store.upsert(&format!("{i}.png"), &unit(i, 64)).unwrap();
-        }
-        store.save(&file).unwrap();
-        assert!(!store.dirty);
-        let loaded = VectorStore::load(&file).unwrap();
-        assert_eq!((loaded.opstamp, loaded.index_id.as_str()), (7, "abc"));
-        assert_eq!(loaded.space, space(64));
-        assert_eq!(loaded.len(), 40);
-        assert_eq!(loaded.nearest(&unit(2, 64), 1).unwrap()[0].0, "2.png");
-        let summary = VectorStore::summary(&file).unwrap();
-        assert_eq!(
-            summary,
-            VectorFileSummary {
-                index_id: "abc".into(),
-                opstamp: 7,
-                space: space(64),
-                count: 40
-            }
-        );
-
-        let bytes = std::fs::read(&file).unwrap();
-        std::fs::write(&file, &bytes[..bytes.len() - 10]).unwrap();
-        let err = VectorStore::summary(&file).err().unwrap().to_string();
-        assert!(err.contains("should be"), "{err}");
-        let err = VectorStore::load(&file).err().unwrap().to_string();
-        assert!(
-            err.contains("cut short") && err.contains(VECTOR_FILE),
-            "{err}"
-        );
-        std::fs::write(&file, b"something else").unwrap();
-        let err = VectorStore::load(&file).err().unwrap().to_string();
-        assert!(err.contains("not a capsearch vector file"), "{err}");
-    }
-}
+mod tests;
