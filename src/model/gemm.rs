@@ -119,21 +119,24 @@ pub(crate) fn matmul_strided(
     }
 }
 
+/// `init + a · b` for row-major `a` `[m, k]` and `b` `[k, n]`, by the definition: the reference
+/// the product kernels' tests (here and in `packed`) compare against.
+#[cfg(test)]
+pub(crate) fn naive(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), init: f32) -> Vec<f32> {
+    let mut want = vec![init; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            for l in 0..k {
+                want[i * n + j] += a[i * k + l] * b[l * n + j];
+            }
+        }
+    }
+    want
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn naive(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), init: f32) -> Vec<f32> {
-        let mut want = vec![init; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                for l in 0..k {
-                    want[i * n + j] += a[i * k + l] * b[l * n + j];
-                }
-            }
-        }
-        want
-    }
 
     /// Rows with gaps between them (one step of a `[B, T, N]` tensor) and transposed operands.
     #[test]

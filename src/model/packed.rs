@@ -574,18 +574,7 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn naive(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), init: f32) -> Vec<f32> {
-        let mut want = vec![init; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                for l in 0..k {
-                    want[i * n + j] += a[i * k + l] * b[l * n + j];
-                }
-            }
-        }
-        want
-    }
+    use crate::model::gemm::naive;
 
     /// Every row count (one block, several, a ragged last block, enough work for the threads),
     /// ragged k and n (n not a multiple of the panel): the naive product, in f32 and from
