@@ -69,14 +69,17 @@ pub struct CaptionerConfig {
     /// image `x0 = f·We + be`, which words the image's captions use. Captioning never reads it.
     /// Absent (as in model files written before it existed) means no head.
     pub concept_head: Option<bool>,
-    /// Weight λ of concept-guided decoding (see [`super::decode::ConceptBias`]) that `caption`,
+    /// Weight λ of concept-guided decoding (see [`super::guide::ConceptBias`]) that `caption`,
     /// `eval`, `index`, `search` and `serve` use with this model unless told otherwise. Absent
     /// (as in model files written before it existed) means 0: no guidance.
     pub concept_weight: Option<f32>,
     /// Word ids that the training captions say at most once per caption (see
-    /// [`super::decode::said_once_words`]); a concept-guided caption says them once too.
+    /// [`super::guide::said_once_words`]); a concept-guided caption says them once too.
     /// Absent in model files written before it existed: no such rule.
     pub said_once: Option<Vec<usize>>,
+    /// Concept guidance's further settings and word lists (see [`super::guide::ConceptGuide`]).
+    /// Absent in model files written before it existed: decoding as before.
+    pub guide: Option<super::guide::ConceptGuide>,
 }
 
 impl CaptionerConfig {

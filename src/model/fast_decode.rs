@@ -19,8 +19,9 @@
 use burn::prelude::*;
 
 use super::captioner::Captioner;
-use super::decode::{Caption, ConceptBias, DecodeOptions, Stepper, beam_search};
+use super::decode::{Caption, DecodeOptions, Stepper, beam_search};
 use super::fast_cell::cell_row;
+use super::guide::{ConceptBias, Guidance};
 use super::packed::Weights;
 use super::precision::Precision;
 use crate::error::{Error, Result};
@@ -145,16 +146,16 @@ impl FastDecoder {
     /// Decodes `rows` feature vectors (`features` is `rows × F`, row-major) into one caption each,
     /// with the same semantics as [`super::decode::decode`].
     pub fn decode(&self, features: &[f32], options: DecodeOptions) -> Result<Vec<Caption>> {
-        self.decode_guided(features, options, &[])
+        self.decode_guided(features, options, Guidance::default())
     }
 
-    /// [`FastDecoder::decode`] with the words a caption says once (for concept guidance, see
-    /// [`ConceptBias`]).
+    /// [`FastDecoder::decode`] with what the model says about its words for concept guidance
+    /// (see [`ConceptBias`]).
     pub fn decode_guided(
         &self,
         features: &[f32],
         options: DecodeOptions,
-        said_once: &[usize],
+        guidance: Guidance<'_>,
     ) -> Result<Vec<Caption>> {
         if !features.len().is_multiple_of(self.f.max(1)) {
             return Err(Error::Invalid(format!(
@@ -174,7 +175,7 @@ impl FastDecoder {
                 // the concept logits of the projected images `x0`, which `start` left in `x`
                 let mut logits = bc.repeat(batch);
                 wc.mul_acc(&mut logits, &stepper.x, batch);
-                ConceptBias::new(options.concept_weight(), &logits, self.v, said_once)
+                ConceptBias::new(options.concept_weight(), &logits, self.v, guidance)
             }
             _ => None,
         };
@@ -189,13 +190,13 @@ impl FastDecoder {
 }
 
 /// Decodes `features` `[B, F]` with the fast path when there is one, else with burn's ops;
-/// `said_once` as in [`super::decode::decode_guided`].
+/// `guidance` as in [`super::decode::decode_guided`].
 pub fn decode_with(
     fast: Option<&FastDecoder>,
     model: &Captioner,
     features: Tensor<2>,
     options: DecodeOptions,
-    said_once: &[usize],
+    guidance: Guidance<'_>,
 ) -> Result<Vec<Caption>> {
     match fast {
         Some(fast) => {
@@ -207,10 +208,10 @@ pub fn decode_with(
                     what: "the image features".into(),
                     error,
                 })?;
-            fast.decode_guided(&data, options, said_once)
+            fast.decode_guided(&data, options, guidance)
         }
         None => Ok(super::decode::decode_guided(
-            model, features, options, said_once,
+            model, features, options, guidance,
         )),
     }
 }
@@ -383,7 +384,8 @@ impl Stepper for FastStepper<'_> {
 mod tests {
     use super::*;
     use crate::model::captioner::{CaptionerConfig, EncoderConfig};
-    use crate::model::decode::decode;
+    use crate::model::decode::{decode, decode_guided};
+    use crate::model::guide::ConceptGuide;
     use burn::tensor::Distribution;
 
     fn model(tanh_c: u8) -> Captioner {
@@ -478,6 +480,37 @@ mod tests {
                 got.iter().map(|c| &c.ids).collect::<Vec<_>>(),
                 plain.iter().map(|c| &c.ids).collect::<Vec<_>>(),
                 "guidance changes some caption"
+            );
+            // the model's guide (kind names, their weight and floor, the relative bias) too
+            let guide = ConceptGuide {
+                kind_names: (2..40)
+                    .step_by(3)
+                    .map(|w| vec![w])
+                    .chain([vec![5, 6]])
+                    .collect(),
+                prior: (0..40).map(|w| -(w as f32) / 10.0).collect(),
+                kind_weight: Some(2.0),
+                kind_floor: Some(0.3),
+                relative_weight: Some(0.5),
+                rerank: Some(2.0),
+            };
+            let guidance = Guidance {
+                said_once: &[7, 8],
+                guide: Some(&guide),
+            };
+            let want = decode_guided(&model, features.clone(), options(Some(1.0)), guidance);
+            let got = fast
+                .decode_guided(&flat, options(Some(1.0)), guidance)
+                .unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.ids, w.ids, "beam {beam_size}");
+                assert!((g.logprob - w.logprob).abs() < 1e-3);
+            }
+            let unguided = fast.decode(&flat, options(Some(1.0))).unwrap();
+            assert_ne!(
+                got.iter().map(|c| &c.ids).collect::<Vec<_>>(),
+                unguided.iter().map(|c| &c.ids).collect::<Vec<_>>(),
+                "the guide changes some caption"
             );
         }
     }

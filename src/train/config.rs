@@ -216,11 +216,24 @@ pub struct ModelSection {
     #[serde(default = "d_concept_loss")]
     pub concept_loss: f64,
     /// Weight λ of concept-guided decoding (0, the default, turns it off): each word's score at
-    /// every step gets `λ · log σ(c_w)` from the concept head (see `model::decode::ConceptBias`),
+    /// every step gets `λ · log σ(c_w)` from the concept head (see `model::guide::ConceptBias`),
     /// so the caption names what the head sees. Saved in model.json, so caption, eval, index,
     /// search and serve decode alike. Needs `concept_loss > 0` (the head).
     #[serde(default)]
     pub concept_weight: f64,
+    /// λ of the kind words (the last words of the dataset's kind names) in concept-guided
+    /// decoding; absent: `concept_weight`. Saved in model.json (`guide`, see
+    /// `model::guide::ConceptGuide`), with the kind names and each word's base rate.
+    #[serde(default)]
+    pub kind_weight: Option<f64>,
+    /// Concept-guided captions do not say a kind word whose concept-head probability is below
+    /// this (0: no floor).
+    #[serde(default)]
+    pub kind_floor: f64,
+    /// μ of the relative bias of concept-guided decoding: each word also gets
+    /// `μ · (log σ(c_w) − log base rate)` (0: none).
+    #[serde(default)]
+    pub relative_weight: f64,
 }
 
 /// The data part: how captions and images become tensors.
@@ -475,6 +488,25 @@ impl TrainConfig {
             return bad(
                 "model.concept_weight",
                 "guides decoding with the concept head, which concept_loss = 0 turns off: set concept_loss > 0 or concept_weight = 0",
+            );
+        }
+        let weight = |w: f64| w >= 0.0 && w.is_finite();
+        if !self.model.kind_weight.is_none_or(weight) {
+            return bad(
+                "model.kind_weight",
+                "must be a weight ≥ 0 such as 1, or left out",
+            );
+        }
+        if !(0.0..1.0).contains(&self.model.kind_floor) {
+            return bad(
+                "model.kind_floor",
+                "must be a probability in [0, 1) such as 0.1 (0: no floor)",
+            );
+        }
+        if !weight(self.model.relative_weight) {
+            return bad(
+                "model.relative_weight",
+                "must be 0 (off) or a weight such as 0.5",
             );
         }
         if self.model.embed_size == 0 || self.model.hidden_size == 0 {
@@ -802,6 +834,22 @@ mod tests {
         ] {
             let err = TrainConfig::from_toml(&format!("[model]\n{bad}\n")).unwrap_err();
             assert!(err.to_string().contains("model.concept_weight"), "{err}");
+        }
+        assert_eq!(c.model.kind_weight, None);
+        assert_eq!((c.model.kind_floor, c.model.relative_weight), (0.0, 0.0));
+        let c = TrainConfig::from_toml(
+            "[model]\nconcept_weight = 1\nkind_weight = 2\nkind_floor = 0.1\nrelative_weight = 0.5\n",
+        )
+        .unwrap();
+        assert_eq!(c.model.kind_weight, Some(2.0));
+        assert_eq!((c.model.kind_floor, c.model.relative_weight), (0.1, 0.5));
+        for (bad, field) in [
+            ("kind_weight = -1", "model.kind_weight"),
+            ("kind_floor = 1", "model.kind_floor"),
+            ("relative_weight = -0.5", "model.relative_weight"),
+        ] {
+            let err = TrainConfig::from_toml(&format!("[model]\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
         }
     }
 
