@@ -23,7 +23,7 @@ use crate::data::labels::{LabelledObject, Lexicon};
 use crate::data::text::Vocabulary;
 
 /// The thresholds the probe reports.
-pub const PROBE_THRESHOLDS: [f32; 8] = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7];
+pub const PROBE_THRESHOLDS: [f32; 8] = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7];
 
 /// The kinds of a lexicon, each with its names as word ids of a vocabulary.
 #[derive(Debug, Clone)]

@@ -51,8 +51,9 @@ pub struct FastDecoder {
     wd: Weights,
     /// `[V]`
     bd: Vec<f32>,
-    /// The concept head `[D, V]` and `[V]`, when the model has one (concept-guided decoding).
-    concept: Option<(Weights, Vec<f32>)>,
+    /// The concept head `[D, V]` (`[F, V]` when it reads the feature: the flag) and `[V]`, when
+    /// the model has one (concept-guided decoding).
+    concept: Option<(Weights, Vec<f32>, bool)>,
 }
 
 fn floats<const D: usize>(t: Tensor<D>, name: &str) -> Result<Vec<f32>> {
@@ -105,8 +106,12 @@ impl FastDecoder {
             bd: floats(model.bd.val(), "bd")?,
             concept: match &model.concept {
                 Some(head) => Some((
-                    weights(floats(head.wc.val(), "concept.wc")?, (d, v)),
+                    weights(
+                        floats(head.wc.val(), "concept.wc")?,
+                        (if head.on_feature { f } else { d }, v),
+                    ),
                     floats(head.bc.val(), "concept.bc")?,
+                    head.on_feature,
                 )),
                 None => None,
             },
@@ -171,10 +176,15 @@ impl FastDecoder {
         let mut stepper = FastStepper::new(self, batch);
         stepper.start(features);
         let bias = match &self.concept {
-            Some((wc, bc)) if options.concept_weight() > 0.0 => {
-                // the concept logits of the projected images `x0`, which `start` left in `x`
+            Some((wc, bc, on_feature)) if options.concept_weight() > 0.0 => {
+                // the concept logits of the features, or of the projected images `x0`, which
+                // `start` left in `x`
                 let mut logits = bc.repeat(batch);
-                wc.mul_acc(&mut logits, &stepper.x, batch);
+                wc.mul_acc(
+                    &mut logits,
+                    if *on_feature { features } else { &stepper.x },
+                    batch,
+                );
                 ConceptBias::new(options.concept_weight(), &logits, self.v, guidance)
             }
             _ => None,
@@ -440,6 +450,12 @@ mod tests {
     /// (given, or the default) reproduces unguided decoding exactly; a strong λ changes captions.
     #[test]
     fn concept_guidance_is_the_same_on_both_paths() {
+        for on_feature in [None, Some(true)] {
+            guided_paths_agree(on_feature);
+        }
+    }
+
+    fn guided_paths_agree(on_feature: Option<bool>) {
         let device = Device::flex();
         device.seed(7);
         let model = CaptionerConfig::new(
@@ -452,6 +468,7 @@ mod tests {
         .with_embed_size(16)
         .with_hidden_size(20)
         .with_concept_head(Some(true))
+        .with_concept_on_feature(on_feature)
         .init(&device);
         let features = Tensor::<2>::random([6, 24], Distribution::Normal(0.0, 2.0), &device);
         let flat = features.clone().into_data().try_into_vec::<f32>().unwrap();

@@ -215,6 +215,11 @@ pub struct ModelSection {
     /// NeuralTalk's.
     #[serde(default = "d_concept_loss")]
     pub concept_loss: f64,
+    /// The concept head reads the image feature (e.g. EfficientNet-Lite0's 1280 values) instead
+    /// of the decoder's projection of it (256): a head of its own, whose loss no longer trains
+    /// the projection.
+    #[serde(default)]
+    pub concept_on_feature: bool,
     /// Weight λ of concept-guided decoding (0, the default, turns it off): each word's score at
     /// every step gets `λ · log σ(c_w)` from the concept head (see `model::guide::ConceptBias`),
     /// so the caption names what the head sees. Saved in model.json, so caption, eval, index,

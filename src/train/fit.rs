@@ -127,6 +127,9 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         .with_dropout(config.model.dropout)
         .with_tanh_c_version(config.model.tanh_c_version)
         .with_concept_head((config.model.concept_loss > 0.0).then_some(true))
+        .with_concept_on_feature(
+            (config.model.concept_loss > 0.0 && config.model.concept_on_feature).then_some(true),
+        )
         .with_concept_weight(
             (config.model.concept_weight > 0.0).then_some(config.model.concept_weight as f32),
         )
