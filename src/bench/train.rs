@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::decode::DecodeOptions;
 use crate::model::encoder::SmallCnnConfig;
 use crate::model::fast_decode::{FastDecoder, decode_with};
+use crate::model::guide::Guidance;
 use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
 use crate::train::config::{TrainConfig, TrainEncoder};
 
@@ -257,7 +258,7 @@ fn greedy_captioning(
             &model,
             features,
             DecodeOptions::default(),
-            &[],
+            Guidance::default(),
         )?;
         Ok(())
     })?;

@@ -14,6 +14,7 @@
 
 pub mod bleu;
 pub mod cider;
+pub mod concepts;
 pub mod objects;
 pub mod plot;
 pub mod report;

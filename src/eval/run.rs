@@ -12,12 +12,14 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use indicatif::ProgressBar;
 
+use super::concepts::KindProbe;
 use super::objects::{ObjectMatcher, ObjectScores, object_scores};
 use super::report::{
     Baseline, CaptionedImage, CheckpointIdentity, DatasetIdentity, DecodeSettings, EvalRun,
     ImageId, score_images,
 };
 use super::results::declared_integer_ids;
+use super::search_variants::ConceptSpace;
 use crate::data::batch::{arrange_tokens, images_tensor};
 use crate::data::formats::resolve_image;
 use crate::data::labels::LabelledObject;
@@ -114,6 +116,8 @@ pub fn evaluate_model(
     let mut captioned = Vec::with_capacity(samples.len());
     // The labelled things of each captioned image (empty when it has no labels).
     let mut things: Vec<&[LabelledObject]> = Vec::with_capacity(samples.len());
+    // Each captioned image's embedding, for the concept-head probe.
+    let mut embeddings: Vec<Option<Vec<f32>>> = Vec::with_capacity(samples.len());
     let mut skipped = Vec::new();
     let mut nll = Nll::default();
     for chunk in samples.chunks(options.batch_size.max(1)) {
@@ -152,6 +156,7 @@ pub fn evaluate_model(
                 nll.tokens += batch.tokens;
             }
             for (r, g) in readable.into_iter().zip(generated) {
+                embeddings.push(g.embedding);
                 things.push(
                     r.sample
                         .labels
@@ -220,6 +225,19 @@ pub fn evaluate_model(
         }
         None => None,
     };
+    let concept_probe = match (&dataset.kinds, ConceptSpace::of(engine)) {
+        (Some(kinds), Some(space)) if things.iter().any(|t| !t.is_empty()) => {
+            let rows: Vec<&[f32]> = embeddings.iter().flatten().map(Vec::as_slice).collect();
+            if rows.len() == things.len() {
+                let probs = space.words(&rows)?;
+                let probe = KindProbe::new(kinds, &engine.loaded.vocab, tokenize);
+                Some(probe.probe(probs.iter().map(Vec::as_slice).zip(things.iter().copied())))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
     let (metrics, images) = score_images(captioned)?;
     let (perplexity, perplexity_note) = if with_perplexity {
         (
@@ -257,6 +275,7 @@ pub fn evaluate_model(
         skipped,
         baseline,
         objects,
+        concept_probe,
     })
 }
 

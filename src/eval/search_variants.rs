@@ -73,15 +73,20 @@ pub struct ConceptSpace<'a> {
 impl<'a> ConceptSpace<'a> {
     pub fn of(engine: &'a CaptionEngine) -> Option<Self> {
         let model = &engine.loaded.model;
-        (model.concept.is_some() && model.tail.is_none()).then_some(ConceptSpace { engine })
+        // a small CNN's embedding is the projected image, which a head on the feature cannot read
+        let readable = model
+            .concept
+            .as_ref()
+            .is_some_and(|h| !(h.on_feature && model.cnn.is_some()));
+        (readable && model.tail.is_none()).then_some(ConceptSpace { engine })
     }
 
     /// The word probabilities of each embedding (rows of `embeddings`, all of one length).
     pub fn words(&self, embeddings: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
         let model = &self.engine.loaded.model;
-        let Some(head) = &model.concept else {
+        if model.concept.is_none() {
             return Ok(Vec::new());
-        };
+        }
         let Some(dims) = embeddings.first().map(|e| e.len()) else {
             return Ok(Vec::new());
         };
@@ -89,14 +94,16 @@ impl<'a> ConceptSpace<'a> {
         let flat: Vec<f32> = embeddings.iter().flat_map(|e| e.iter().copied()).collect();
         let x = Tensor::<1>::from_data(TensorData::new(flat, [rows * dims]), &self.engine.device)
             .reshape([rows, dims]);
-        // A small CNN's embedding is the projected image already; a backbone's is the feature.
-        let x0 = if model.cnn.is_some() {
-            x
+        // A small CNN's embedding is the projected image already (its head reads that, see
+        // `of`); a backbone's is the feature.
+        let (x, x0) = if model.cnn.is_some() {
+            (x.clone(), x)
         } else {
-            model.project(x)
+            (x.clone(), model.project(x))
         };
-        let wc = head.wc.val();
-        let logits = x0.cast(wc.dtype()).matmul(wc) + head.bc.val().unsqueeze_dim(0);
+        let Some(logits) = model.concept_logits(x, x0) else {
+            return Ok(Vec::new());
+        };
         let probs = sigmoid(logits);
         let v = probs.dims()[1];
         let data = probs

@@ -69,14 +69,22 @@ pub struct CaptionerConfig {
     /// image `x0 = f·We + be`, which words the image's captions use. Captioning never reads it.
     /// Absent (as in model files written before it existed) means no head.
     pub concept_head: Option<bool>,
-    /// Weight λ of concept-guided decoding (see [`super::decode::ConceptBias`]) that `caption`,
+    /// Feed the concept head the image feature `[F]` instead of the projected image `[D]`: a
+    /// head of its own, not read through the decoder's projection (and its loss then does not
+    /// train the projection). Absent (as in model files written before it existed): the
+    /// projected image.
+    pub concept_on_feature: Option<bool>,
+    /// Weight λ of concept-guided decoding (see [`super::guide::ConceptBias`]) that `caption`,
     /// `eval`, `index`, `search` and `serve` use with this model unless told otherwise. Absent
     /// (as in model files written before it existed) means 0: no guidance.
     pub concept_weight: Option<f32>,
     /// Word ids that the training captions say at most once per caption (see
-    /// [`super::decode::said_once_words`]); a concept-guided caption says them once too.
+    /// [`super::guide::said_once_words`]); a concept-guided caption says them once too.
     /// Absent in model files written before it existed: no such rule.
     pub said_once: Option<Vec<usize>>,
+    /// Concept guidance's further settings and word lists (see [`super::guide::ConceptGuide`]).
+    /// Absent in model files written before it existed: decoding as before.
+    pub guide: Option<super::guide::ConceptGuide>,
 }
 
 impl CaptionerConfig {
@@ -115,19 +123,27 @@ impl CaptionerConfig {
             wd: uniform(h, v, h),
             bd: Param::from_tensor(Tensor::zeros([v], device)),
             dropout: DropoutConfig::new(self.dropout).init(),
-            concept: self.concept_head.unwrap_or(false).then(|| ConceptHead {
-                wc: uniform(d, v, d),
-                bc: Param::from_tensor(Tensor::zeros([v], device)),
+            concept: self.concept_head.unwrap_or(false).then(|| {
+                let on_feature = self.concept_on_feature.unwrap_or(false);
+                let rows = if on_feature { f } else { d };
+                ConceptHead {
+                    wc: uniform(rows, v, rows),
+                    bc: Param::from_tensor(Tensor::zeros([v], device)),
+                    on_feature,
+                }
             }),
         }
     }
 }
 
-/// The training-only concept head: projected image `[B, D]` → word logits `[B, V]`.
+/// The concept head: projected image `[B, D]` (or, `on_feature`, the image feature `[B, F]`) →
+/// word logits `[B, V]`.
 #[derive(Module, Debug)]
 pub struct ConceptHead {
     pub wc: Param<Tensor<2>>,
     pub bc: Param<Tensor<1>>,
+    /// Whether the head reads the image feature rather than the projected image.
+    pub on_feature: bool,
 }
 
 /// CNN (optional) + projection + embeddings + fused LSTM + output layer.
@@ -244,11 +260,14 @@ impl Captioner {
         (picked * mask).sum().neg() / total.clamp_min(1.0)
     }
 
-    /// The concept head's word logits `[B, V]` for projected images `x0` `[B, D]` (from
-    /// [`Captioner::project`]); `None` without a concept head.
-    pub fn concept_logits_of(&self, x0: Tensor<2>) -> Option<Tensor<2>> {
+    /// The concept head's word logits `[B, V]` for features `[B, F]` whose projection (from
+    /// [`Captioner::project`]) is `x0` `[B, D]`; the head reads the one it was made for (see
+    /// [`CaptionerConfig::concept_on_feature`]). `None` without a concept head.
+    pub fn concept_logits(&self, features: Tensor<2>, x0: Tensor<2>) -> Option<Tensor<2>> {
         let head = self.concept.as_ref()?;
-        Some(x0.matmul(head.wc.val()) + head.bc.val().unsqueeze_dim(0))
+        let wc = head.wc.val();
+        let input = if head.on_feature { features } else { x0 };
+        Some(input.cast(wc.dtype()).matmul(wc) + head.bc.val().unsqueeze_dim(0))
     }
 
     /// The concept loss: binary cross-entropy between the concept head's word logits for
@@ -256,7 +275,8 @@ impl Captioner {
     /// word), summed over words and averaged over images. `None` without a concept head.
     pub fn concept_loss(&self, features: Tensor<2>, targets: Tensor<2>) -> Option<Tensor<1>> {
         let [b, _] = targets.dims();
-        let logits = self.concept_logits_of(self.project(features))?;
+        let x0 = self.project(features.clone());
+        let logits = self.concept_logits(features, x0)?;
         let targets = targets.cast(logits.dtype());
         let nll = targets.clone() * log_sigmoid(logits.clone())
             + (targets.neg() + 1.0) * log_sigmoid(logits.neg());
@@ -451,6 +471,38 @@ mod tests {
         let we = model.we.val().grad(&grads).expect("We gets a gradient");
         let norm: f32 = we.abs().sum().into_scalar();
         assert!(norm > 0.0);
+    }
+
+    /// A head on the feature has `[F, V]` weights, its loss is binary cross-entropy on
+    /// `f · Wc + bc`, and it leaves the projection `We` alone.
+    #[test]
+    fn a_concept_head_on_the_feature_reads_the_feature() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let model = CaptionerConfig::new(
+            EncoderConfig::Precomputed {
+                dim: 3,
+                backbone: "test".into(),
+            },
+            4,
+        )
+        .with_embed_size(5)
+        .with_hidden_size(6)
+        .with_concept_head(Some(true))
+        .with_concept_on_feature(Some(true))
+        .init(&device);
+        let head = model.concept.as_ref().unwrap();
+        assert!(head.on_feature);
+        assert_eq!(head.wc.dims(), [3, 4]);
+        let f = || Tensor::<2>::from_floats([[0.5f32, -1.0, 2.0]], &device);
+        let t = Tensor::<2>::from_floats([[0.0f32, 1.0, 0.5, 0.0]], &device);
+        let logits = model.concept_logits(f(), model.project(f())).unwrap();
+        let want = f().matmul(head.wc.val()) + head.bc.val().unsqueeze_dim(0);
+        let diff: f32 = (logits - want).abs().sum().into_scalar();
+        assert!(diff < 1e-6);
+        let grads = model.concept_loss(f(), t).unwrap().backward();
+        assert!(model.we.val().grad(&grads).is_none(), "We gets no gradient");
+        assert!(head.wc.val().grad(&grads).is_some());
     }
 
     /// Model files written before the concept head existed have no `concept_head` field; they

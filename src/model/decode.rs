@@ -14,6 +14,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::captioner::Captioner;
+use super::guide::{ConceptBias, Guidance};
 use super::lstm::LstmState;
 use crate::data::text::BOUNDARY;
 
@@ -48,111 +49,6 @@ impl DecodeOptions {
     /// λ, with `None` read as 0 (no guidance).
     pub fn concept_weight(&self) -> f32 {
         self.concept_weight.unwrap_or(0.0)
-    }
-}
-
-/// Concept-guided decoding: at every step, each word's log-probability gets `λ · log σ(c_w)`
-/// added, `c_w` being the concept head's logit of word `w` for the image: the model's own
-/// estimate, from the image alone, that the image's captions use `w` (see
-/// [`super::captioner::ConceptHead`]). The decoder's language model chooses the sentence; the
-/// image's evidence for each word is added to it, as in shallow fusion. A kind the head is sure
-/// of (`σ ≈ 1`) loses nothing, a kind it rules out loses up to `λ · log 1e-20`-ish, and a
-/// category word that captions use for a fraction of their things ("an animal") loses
-/// `λ · log` of that fraction. END is left alone, so the bias never keeps a caption going.
-///
-/// The head says which words the captions use, not how often: on its own the bias fills every
-/// slot of "a X, a Y and a Z" with the one kind it is surest of. So words that the training
-/// captions never say twice in a caption (`once`, see [`said_once_words`]; kind nouns, settings)
-/// cannot be said twice in a guided caption either.
-///
-/// Ranking uses the biased scores, so a guided [`Caption::logprob`] includes the bias.
-#[derive(Debug, Clone)]
-pub struct ConceptBias {
-    vocab: usize,
-    /// `λ · log σ(c)`, `batch × V` row-major, 0 for END.
-    bias: Vec<f32>,
-    /// Words a caption says at most once.
-    once: Vec<bool>,
-}
-
-/// Share of the training captions using a word that use it twice or more, below which the word
-/// counts as said once (see [`ConceptBias`]).
-pub const SAID_ONCE_SHARE: f64 = 0.01;
-
-/// The words (ids) that fewer than [`SAID_ONCE_SHARE`] of the captions using them use twice or
-/// more: the words a caption says once. Words no caption uses are left out.
-pub fn said_once_words<'a>(
-    vocab: usize,
-    captions: impl IntoIterator<Item = &'a [usize]>,
-) -> Vec<usize> {
-    let (mut using, mut twice) = (vec![0usize; vocab], vec![0usize; vocab]);
-    let mut seen = vec![0u8; vocab];
-    for caption in captions {
-        for &w in caption.iter().filter(|&&w| w < vocab) {
-            seen[w] = seen[w].saturating_add(1);
-        }
-        for &w in caption.iter().filter(|&&w| w < vocab) {
-            match seen[w] {
-                0 => continue,
-                1 => using[w] += 1,
-                _ => {
-                    using[w] += 1;
-                    twice[w] += 1;
-                }
-            }
-            seen[w] = 0;
-        }
-    }
-    (0..vocab)
-        .filter(|&w| {
-            w != BOUNDARY && using[w] > 0 && (twice[w] as f64) < SAID_ONCE_SHARE * using[w] as f64
-        })
-        .collect()
-}
-
-/// `log σ(z)`, stable for large `|z|`.
-fn log_sigmoid(z: f32) -> f32 {
-    if z >= 0.0 {
-        -(-z).exp().ln_1p()
-    } else {
-        z - z.exp().ln_1p()
-    }
-}
-
-impl ConceptBias {
-    /// From the concept logits of a batch of images (`batch × vocab`, row-major) and the weight
-    /// λ; `None` when λ is 0 (or not a positive number), so unguided decoding runs exactly the
-    /// code it ran before.
-    pub fn new(weight: f32, logits: &[f32], vocab: usize, once: &[usize]) -> Option<Self> {
-        if !(weight > 0.0 && weight.is_finite()) || vocab == 0 {
-            return None;
-        }
-        let mut bias: Vec<f32> = logits.iter().map(|&z| weight * log_sigmoid(z)).collect();
-        for row in bias.chunks_exact_mut(vocab) {
-            row[BOUNDARY] = 0.0;
-        }
-        let mut said_once = vec![false; vocab];
-        for &w in once.iter().filter(|&&w| w < vocab) {
-            said_once[w] = true;
-        }
-        Some(Self {
-            vocab,
-            bias,
-            once: said_once,
-        })
-    }
-
-    /// Adds image `img`'s bias to a row of word scores `y` of a beam that has said `words`.
-    fn apply(&self, img: usize, words: &[usize], y: &mut [f32]) {
-        let b = &self.bias[img * self.vocab..(img + 1) * self.vocab];
-        for (yw, bw) in y.iter_mut().zip(b) {
-            *yw += bw;
-        }
-        for &w in words {
-            if self.once.get(w) == Some(&true) {
-                y[w] = f32::NEG_INFINITY;
-            }
-        }
     }
 }
 
@@ -241,28 +137,29 @@ impl Stepper for BurnStepper<'_> {
 ///
 /// For inference on the CPU, [`super::fast_decode::FastDecoder`] gives the same captions faster.
 pub fn decode(model: &Captioner, features: Tensor<2>, options: DecodeOptions) -> Vec<Caption> {
-    decode_guided(model, features, options, &[])
+    decode_guided(model, features, options, Guidance::default())
 }
 
-/// [`decode`] with the words a caption says once (for concept guidance, see [`ConceptBias`]).
+/// [`decode`] with what the model says about its words for concept guidance (see
+/// [`ConceptBias`]).
 pub fn decode_guided(
     model: &Captioner,
     features: Tensor<2>,
     options: DecodeOptions,
-    said_once: &[usize],
+    guidance: Guidance<'_>,
 ) -> Vec<Caption> {
     let [batch, _] = features.dims();
     if batch == 0 {
         return Vec::new();
     }
     // t = 0: the image, from the zero state; its output is discarded.
-    let x0 = model.project(features);
-    let bias = match model.concept_logits_of(x0.clone()) {
+    let x0 = model.project(features.clone());
+    let bias = match model.concept_logits(features, x0.clone()) {
         Some(logits) if options.concept_weight() > 0.0 => {
             let logits = logits.into_data().convert::<f32>().try_into_vec::<f32>();
             // a backend that cannot hand the logits back decodes unguided, as the steps would fail
             logits.ok().and_then(|l| {
-                ConceptBias::new(options.concept_weight(), &l, model.vocab_size(), said_once)
+                ConceptBias::new(options.concept_weight(), &l, model.vocab_size(), guidance)
             })
         }
         _ => None,
@@ -379,7 +276,16 @@ pub fn beam_search(
 
     beams
         .into_iter()
-        .map(|bs| {
+        .enumerate()
+        .map(|(img, mut bs)| {
+            // a reranking guide may keep another beam than the likeliest (ties: the likelier)
+            if let Some(bias) = bias.filter(|b| b.reranks() && bs.len() > 1) {
+                let score = |b: &Beam| bias.rerank_score(img, &b.words, b.logprob);
+                let pick = (0..bs.len())
+                    .max_by(|&i, &j| score(&bs[i]).total_cmp(&score(&bs[j])).then(j.cmp(&i)))
+                    .unwrap_or(0);
+                bs.swap(0, pick);
+            }
             let best = bs.into_iter().next().unwrap_or(Beam {
                 logprob: 0.0,
                 words: Vec::new(),
@@ -416,107 +322,6 @@ fn top_k(values: &[f32], k: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A stepper with fixed word scores: `first` at step 1, then END most likely.
-    struct Fixed {
-        first: Vec<f32>,
-        calls: usize,
-    }
-
-    impl Stepper for Fixed {
-        fn step(&mut self, rows: &[usize], _prev: &[usize]) -> Option<Vec<f32>> {
-            self.calls += 1;
-            let row: Vec<f32> = if self.calls == 1 {
-                self.first.clone()
-            } else {
-                vec![-0.1, -3.0, -3.0, -3.0]
-            };
-            Some(rows.iter().flat_map(|_| row.clone()).collect())
-        }
-    }
-
-    fn run(bias: Option<&ConceptBias>, beam_size: usize) -> Vec<Caption> {
-        // words: END, "a", "frog", "animal"; the decoder alone prefers the generic "animal"
-        let first = [0.02f32, 0.08, 0.3, 0.6].map(f32::ln).to_vec();
-        let options = DecodeOptions {
-            beam_size,
-            ..DecodeOptions::default()
-        };
-        beam_search(&mut Fixed { first, calls: 0 }, 1, 4, options, bias)
-    }
-
-    /// The concept head's evidence changes the chosen word where it disagrees with the decoder,
-    /// in greedy and beam decoding; END is never biased (here the head calls it unlikely, and
-    /// the caption still ends); λ = 0 is no bias at all.
-    #[test]
-    fn concept_bias_picks_the_word_the_head_sees() {
-        // head: "frog" likely, "animal" not, END and "a" very unlikely
-        let logits = [-20.0f32, -20.0, 4.0, -3.0];
-        let bias = ConceptBias::new(1.0, &logits, 4, &[]).unwrap();
-        for beam_size in [1, 3] {
-            assert_eq!(run(None, beam_size)[0].ids, [3], "beam {beam_size}");
-            let guided = &run(Some(&bias), beam_size)[0];
-            assert_eq!(guided.ids, [2], "beam {beam_size}");
-            // the biased score: log 0.3 + log σ(4), then END unbiased
-            let want = 0.3f64.ln() + f64::from(log_sigmoid(4.0)) - 0.1;
-            assert!((guided.logprob - want).abs() < 1e-5, "{}", guided.logprob);
-        }
-        // a weak bias does not overturn a clear preference
-        let weak = ConceptBias::new(0.1, &logits, 4, &[]).unwrap();
-        assert_eq!(run(Some(&weak), 1)[0].ids, [3]);
-        assert!(ConceptBias::new(0.0, &logits, 4, &[2]).is_none());
-        assert!(ConceptBias::new(f32::NAN, &logits, 4, &[]).is_none());
-        assert_eq!(DecodeOptions::default().concept_weight(), 0.0);
-    }
-
-    /// Repeats the same scores for two steps, then prefers END.
-    struct Twice(usize);
-
-    impl Stepper for Twice {
-        fn step(&mut self, rows: &[usize], _prev: &[usize]) -> Option<Vec<f32>> {
-            self.0 += 1;
-            // words: END, "a", "frog", "animal", "duck"
-            let row = if self.0 <= 2 {
-                vec![-5.0, -3.0, -0.5, -2.0, -3.0]
-            } else {
-                vec![-0.1, -3.0, -3.0, -3.0, -3.0]
-            };
-            Some(rows.iter().flat_map(|_| row.clone()).collect())
-        }
-    }
-
-    /// A word the training captions say once is not said twice in a guided caption; the next
-    /// slot goes to the next word the head and decoder agree on. Unguided decoding repeats.
-    #[test]
-    fn guided_captions_say_once_words_once() {
-        let logits = [0.0f32, 0.0, 5.0, -1.0, 2.0];
-        let run = |bias: Option<&ConceptBias>| {
-            beam_search(&mut Twice(0), 1, 5, DecodeOptions::default(), bias)[0]
-                .ids
-                .clone()
-        };
-        assert_eq!(run(None), [2, 2]);
-        let no_rule = ConceptBias::new(1.0, &logits, 5, &[]).unwrap();
-        assert_eq!(run(Some(&no_rule)), [2, 2]);
-        let once = ConceptBias::new(1.0, &logits, 5, &[2, 4]).unwrap();
-        assert_eq!(run(Some(&once)), [2, 4]);
-    }
-
-    #[test]
-    fn said_once_words_come_from_the_captions() {
-        let captions: [&[usize]; 4] = [&[1, 2, 1], &[2, 3], &[1, 3], &[0, 3]];
-        // 1 is said twice in one of its two captions; END never counts; 4 is never used
-        assert_eq!(said_once_words(5, captions), [2, 3]);
-    }
-
-    #[test]
-    fn log_sigmoid_is_stable() {
-        for z in [-100.0f32, -5.0, 0.0, 3.0, 100.0] {
-            let want = -(1.0 + (-f64::from(z)).exp()).ln();
-            assert!((f64::from(log_sigmoid(z)) - want).abs() < 1e-4, "{z}");
-        }
-        assert!(log_sigmoid(-1000.0).is_finite());
-    }
 
     /// Decode options written before concept guidance existed still read, as unguided.
     #[test]

@@ -19,8 +19,9 @@
 use burn::prelude::*;
 
 use super::captioner::Captioner;
-use super::decode::{Caption, ConceptBias, DecodeOptions, Stepper, beam_search};
+use super::decode::{Caption, DecodeOptions, Stepper, beam_search};
 use super::fast_cell::cell_row;
+use super::guide::{ConceptBias, Guidance};
 use super::packed::Weights;
 use super::precision::Precision;
 use crate::error::{Error, Result};
@@ -50,8 +51,9 @@ pub struct FastDecoder {
     wd: Weights,
     /// `[V]`
     bd: Vec<f32>,
-    /// The concept head `[D, V]` and `[V]`, when the model has one (concept-guided decoding).
-    concept: Option<(Weights, Vec<f32>)>,
+    /// The concept head `[D, V]` (`[F, V]` when it reads the feature: the flag) and `[V]`, when
+    /// the model has one (concept-guided decoding).
+    concept: Option<(Weights, Vec<f32>, bool)>,
 }
 
 fn floats<const D: usize>(t: Tensor<D>, name: &str) -> Result<Vec<f32>> {
@@ -104,8 +106,12 @@ impl FastDecoder {
             bd: floats(model.bd.val(), "bd")?,
             concept: match &model.concept {
                 Some(head) => Some((
-                    weights(floats(head.wc.val(), "concept.wc")?, (d, v)),
+                    weights(
+                        floats(head.wc.val(), "concept.wc")?,
+                        (if head.on_feature { f } else { d }, v),
+                    ),
                     floats(head.bc.val(), "concept.bc")?,
+                    head.on_feature,
                 )),
                 None => None,
             },
@@ -145,16 +151,16 @@ impl FastDecoder {
     /// Decodes `rows` feature vectors (`features` is `rows × F`, row-major) into one caption each,
     /// with the same semantics as [`super::decode::decode`].
     pub fn decode(&self, features: &[f32], options: DecodeOptions) -> Result<Vec<Caption>> {
-        self.decode_guided(features, options, &[])
+        self.decode_guided(features, options, Guidance::default())
     }
 
-    /// [`FastDecoder::decode`] with the words a caption says once (for concept guidance, see
-    /// [`ConceptBias`]).
+    /// [`FastDecoder::decode`] with what the model says about its words for concept guidance
+    /// (see [`ConceptBias`]).
     pub fn decode_guided(
         &self,
         features: &[f32],
         options: DecodeOptions,
-        said_once: &[usize],
+        guidance: Guidance<'_>,
     ) -> Result<Vec<Caption>> {
         if !features.len().is_multiple_of(self.f.max(1)) {
             return Err(Error::Invalid(format!(
@@ -170,11 +176,16 @@ impl FastDecoder {
         let mut stepper = FastStepper::new(self, batch);
         stepper.start(features);
         let bias = match &self.concept {
-            Some((wc, bc)) if options.concept_weight() > 0.0 => {
-                // the concept logits of the projected images `x0`, which `start` left in `x`
+            Some((wc, bc, on_feature)) if options.concept_weight() > 0.0 => {
+                // the concept logits of the features, or of the projected images `x0`, which
+                // `start` left in `x`
                 let mut logits = bc.repeat(batch);
-                wc.mul_acc(&mut logits, &stepper.x, batch);
-                ConceptBias::new(options.concept_weight(), &logits, self.v, said_once)
+                wc.mul_acc(
+                    &mut logits,
+                    if *on_feature { features } else { &stepper.x },
+                    batch,
+                );
+                ConceptBias::new(options.concept_weight(), &logits, self.v, guidance)
             }
             _ => None,
         };
@@ -189,13 +200,13 @@ impl FastDecoder {
 }
 
 /// Decodes `features` `[B, F]` with the fast path when there is one, else with burn's ops;
-/// `said_once` as in [`super::decode::decode_guided`].
+/// `guidance` as in [`super::decode::decode_guided`].
 pub fn decode_with(
     fast: Option<&FastDecoder>,
     model: &Captioner,
     features: Tensor<2>,
     options: DecodeOptions,
-    said_once: &[usize],
+    guidance: Guidance<'_>,
 ) -> Result<Vec<Caption>> {
     match fast {
         Some(fast) => {
@@ -207,10 +218,10 @@ pub fn decode_with(
                     what: "the image features".into(),
                     error,
                 })?;
-            fast.decode_guided(&data, options, said_once)
+            fast.decode_guided(&data, options, guidance)
         }
         None => Ok(super::decode::decode_guided(
-            model, features, options, said_once,
+            model, features, options, guidance,
         )),
     }
 }
@@ -383,7 +394,8 @@ impl Stepper for FastStepper<'_> {
 mod tests {
     use super::*;
     use crate::model::captioner::{CaptionerConfig, EncoderConfig};
-    use crate::model::decode::decode;
+    use crate::model::decode::{decode, decode_guided};
+    use crate::model::guide::ConceptGuide;
     use burn::tensor::Distribution;
 
     fn model(tanh_c: u8) -> Captioner {
@@ -438,6 +450,12 @@ mod tests {
     /// (given, or the default) reproduces unguided decoding exactly; a strong λ changes captions.
     #[test]
     fn concept_guidance_is_the_same_on_both_paths() {
+        for on_feature in [None, Some(true)] {
+            guided_paths_agree(on_feature);
+        }
+    }
+
+    fn guided_paths_agree(on_feature: Option<bool>) {
         let device = Device::flex();
         device.seed(7);
         let model = CaptionerConfig::new(
@@ -450,6 +468,7 @@ mod tests {
         .with_embed_size(16)
         .with_hidden_size(20)
         .with_concept_head(Some(true))
+        .with_concept_on_feature(on_feature)
         .init(&device);
         let features = Tensor::<2>::random([6, 24], Distribution::Normal(0.0, 2.0), &device);
         let flat = features.clone().into_data().try_into_vec::<f32>().unwrap();
@@ -478,6 +497,37 @@ mod tests {
                 got.iter().map(|c| &c.ids).collect::<Vec<_>>(),
                 plain.iter().map(|c| &c.ids).collect::<Vec<_>>(),
                 "guidance changes some caption"
+            );
+            // the model's guide (kind names, their weight and floor, the relative bias) too
+            let guide = ConceptGuide {
+                kind_names: (2..40)
+                    .step_by(3)
+                    .map(|w| vec![w])
+                    .chain([vec![5, 6]])
+                    .collect(),
+                prior: (0..40).map(|w| -(w as f32) / 10.0).collect(),
+                kind_weight: Some(2.0),
+                kind_floor: Some(0.3),
+                relative_weight: Some(0.5),
+                rerank: Some(2.0),
+            };
+            let guidance = Guidance {
+                said_once: &[7, 8],
+                guide: Some(&guide),
+            };
+            let want = decode_guided(&model, features.clone(), options(Some(1.0)), guidance);
+            let got = fast
+                .decode_guided(&flat, options(Some(1.0)), guidance)
+                .unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.ids, w.ids, "beam {beam_size}");
+                assert!((g.logprob - w.logprob).abs() < 1e-3);
+            }
+            let unguided = fast.decode(&flat, options(Some(1.0))).unwrap();
+            assert_ne!(
+                got.iter().map(|c| &c.ids).collect::<Vec<_>>(),
+                unguided.iter().map(|c| &c.ids).collect::<Vec<_>>(),
+                "the guide changes some caption"
             );
         }
     }

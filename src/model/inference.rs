@@ -9,6 +9,7 @@ use super::backbone::Backbone;
 use super::captioner::EncoderConfig;
 use super::decode::{DecodeOptions, decode_guided};
 use super::fast_decode::{FastDecoder, decode_with};
+use super::guide::Guidance;
 use super::precision::Precision;
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
 use crate::error::{Error, Result};
@@ -135,15 +136,14 @@ impl CaptionEngine {
         }
     }
 
-    /// The words this model's captions say once, for concept guidance (`said_once` in
-    /// model.json; empty for models trained before it existed).
-    fn said_once(&self) -> &[usize] {
-        self.loaded
-            .info
-            .captioner
-            .said_once
-            .as_deref()
-            .unwrap_or(&[])
+    /// What this model says about its words for concept guidance: `said_once` and `guide` in
+    /// model.json (empty and absent for models trained before they existed).
+    pub fn guidance(&self) -> Guidance<'_> {
+        let captioner = &self.loaded.info.captioner;
+        Guidance {
+            said_once: captioner.said_once.as_deref().unwrap_or(&[]),
+            guide: captioner.guide.as_ref(),
+        }
     }
 
     /// Captions feature vectors `[N, F]` (row-major `data`; for a model with fine-tuned backbone
@@ -173,8 +173,8 @@ impl CaptionEngine {
         }
         let embeddings = self.embed_features(features.clone())?;
         let captions = match &self.fast {
-            Some(fast) => fast.decode_guided(&data, options, self.said_once())?,
-            None => decode_guided(&self.loaded.model, features, options, self.said_once()),
+            Some(fast) => fast.decode_guided(&data, options, self.guidance())?,
+            None => decode_guided(&self.loaded.model, features, options, self.guidance()),
         };
         Ok(self.generated(captions, embeddings))
     }
@@ -191,7 +191,7 @@ impl CaptionEngine {
             &self.loaded.model,
             features,
             options,
-            self.said_once(),
+            self.guidance(),
         )?;
         Ok(self.generated(captions, embeddings))
     }

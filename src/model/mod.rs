@@ -10,6 +10,7 @@ pub(crate) mod fast_cell;
 pub mod fast_decode;
 pub mod finetune;
 pub(crate) mod gemm;
+pub mod guide;
 pub mod inference;
 pub mod lstm;
 pub mod metrics;

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, ResumeState};
 use super::config::{TrainConfig, TrainEncoder};
-use super::inputs::{decode_split, load_backbone, prepare};
+use super::inputs::{Prepared, decode_split, load_backbone, prepare};
 use super::parallel::{DataParallel, parse_device};
 use super::report::{
     BestCheckpoint, Phase, SampleCaption, StopReason, TrainingReporter, TrainingStatus,
@@ -24,10 +24,11 @@ use super::report::{
 };
 use super::step::{learning_rate, optimizer, pick_captions, validation_loss};
 use crate::data::Dataset;
-use crate::data::text::Vocabulary;
+use crate::data::text::{Vocabulary, tokenize};
 use crate::error::{Error, Result};
 use crate::model::artifact::{self, ModelInfo, Preprocessing};
 use crate::model::backbone::Backbone;
+use crate::model::guide::{ConceptGuide, concept_prior, kind_names};
 use crate::model::metrics::{MetricsLog, MetricsRow};
 use crate::model::run_dir::RunDir;
 use crate::model::{CaptionerConfig, EncoderConfig};
@@ -126,15 +127,21 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         .with_dropout(config.model.dropout)
         .with_tanh_c_version(config.model.tanh_c_version)
         .with_concept_head((config.model.concept_loss > 0.0).then_some(true))
+        .with_concept_on_feature(
+            (config.model.concept_loss > 0.0 && config.model.concept_on_feature).then_some(true),
+        )
         .with_concept_weight(
             (config.model.concept_weight > 0.0).then_some(config.model.concept_weight as f32),
         )
         .with_said_once((config.model.concept_weight > 0.0).then(|| {
-            crate::model::decode::said_once_words(
+            crate::model::guide::said_once_words(
                 vocab.len(),
                 data.train.iter().flatten().map(Vec::as_slice),
             )
-        }));
+        }))
+        .with_guide(
+            (config.model.concept_weight > 0.0).then(|| guide_of(config, &req.dataset, &data)),
+        );
     let run_name = run.name();
     let mut info = ModelInfo {
         name: run_name.clone(),
@@ -456,4 +463,23 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         elapsed,
         images_per_sec: images_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
     })
+}
+
+/// What concept-guided decoding keeps of the training data and config (see [`ConceptGuide`]):
+/// the dataset's kind names in the vocabulary, each word's base rate in the training captions,
+/// and the kind weight, floor and relative weight of `[model]`.
+fn guide_of(config: &TrainConfig, dataset: &Dataset, data: &Prepared) -> ConceptGuide {
+    let m = &config.model;
+    ConceptGuide {
+        kind_names: dataset
+            .kinds
+            .as_ref()
+            .map(|k| kind_names(k, &data.vocab, tokenize))
+            .unwrap_or_default(),
+        prior: concept_prior(data.vocab.len(), data.train.iter().map(Vec::as_slice)),
+        kind_weight: m.kind_weight.map(|w| w as f32),
+        kind_floor: (m.kind_floor > 0.0).then_some(m.kind_floor as f32),
+        relative_weight: (m.relative_weight > 0.0).then_some(m.relative_weight as f32),
+        rerank: None,
+    }
 }

@@ -15,6 +15,7 @@ use crate::model::Captioner;
 use crate::model::backbone::Backbone;
 use crate::model::decode::DecodeOptions;
 use crate::model::fast_decode::{FastDecoder, decode_with};
+use crate::model::guide::Guidance;
 
 /// Normalisation used for models trained here.
 pub const TRAIN_NORMALIZATION: Normalization = Normalization::Imagenet;
@@ -163,7 +164,7 @@ pub fn decode_split(
             model,
             features,
             DecodeOptions::default(),
-            &[],
+            Guidance::default(),
         )?;
         for caption in captions {
             generated.push(tokenize(&vocab.decode(&caption.ids)));

@@ -160,6 +160,9 @@ pub fn markdown(run: &EvalRun, curves: &[Curve], ranked: usize) -> String {
     }
     let _ = writeln!(s, "\n{READING_NOTES}\n");
     s.push_str(&object_table_md(run));
+    if let Some(probe) = &run.concept_probe {
+        s.push_str(&crate::eval::concepts::probe_table_md(probe));
+    }
     let _ = writeln!(
         s,
         "- Checkpoint: `{}` (config {}{})",

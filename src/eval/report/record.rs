@@ -34,7 +34,7 @@ pub struct DecodeSettings {
     pub beam_size: usize,
     /// Most words in a caption.
     pub max_len: usize,
-    /// Weight λ of concept-guided decoding (see `model::decode::ConceptBias`); absent when
+    /// Weight λ of concept-guided decoding (see `model::guide::ConceptBias`); absent when
     /// captions were decoded without it (and in reports written before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concept_weight: Option<f32>,
@@ -98,6 +98,10 @@ pub struct EvalRun {
     /// images and has a kinds lexicon (see [`crate::eval::objects`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<ObjectScores>,
+    /// The concept head read as a kind classifier (see [`crate::eval::concepts`]), when the model
+    /// has a head and the run has object metrics: how far concept-guided decoding can go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concept_probe: Option<crate::eval::concepts::ConceptProbe>,
 }
 
 /// A caption that ignores the image, given to every evaluated image and scored like the model's

@@ -80,6 +80,7 @@ fn sample_run(dir: &Path, n: usize) -> EvalRun {
         }],
         baseline: None,
         objects: None,
+        concept_probe: None,
     }
 }
 

@@ -112,6 +112,25 @@ impl TrainConfig {
                 "guides decoding with the concept head, which concept_loss = 0 turns off: set concept_loss > 0 or concept_weight = 0",
             );
         }
+        let weight = |w: f64| w >= 0.0 && w.is_finite();
+        if !self.model.kind_weight.is_none_or(weight) {
+            return bad(
+                "model.kind_weight",
+                "must be a weight ≥ 0 such as 1, or left out",
+            );
+        }
+        if !(0.0..1.0).contains(&self.model.kind_floor) {
+            return bad(
+                "model.kind_floor",
+                "must be a probability in [0, 1) such as 0.1 (0: no floor)",
+            );
+        }
+        if !weight(self.model.relative_weight) {
+            return bad(
+                "model.relative_weight",
+                "must be 0 (off) or a weight such as 0.5",
+            );
+        }
         if self.model.embed_size == 0 || self.model.hidden_size == 0 {
             return bad("model.embed_size/hidden_size", "must be at least 1");
         }

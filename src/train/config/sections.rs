@@ -27,12 +27,30 @@ pub struct ModelSection {
     /// NeuralTalk's.
     #[serde(default = "d_concept_loss")]
     pub concept_loss: f64,
+    /// The concept head reads the image feature (e.g. EfficientNet-Lite0's 1280 values) instead
+    /// of the decoder's projection of it (256): a head of its own, whose loss no longer trains
+    /// the projection.
+    #[serde(default)]
+    pub concept_on_feature: bool,
     /// Weight λ of concept-guided decoding (0, the default, turns it off): each word's score at
-    /// every step gets `λ · log σ(c_w)` from the concept head (see `model::decode::ConceptBias`),
+    /// every step gets `λ · log σ(c_w)` from the concept head (see `model::guide::ConceptBias`),
     /// so the caption names what the head sees. Saved in model.json, so caption, eval, index,
     /// search and serve decode alike. Needs `concept_loss > 0` (the head).
     #[serde(default)]
     pub concept_weight: f64,
+    /// λ of the kind words (the last words of the dataset's kind names) in concept-guided
+    /// decoding; absent: `concept_weight`. Saved in model.json (`guide`, see
+    /// `model::guide::ConceptGuide`), with the kind names and each word's base rate.
+    #[serde(default)]
+    pub kind_weight: Option<f64>,
+    /// Concept-guided captions do not say a kind word whose concept-head probability is below
+    /// this (0: no floor).
+    #[serde(default)]
+    pub kind_floor: f64,
+    /// μ of the relative bias of concept-guided decoding: each word also gets
+    /// `μ · (log σ(c_w) − log base rate)` (0: none).
+    #[serde(default)]
+    pub relative_weight: f64,
 }
 
 /// The data part: how captions and images become tensors.

@@ -99,6 +99,22 @@ fn errors_name_line_and_field() {
         let err = TrainConfig::from_toml(&format!("[model]\n{bad}\n")).unwrap_err();
         assert!(err.to_string().contains("model.concept_weight"), "{err}");
     }
+    assert_eq!(c.model.kind_weight, None);
+    assert_eq!((c.model.kind_floor, c.model.relative_weight), (0.0, 0.0));
+    let c = TrainConfig::from_toml(
+        "[model]\nconcept_weight = 1\nkind_weight = 2\nkind_floor = 0.1\nrelative_weight = 0.5\n",
+    )
+    .unwrap();
+    assert_eq!(c.model.kind_weight, Some(2.0));
+    assert_eq!((c.model.kind_floor, c.model.relative_weight), (0.1, 0.5));
+    for (bad, field) in [
+        ("kind_weight = -1", "model.kind_weight"),
+        ("kind_floor = 1", "model.kind_floor"),
+        ("relative_weight = -0.5", "model.relative_weight"),
+    ] {
+        let err = TrainConfig::from_toml(&format!("[model]\n{bad}\n")).unwrap_err();
+        assert!(err.to_string().contains(field), "{err}");
+    }
 }
 
 #[test]
