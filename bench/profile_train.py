@@ -21,6 +21,35 @@ SYNC = re.compile(
     r"futex|__lll_lock|pthread_cond|finish_task_switch|schedule|rayon_core::latch"
 )
 
+# capsearch's own ops (src/model/ops/): module, function → category, read off any thread's stack
+CUSTOM_OP = re.compile(r"capsearch::model::ops::(\w+)::(\w+)")
+CUSTOM_NAMES = {
+    ("conv", "conv_forward"): "conv fwd",
+    ("conv", "im2col"): "conv fwd",
+    ("conv", "weight_grad"): "conv bwd, weight grad",
+    ("conv", "input_grad"): "conv bwd, input grad",
+    ("conv", "col2im"): "conv bwd, input grad",
+    ("batch_norm", "statistics"): "batch-norm + relu fwd",
+    ("batch_norm", "normalise_relu"): "batch-norm + relu fwd",
+    ("batch_norm", "Parts"): "batch-norm + relu bwd",
+    ("lstm", "forward"): "LSTM op fwd",
+    ("lstm", "backward_gates"): "LSTM op bwd",
+    ("lstm", "wh_grad"): "LSTM op bwd",
+}
+CUSTOM_BWD = {"ConvBackward": "conv bwd, other", "NormBackward": "batch-norm + relu bwd",
+              "LstmBackward": "LSTM op bwd"}
+
+
+def custom_op(text):
+    """The category of a sample inside one of capsearch's custom ops (its innermost named
+    function), else None."""
+    for m in CUSTOM_OP.finditer(text):
+        key = (m.group(1), m.group(2))
+        if key in CUSTOM_NAMES:
+            return CUSTOM_NAMES[key]
+    return None
+
+
 BWD_NAMES = {
     "BatchNormTrainOps": "batch-norm bwd",
     "Matmul": "matmul bwd (LSTM, projections)",
@@ -44,11 +73,16 @@ def classify(frames, by_op=False):
         return "allocation / memcpy / layout copies"
     if SYNC.search(leaf) or SYNC.search("\n".join(frames[:4])):
         return "thread sync (rayon, scheduler)"
+    mine = custom_op(text)
+    if mine:
+        return mine
     for f in frames:
         m = BACKWARD.search(f)
         if not m:
             continue
         name = m.group(1)
+        if name in CUSTOM_BWD:
+            return CUSTOM_BWD[name]
         if name.startswith("Conv2D"):
             if "conv_transpose" in text:
                 return "conv bwd, input grad (conv_transpose)"
@@ -91,6 +125,9 @@ def worker_class(frames):
     leaf = frames[0] if frames else ""
     if ALLOC.search(leaf) or KERNEL_FAULT.search(leaf):
         return "allocation / memcpy / layout copies"
+    mine = custom_op(text)
+    if mine:
+        return mine
     if "conv_transpose" in text:
         return "conv bwd, input grad (conv_transpose)"
     if "burn_flex::ops::conv::" in text:

@@ -82,7 +82,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", requires = "steps")]
     pub batch: Option<usize>,
     /// Run the model through burn's composed ops instead of capsearch's custom CPU ops (the fused
-    /// LSTM recurrence): measures what those ops buy.
+    /// LSTM recurrence, the small CNN's convolutions and its training batch norms with their
+    /// ReLU): measures what those ops buy.
     #[arg(long)]
     pub burn_ops: bool,
 }

@@ -8,7 +8,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+
+use super::ops::{batch_norm, conv};
 
 /// A small CNN trained from scratch: `depth` blocks of conv 3×3 → batch norm → ReLU → max-pool 2×2,
 /// then an average pool to a `grid`×`grid` map that is flattened, so the feature keeps where things are.
@@ -74,13 +75,15 @@ pub struct SmallCnn {
 }
 
 impl SmallCnn {
-    /// `[B, 3, H, W]` → `[B, F]`.
+    /// `[B, 3, H, W]` → `[B, F]`. On flex the convolutions, and in training each batch norm with
+    /// its ReLU, run as capsearch's own ops ([`super::ops`]); elsewhere through burn's.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for block in &self.blocks {
-            x = block
-                .pool
-                .forward(relu(block.norm.forward(block.conv.forward(x))));
+            x = block.pool.forward(batch_norm::forward_relu(
+                &block.norm,
+                conv::forward(&block.conv, x),
+            ));
         }
         let x = self.pool.forward(x);
         let [b, c, h, w] = x.dims();
@@ -103,5 +106,46 @@ mod tests {
         let out = cnn.forward(Tensor::zeros([2, 3, 32, 32], &device));
         assert_eq!(out.dims(), [2, config.feature_dim()]);
         assert_eq!(config.feature_dim(), 16 * 4);
+    }
+
+    /// A training forward and backward of the whole CNN through the custom ops (convolution,
+    /// batch norm + ReLU) gives the features and gradients that burn's ops give.
+    #[test]
+    fn custom_ops_match_burn_ops_through_the_cnn() {
+        use crate::model::ops::with_burn_ops;
+        use burn::tensor::Distribution;
+        let device = Device::flex().autodiff();
+        device.seed(43);
+        let cnn = SmallCnnConfig::new()
+            .with_width(4)
+            .with_depth(3)
+            .with_grid(2)
+            .init(&device);
+        let images = Tensor::<4>::random([3, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let weight = Tensor::<2>::random([3, 16 * 4], Distribution::Default, &device);
+        let run = || {
+            let cnn = cnn.clone();
+            let features = cnn.forward(images.clone());
+            let grads = (features.clone() * weight.clone()).sum().backward();
+            let values = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+            let first = values(cnn.blocks[0].conv.weight.val().grad(&grads).unwrap());
+            let last = values(cnn.blocks[2].conv.weight.val().grad(&grads).unwrap());
+            let features = features.into_data().try_into_vec::<f32>().unwrap();
+            (features, first, last)
+        };
+        let got = run();
+        let want = with_burn_ops(run);
+        for (what, got, want) in [
+            ("features", &got.0, &want.0),
+            ("first conv's dW", &got.1, &want.1),
+            ("last conv's dW", &got.2, &want.2),
+        ] {
+            for (k, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-3 * (1.0 + w.abs()),
+                    "{what}[{k}]: {g} vs {w}"
+                );
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The LSTM cell's nonlinearities for the CPU decoding fast path ([`super::fast_decode`]), eight
 //! units at a time: from the gates `[i | f | o | g]` of one row, `c = σ(i)·tanh(g) + σ(f)·c_prev`
-//! and `h = σ(o)·tanh(c)` (or `σ(o)·c` in the cell version without the second tanh).
+//! and `h = σ(o)·tanh(c)` (or `σ(o)·c` in the cell version without the second tanh); and the
+//! same `σ` and `tanh` over a slice in place, for the training op's gates (`super::ops::lstm`).
 //!
 //! Why: through libm's `expf` and `tanhf`, one call per value, the cell took about as long as the
 //! products of a batched step on the `shapes` model. Here `σ` and `tanh` come from one vector
@@ -38,6 +39,39 @@ pub(crate) fn cell_row(
         }
         c[j] = cj;
         h[j] = sigmoid(o) * if tanh_c { tanh(cj) } else { cj };
+    }
+}
+
+/// `σ` of every value, in place, eight at a time where AVX2 and FMA are present (the same values
+/// as [`cell_row`]'s): the training op's gates (`super::ops::lstm`).
+pub(crate) fn sigmoid_in_place(values: &mut [f32]) {
+    map_in_place(values, Activation::Sigmoid);
+}
+
+/// `tanh` of every value, in place, as [`sigmoid_in_place`].
+pub(crate) fn tanh_in_place(values: &mut [f32]) {
+    map_in_place(values, Activation::Tanh);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    Sigmoid,
+    Tanh,
+}
+
+fn map_in_place(values: &mut [f32], f: Activation) {
+    let mut j = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        j = values.len() - values.len() % 8;
+        // SAFETY: the features are present; `j` ≤ the slice's length.
+        unsafe { x86::map(values, j, f) };
+    }
+    for v in &mut values[j..] {
+        *v = match f {
+            Activation::Sigmoid => sigmoid(*v),
+            Activation::Tanh => tanh(*v),
+        };
     }
 }
 
@@ -135,6 +169,27 @@ mod x86 {
         _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(one, e)))
     }
 
+    /// Values `0..whole` (a multiple of 8) of [`super::map_in_place`].
+    ///
+    /// SAFETY: AVX2 and FMA are present; `whole` ≤ `values.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn map(values: &mut [f32], whole: usize, f: super::Activation) {
+        let p = values.as_mut_ptr();
+        let mut j = 0;
+        // SAFETY (whole loop): j + 8 ≤ whole ≤ values.len().
+        unsafe {
+            while j < whole {
+                let x = _mm256_loadu_ps(p.add(j));
+                let y = match f {
+                    super::Activation::Sigmoid => sigmoid(x),
+                    super::Activation::Tanh => tanh(x),
+                };
+                _mm256_storeu_ps(p.add(j), y);
+                j += 8;
+            }
+        }
+    }
+
     /// Units `0..whole` (a multiple of 8) of [`super::cell_row`].
     ///
     /// SAFETY: AVX2 and FMA are present; the slices are as `cell_row` asserts and `whole` ≤ hs.
@@ -191,6 +246,26 @@ mod tests {
             h[j] = s(gates[2 * hs + j]) * if tanh_c { cj.tanh() } else { cj };
         }
         (c, h)
+    }
+
+    /// The in-place maps agree with libm to 1e-6, vector lanes and scalar tail alike, and give
+    /// [`cell_row`]'s formulas' values bit for bit.
+    #[test]
+    fn in_place_maps_match_libm_and_the_cell() {
+        let xs: Vec<f32> = (0..203).map(|i| (i as f32 - 101.0) * 0.37).collect();
+        let (mut s, mut t) = (xs.clone(), xs.clone());
+        sigmoid_in_place(&mut s);
+        tanh_in_place(&mut t);
+        for (k, &x) in xs.iter().enumerate() {
+            assert!(
+                (s[k] - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6,
+                "σ({x}) = {}",
+                s[k]
+            );
+            assert!((t[k] - x.tanh()).abs() < 1e-6, "tanh({x}) = {}", t[k]);
+            assert_eq!(s[k].to_bits(), sigmoid(x).to_bits(), "σ({x})");
+            assert_eq!(t[k].to_bits(), tanh(x).to_bits(), "tanh({x})");
+        }
     }
 
     /// The vector and scalar units agree with libm's `σ` and `tanh` to 1e-6 over gates from

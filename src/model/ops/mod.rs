@@ -6,7 +6,11 @@
 //! composed burn ops, which stay in the model code as the reference the tests compare against.
 //!
 //! - [`lstm`]: the LSTM recurrence over a whole sequence.
+//! - [`conv`]: the small CNN's convolution (im2col and `gemm` products, forward and backward).
+//! - [`batch_norm`]: a training batch norm and the ReLU after it.
 
+pub mod batch_norm;
+pub mod conv;
 pub mod lstm;
 
 use burn::backend::flex::FlexTensor;
