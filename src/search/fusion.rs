@@ -45,8 +45,9 @@
 //! standardised (`capsearch fit-embedding`, [`crate::model::embedding_stats`]) hybrid measured
 //! 0.375 / 0.347 on `shapes` (visual 0.372 / 0.345) and 0.089 / 0.248 on `scenes` (visual
 //! 0.085 / 0.240): at or above visual on both, but 1.37× and 1.01× caption, not 2×. Caption
-//! weight 0.3 over the standardised lists measured better on both in memory (`shapes` 0.382 /
-//! 0.353, `scenes` 0.096 / 0.261), and is the next thing to measure through the index. The README
+//! weight 0.3 over the standardised lists measured better on both through the index (`shapes`
+//! 0.382 / 0.353, `scenes` 0.098 / 0.265); it stays 0.1 until measured for models without
+//! `embedding.json` (where 0.3 lost to visual on `scenes` above). The README
 //! (Search) has the table and what did not help.
 //!
 //! [`search_generated`] is the one function the CLI, the web API and `eval search` call, given
