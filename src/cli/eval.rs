@@ -117,6 +117,10 @@ pub struct EvalSearchArgs {
     /// Beam size (1 = greedy).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub beam_size: u16,
+    /// Weight λ of concept-guided decoding for the gallery's and the queries' captions: overrides
+    /// the model's own `concept_weight` from model.json; 0 turns it off.
+    #[arg(long, value_name = "LAMBDA", value_parser = parse_concept_weight)]
+    pub concept_weight: Option<f32>,
     /// Images per model call.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub batch_size: u64,
@@ -134,6 +138,11 @@ pub struct EvalSearchArgs {
     /// head, its word probabilities as the embedding (`visual (concept)`, `hybrid (concept)`).
     #[arg(long)]
     pub diagnostics: bool,
+    /// Also report probe rows: other embeddings (standardised, power-normalised, a small CNN's
+    /// features, the concept probabilities beside the embedding, pseudo-relevance feedback) and
+    /// caption matching with word pairs, each searched exactly in memory over the same gallery.
+    #[arg(long)]
+    pub probes: bool,
     /// Compute device.
     #[arg(long, value_enum, default_value_t)]
     pub device: DeviceArg,
@@ -193,7 +202,7 @@ fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
         decode: DecodeOptions {
             beam_size: usize::from(args.beam_size),
             max_steps: MAX_STEPS,
-            concept_weight: None,
+            concept_weight: args.concept_weight,
         },
         batch_size: usize::try_from(args.batch_size).unwrap_or(32),
         weights,
@@ -205,6 +214,7 @@ fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
             .map(|spec| crate::eval::search_variants::parse_fusion(spec))
             .collect::<crate::error::Result<_>>()?,
         diagnostics: args.diagnostics,
+        probes: args.probes,
     };
     let result = evaluate_search(&engine, &dataset, &args.dataset, &options);
     bar.finish_and_clear();

@@ -7,6 +7,7 @@ pub mod choice;
 pub mod dataset;
 pub mod device;
 pub mod eval;
+pub mod fit_embedding;
 pub mod import;
 pub mod index;
 pub mod logging;
@@ -38,6 +39,8 @@ pub enum Command {
     Caption(caption::CaptionArgs),
     ImportNeuraltalk(import::ImportArgs),
     Eval(eval::EvalArgs),
+    /// Fit the statistics that standardise a model's image embeddings for visual search.
+    FitEmbedding(fit_embedding::FitEmbeddingArgs),
     /// Score captions from any system (COCO results format) against a dataset's references.
     Score(score::ScoreArgs),
     /// Index captions for search, or show (--stats) or delete (--drop) an index.
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Caption(args) => caption::run(args),
         Command::ImportNeuraltalk(args) => import::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::FitEmbedding(args) => fit_embedding::run(args),
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),

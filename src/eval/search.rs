@@ -19,6 +19,7 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::retrieval::{Judgements, K, Metrics, Relevance, Summary, judge_query, summarise};
+use super::search_probes::{Probes, probe_items};
 use super::search_variants::{ConceptSpace, fused_paths, fusion_row, nearest_in_memory};
 use crate::data::{Dataset, Sample, Split};
 use crate::error::{Error, Result};
@@ -57,6 +58,8 @@ pub struct SearchEvalOptions {
     pub compare: Vec<FusionWeights>,
     /// Add the diagnostic rows ([`super::search_variants`]).
     pub diagnostics: bool,
+    /// Add the in-memory probe rows ([`super::search_probes`]).
+    pub probes: bool,
 }
 
 impl Default for SearchEvalOptions {
@@ -72,6 +75,7 @@ impl Default for SearchEvalOptions {
             progress: None,
             compare: Vec::new(),
             diagnostics: false,
+            probes: false,
         }
     }
 }
@@ -206,7 +210,7 @@ pub fn evaluate_search(
         .map(|(s, _)| s.path.clone())
         .collect();
 
-    let concept = if options.diagnostics {
+    let concept = if options.diagnostics || options.probes {
         ConceptSpace::of(engine)
     } else {
         None
@@ -235,6 +239,18 @@ pub fn evaluate_search(
             extra.extend(["visual (concept)".into(), "hybrid (concept)".into()]);
         }
     }
+    let probes = if options.probes {
+        let items = |generated: &[(&Sample, Generated)], concepts: &[(String, Vec<f32>)]| {
+            probe_items(engine, dataset, generated, concepts, options.batch_size)
+        };
+        let gallery_items = items(&gallery_generated, &gallery_concepts)?;
+        let query_items = items(&query_generated, &query_concepts)?;
+        let probes = Probes::new(&gallery_items);
+        extra.extend(probes.names().iter().cloned());
+        Some((probes, query_items))
+    } else {
+        None
+    };
 
     let mut outcomes: Vec<Vec<_>> = vec![Vec::new(); MODES.len() + extra.len()];
     for (q, (sample, generated)) in query_generated.iter().enumerate() {
@@ -261,6 +277,9 @@ pub fn evaluate_search(
                     lists.push(near.iter().take(K + 1).map(|h| h.path.clone()).collect());
                     lists.push(fused_paths(&caption, &near, options.weights, K + 1));
                 }
+            }
+            if let Some((probes, items)) = &probes {
+                lists.extend(probes.lists(&items[q], &visual, K + 1));
             }
             for (i, ranked) in lists.into_iter().enumerate() {
                 outcomes[MODES.len() + i].push(judge_query(
@@ -418,9 +437,11 @@ fn search_markdown(report: &SearchEvalReport) -> String {
     );
     if report.rows.len() > MODES.len() + 1 {
         md.push_str(
-            "- rows after `references`: other fusions (`hybrid METHOD cW vW`) and diagnostics \
+            "- rows after `references`: other fusions (`hybrid METHOD cW vW`), diagnostics \
              (`query refs`: the query's reference captions as its text; `concept`: the concept \
-             head's word probabilities as the embedding); see `capsearch eval search --help`\n\n",
+             head's word probabilities as the embedding) and probes (other embeddings and \
+             caption matching, searched exactly in memory); see `capsearch eval search --help` \
+             and `src/eval/search_probes.rs`\n\n",
         );
     }
     md.push_str(&search_table(report));

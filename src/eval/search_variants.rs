@@ -91,7 +91,18 @@ impl<'a> ConceptSpace<'a> {
             return Ok(Vec::new());
         };
         let rows = embeddings.len();
-        let flat: Vec<f32> = embeddings.iter().flat_map(|e| e.iter().copied()).collect();
+        // The head reads the raw embedding: undo a fitted standardisation.
+        let flat: Vec<f32> = match self.engine.embedding_stats() {
+            Some(stats) => embeddings
+                .iter()
+                .flat_map(|e| {
+                    let mut raw = e.to_vec();
+                    stats.invert(&mut raw);
+                    raw
+                })
+                .collect(),
+            None => embeddings.iter().flat_map(|e| e.iter().copied()).collect(),
+        };
         let x = Tensor::<1>::from_data(TensorData::new(flat, [rows * dims]), &self.engine.device)
             .reshape([rows, dims]);
         // A small CNN's embedding is the projected image already (its head reads that, see

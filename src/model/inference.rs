@@ -8,6 +8,7 @@ use super::artifact::{LoadedModel, load_model_as};
 use super::backbone::Backbone;
 use super::captioner::EncoderConfig;
 use super::decode::{DecodeOptions, decode_guided};
+use super::embedding_stats::{EMBEDDING_STATS, EmbeddingStats};
 use super::fast_decode::{FastDecoder, decode_with};
 use super::guide::Guidance;
 use super::precision::Precision;
@@ -45,6 +46,8 @@ pub struct CaptionEngine {
     pub precision: Precision,
     pub limits: ImageLimits,
     normalization: Normalization,
+    /// `embedding.json`: the statistics that standardise the embeddings, when fitted.
+    embedding_stats: Option<EmbeddingStats>,
 }
 
 impl CaptionEngine {
@@ -92,7 +95,8 @@ impl CaptionEngine {
         } else {
             None
         };
-        Ok(Self {
+        let embedding_stats = EmbeddingStats::read(dir)?;
+        let engine = Self {
             loaded,
             backbone,
             fast,
@@ -100,7 +104,23 @@ impl CaptionEngine {
             device,
             limits: ImageLimits::default(),
             normalization,
-        })
+            embedding_stats,
+        };
+        if let Some(stats) = &engine.embedding_stats {
+            let dims = engine.raw_embedder().dims;
+            if stats.dims() != dims {
+                return Err(Error::Model {
+                    path: EmbeddingStats::path(dir),
+                    message: format!(
+                        "holds statistics of {}-d embeddings, but this model embeds images \
+                         into {dims}-d vectors: fit them again with `capsearch fit-embedding`, \
+                         or delete the file",
+                        stats.dims()
+                    ),
+                });
+            }
+        }
+        Ok(engine)
     }
 
     /// The model's id (its name in model.json).
@@ -200,6 +220,28 @@ impl CaptionEngine {
     /// model on that backbone (so it is named by the backbone); a small CNN's projected vector is
     /// the model's own (so it is named by the model).
     pub fn embedder(&self) -> Embedder {
+        let raw = self.raw_embedder();
+        match &self.embedding_stats {
+            Some(stats) => Embedder {
+                dims: raw.dims,
+                name: format!(
+                    "{}, standardised by {EMBEDDING_STATS} {} of model {}",
+                    raw.name,
+                    stats.fingerprint(),
+                    self.model_id()
+                ),
+            },
+            None => raw,
+        }
+    }
+
+    /// The statistics that standardise this model's embeddings (`embedding.json`), if fitted.
+    pub fn embedding_stats(&self) -> Option<&EmbeddingStats> {
+        self.embedding_stats.as_ref()
+    }
+
+    /// What the embeddings are before standardisation.
+    fn raw_embedder(&self) -> Embedder {
         let model = &self.loaded.model;
         match &self.loaded.info.captioner.encoder {
             EncoderConfig::Precomputed { backbone, dim } => Embedder {
@@ -231,8 +273,26 @@ impl CaptionEngine {
         }
     }
 
-    /// The embeddings of features `[N, F]` (see [`Generated::embedding`]), one row per image.
+    /// The embeddings of features `[N, F]` (see [`Generated::embedding`]), one row per image,
+    /// standardised when the model has `embedding.json`.
     fn embed_features(&self, features: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+        let mut rows = self.raw_embeddings(features)?;
+        if let Some(stats) = &self.embedding_stats {
+            rows.iter_mut().for_each(|r| stats.apply(r));
+        }
+        Ok(rows)
+    }
+
+    /// The embeddings of prepared images (from [`CaptionEngine::prepare_image`]) before any
+    /// standardisation: what `embedding.json` is fitted on.
+    pub fn raw_embeddings_of_pixels(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.raw_embeddings(self.features_of_pixels(images)?)
+    }
+
+    fn raw_embeddings(&self, features: Tensor<2>) -> Result<Vec<Vec<f32>>> {
         let model = &self.loaded.model;
         let rows = features.dims()[0];
         let vectors = if model.cnn.is_some() {
@@ -302,6 +362,14 @@ impl CaptionEngine {
         if images.is_empty() {
             return Ok(Vec::new());
         }
+        let features = self.features_of_pixels(images)?;
+        self.decode_features(features, options)
+    }
+
+    /// The features `[N, F]` the decoder takes, of prepared images (from
+    /// [`CaptionEngine::prepare_image`]): the small CNN's flattened `grid × grid` map, or the
+    /// backbone's feature (finished by fine-tuned blocks); before the captioner's projection.
+    pub fn features_of_pixels(&self, images: &[Vec<u8>]) -> Result<Tensor<2>> {
         let s = self.loaded.info.preprocessing.image_size;
         let per = 3 * s * s;
         let mut buf = vec![0f32; images.len() * per];
@@ -316,13 +384,12 @@ impl CaptionEngine {
         let tensor =
             Tensor::<1>::from_data(TensorData::new(buf, [images.len() * per]), &self.device)
                 .reshape([images.len(), 3, s, s]);
-        let features = match (&self.loaded.model.cnn, &self.backbone) {
+        match (&self.loaded.model.cnn, &self.backbone) {
             (Some(_), _) => self.loaded.model.encode(tensor),
             (None, Some(backbone)) => Some(self.loaded.model.finish(backbone.forward(tensor)?)),
             (None, None) => None,
         }
-        .ok_or_else(|| self.no_encoder_error())?;
-        self.decode_features(features, options)
+        .ok_or_else(|| self.no_encoder_error())
     }
 
     fn no_encoder_error(&self) -> Error {

@@ -5,6 +5,7 @@ pub mod backbone;
 pub mod captioner;
 pub mod decode;
 pub mod efficientnet;
+pub mod embedding_stats;
 pub mod encoder;
 pub(crate) mod fast_cell;
 pub mod fast_decode;

@@ -43,6 +43,49 @@ pub fn analyze(text: &str) -> Vec<String> {
     terms
 }
 
+/// The neighbouring word pairs of a text: each two analysed words that stood side by side (no
+/// stop word or other token between them), as `(analysed, surface)`: the two analysed terms
+/// (`["red", "circl"]`, what the embedded index's phrase query takes) and the two words as
+/// written, lower-cased (`"red circle"`, what Elasticsearch's `match_phrase` analyses itself).
+/// Distinct pairs, in order of first appearance.
+pub fn word_pairs(text: &str) -> Vec<([String; 2], String)> {
+    let positioned = |mut analyzer: TextAnalyzer| {
+        let mut stream = analyzer.token_stream(text);
+        let mut out: Vec<(usize, String)> = Vec::new();
+        while stream.advance() {
+            let token = stream.token();
+            out.push((token.position, token.text.clone()));
+        }
+        out
+    };
+    let analysed = positioned(english_analyzer());
+    // The same steps without the stemmer: the same tokens, one for one.
+    let surface = positioned(match StopWordFilter::new(Language::English) {
+        Some(stop) => TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .filter(stop)
+            .build(),
+        None => TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .build(),
+    });
+    let mut seen = HashSet::new();
+    analysed
+        .windows(2)
+        .zip(surface.windows(2))
+        .filter(|(a, _)| a[1].0 == a[0].0 + 1)
+        .map(|(a, w)| {
+            (
+                [a[0].1.clone(), a[1].1.clone()],
+                format!("{} {}", w[0].1, w[1].1),
+            )
+        })
+        .filter(|(a, _)| seen.insert(a.clone()))
+        .collect()
+}
+
 /// The caption of a document that best matches a query: the one containing the most distinct
 /// query terms; among equals, the one where they make up the largest share of its terms; then the
 /// first. Falls back to the first non-blank caption when none matches.
@@ -80,6 +123,17 @@ mod tests {
         );
         assert!(analyze("the a an of").is_empty());
         assert!(analyze("").is_empty());
+    }
+
+    #[test]
+    fn word_pairs_are_neighbours_without_a_stop_word_between() {
+        let pairs = word_pairs("A large Red circle and a blue circle, a large red circle");
+        let analysed: Vec<String> = pairs.iter().map(|(a, _)| a.join(" ")).collect();
+        assert_eq!(analysed, ["larg red", "red circl", "blue circl"]);
+        let surface: Vec<&str> = pairs.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(surface, ["large red", "red circle", "blue circle"]);
+        assert!(word_pairs("circle").is_empty());
+        assert!(word_pairs("").is_empty());
     }
 
     #[test]

@@ -40,6 +40,16 @@
 //! wall" for a green circle), and on scenes (backbone → projection → head) they fell to 0.031 /
 //! 0.091. The caption side carries little that the embedding lacks.
 //!
+//! Later (`eval search --probes`, better-trained models: `shapes` 28 epochs, `scenes` with
+//! concept-guided decoding, whose caption P@10 rose to 0.274 and 0.088): with the embeddings
+//! standardised (`capsearch fit-embedding`, [`crate::model::embedding_stats`]) hybrid measured
+//! 0.375 / 0.347 on `shapes` (visual 0.372 / 0.345) and 0.089 / 0.248 on `scenes` (visual
+//! 0.085 / 0.240): at or above visual on both, but 1.37× and 1.01× caption, not 2×. Caption
+//! weight 0.3 over the standardised lists measured better on both through the index (`shapes`
+//! 0.382 / 0.353, `scenes` 0.098 / 0.265); it stays 0.1 until measured for models without
+//! `embedding.json` (where 0.3 lost to visual on `scenes` above). The README
+//! (Search) has the table and what did not help.
+//!
 //! [`search_generated`] is the one function the CLI, the web API and `eval search` call, given
 //! the caption and embedding of the query image (one forward pass of the model: see
 //! [`Generated`]); [`search_image`] captions an image file first.

@@ -265,4 +265,86 @@ fn visual_search_finds_the_image_itself_and_eval_search_reports_every_mode() {
         ],
     )
     .fails_with(&["borda"]);
+
+    // Standardised embeddings: `fit-embedding` writes embedding.json into the model; the index
+    // built before holds vectors of the old space and refuses the model's queries; a new index
+    // takes the standardised vectors, and an image still finds itself first.
+    let out = run_in(
+        d,
+        &[
+            "fit-embedding",
+            "--model",
+            "run",
+            "--dataset",
+            "shapes/dataset_shapes.json",
+        ],
+    )
+    .ok();
+    assert!(out.stdout.contains("embedding.json"), "{}", out.stdout);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/embedding.json")).unwrap()).unwrap();
+    assert!(stats["images"].as_u64().unwrap() >= 2, "{stats}");
+    run_in(
+        d,
+        &[
+            "search",
+            query,
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+            "--mode",
+            "visual",
+        ],
+    )
+    .fails_with(&["standardised", "--drop"]);
+    run_in(
+        d,
+        &[
+            "index",
+            "--images",
+            "shapes/images",
+            "--model",
+            "run",
+            "--index-path",
+            "idx-std",
+        ],
+    )
+    .ok();
+    let marker: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.join("idx-std").join("capsearch-index.json")).unwrap(),
+    )
+    .unwrap();
+    let embedder = marker["vector_space"]["embedder"].as_str().unwrap();
+    assert!(
+        embedder.contains("standardised by embedding.json"),
+        "{marker}"
+    );
+    let out = run_in(
+        d,
+        &[
+            "search",
+            query,
+            "--model",
+            "run",
+            "--index-path",
+            "idx-std",
+            "--mode",
+            "visual",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(out.json()["results"][0]["path"], query, "{}", out.stdout);
+    // Statistics of another length are refused with the file named.
+    std::fs::write(
+        d.join("run/embedding.json"),
+        r#"{"fitted_on":"x","images":2,"mean":[0.0],"scale":[1.0]}"#,
+    )
+    .unwrap();
+    run_in(
+        d,
+        &["search", query, "--model", "run", "--index-path", "idx-std"],
+    )
+    .fails_with(&["embedding.json", "fit-embedding"]);
 }
