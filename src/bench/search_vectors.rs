@@ -43,6 +43,11 @@
 //! graph's: these vectors are cluster centres plus independent noise in every value, so the points
 //! of a cluster are all about equally far apart and each insertion's search (ef_add 128) visits
 //! more of its cluster as the cluster grows. tantivy's merges and the saves do not grow with size.
+//!
+//! After a search stopped reopening every segment when the index is unchanged and hybrid ran its
+//! halves at once, 100k f16 at load 4–6 (contended, one run): built in 189 s, recall@10 0.968,
+//! visual p50/p99 2.64 / 7.44 ms, hybrid 35.7 / 59.4 ms, peak RSS 686 MiB. The caption half still
+//! scores every match (`embedded::collector` has the WAND measurements).
 
 use std::time::Instant;
 
