@@ -6,6 +6,7 @@
 //! captions use). [`best_caption`] runs on the client for both backends, so the caption a hit shows
 //! does not depend on the backend.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 
 use tantivy::tokenizer::{
@@ -32,15 +33,22 @@ pub fn english_analyzer() -> TextAnalyzer {
     }
 }
 
+thread_local! {
+    /// One analyzer per thread: building one (its stop-word set, its stemmer) costs more than
+    /// analysing a caption, and a search analyses the caption of every hit.
+    static ANALYZER: RefCell<TextAnalyzer> = RefCell::new(english_analyzer());
+}
+
 /// The searchable terms of a text, in order (duplicates kept).
 pub fn analyze(text: &str) -> Vec<String> {
-    let mut analyzer = english_analyzer();
-    let mut stream = analyzer.token_stream(text);
-    let mut terms = Vec::new();
-    while stream.advance() {
-        terms.push(stream.token().text.clone());
-    }
-    terms
+    ANALYZER.with_borrow_mut(|analyzer| {
+        let mut stream = analyzer.token_stream(text);
+        let mut terms = Vec::new();
+        while stream.advance() {
+            terms.push(stream.token().text.clone());
+        }
+        terms
+    })
 }
 
 /// The neighbouring word pairs of a text: each two analysed words that stood side by side (no
@@ -90,6 +98,11 @@ pub fn word_pairs(text: &str) -> Vec<([String; 2], String)> {
 /// query terms; among equals, the one where they make up the largest share of its terms; then the
 /// first. Falls back to the first non-blank caption when none matches.
 pub fn best_caption(query: &str, captions: &[String]) -> String {
+    let mut shown = captions.iter().filter(|c| !c.trim().is_empty());
+    if let (Some(only), None) = (shown.next(), shown.next()) {
+        // One caption to show: no need to analyse anything.
+        return only.clone();
+    }
     let wanted: HashSet<String> = analyze(query).into_iter().collect();
     let mut best: Option<(usize, f64, &String)> = None;
     for caption in captions.iter().filter(|c| !c.trim().is_empty()) {
@@ -152,5 +165,10 @@ mod tests {
             best_caption("x", &[" ".to_string(), "a boat".to_string()]),
             "a boat"
         );
+        // The one caption there is, whatever the query.
+        let one = ["a red circle".to_string(), String::new()];
+        assert_eq!(best_caption("a blue square", &one), "a red circle");
+        assert_eq!(best_caption("", &one), "a red circle");
+        assert_eq!(best_caption("boat", &[" ".to_string()]), "");
     }
 }

@@ -446,8 +446,10 @@ pub fn search_generated(
         SearchMode::Visual => visual_hits(request.size, request.offset)?,
         SearchMode::Hybrid => {
             let depth = page.max(FUSION_DEPTH);
-            let visual = visual_hits(depth, 0)?;
-            let caption = caption_hits(depth, 0)?;
+            // The two lists at once: each is its own search (graph walk, caption scoring).
+            let (visual, caption) =
+                rayon::join(|| visual_hits(depth, 0), || caption_hits(depth, 0));
+            let (visual, caption) = (visual?, caption?);
             fuse(&caption, &visual, request.weights)
                 .into_iter()
                 .skip(request.offset)

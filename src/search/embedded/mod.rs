@@ -34,7 +34,8 @@ pub mod vectors;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::Count;
@@ -75,6 +76,20 @@ struct Opened {
     index: Index,
     reader: IndexReader,
     fields: Fields,
+    /// The commit (opstamp) the reader was last reloaded at by this backend (`u64::MAX`: not
+    /// yet). A reload opens every segment afresh and empties the doc-store caches, so
+    /// [`EmbeddedBackend::fresh_reader`] reloads only when the index is at another commit.
+    reloaded_at: Arc<AtomicU64>,
+}
+
+impl Opened {
+    /// Reloads the reader, recording `opstamp` as the commit it now reflects (read before the
+    /// reload, so a commit in between is caught by the next check).
+    fn reload_at(&self, opstamp: u64) -> tantivy::Result<()> {
+        self.reader.reload()?;
+        self.reloaded_at.store(opstamp, Ordering::Release);
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -198,6 +213,7 @@ impl EmbeddedBackend {
             index,
             reader,
             fields,
+            reloaded_at: Arc::new(AtomicU64::new(u64::MAX)),
         };
         state.opened = Some(opened.clone());
         Ok(Some(opened))
@@ -292,8 +308,7 @@ impl EmbeddedBackend {
             Ok((value, opstamp)) => {
                 on_commit(&opened, opstamp);
                 opened
-                    .reader
-                    .reload()
+                    .reload_at(opstamp)
                     .map_err(|e| self.err("cannot reload", e))?;
                 Ok(value)
             }
@@ -326,14 +341,27 @@ impl EmbeddedBackend {
     }
 
     /// Like [`Self::reader`], but first catches up with commits of other processes (queries rely
-    /// on the reader's file watcher instead, which lags up to about a second).
+    /// on the reader's file watcher instead, which lags up to about a second). Reloads only when
+    /// `meta.json` names another commit than the one the reader was last reloaded at: a merge
+    /// keeps the commit and its documents, so a searcher of that commit stays right.
     fn fresh_reader(&self) -> Result<Opened> {
         let opened = self.reader()?;
-        opened
-            .reader
-            .reload()
-            .map_err(|e| self.err("cannot reload", e))?;
+        let opstamp = self.committed_opstamp(&opened)?;
+        if opened.reloaded_at.load(Ordering::Acquire) != opstamp {
+            opened
+                .reload_at(opstamp)
+                .map_err(|e| self.err("cannot reload", e))?;
+        }
         Ok(opened)
+    }
+
+    /// The opstamp of the index's latest commit, from `meta.json`.
+    fn committed_opstamp(&self, opened: &Opened) -> Result<u64> {
+        Ok(opened
+            .index
+            .load_metas()
+            .map_err(|e| self.err("cannot read meta.json", e))?
+            .opstamp)
     }
 
     fn count_query(&self, opened: &Opened, query: &dyn Query) -> Result<usize> {

@@ -240,6 +240,35 @@ fn ties_rank_the_same_whatever_the_segment_layout() {
     }
 }
 
+/// The reader reloads (reopening every segment and emptying its doc-store caches) only when the
+/// index is at another commit: repeated searches reuse it, and another writer's commit is still
+/// seen at once.
+#[test]
+fn the_reader_reloads_only_for_a_new_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idx");
+    let writer = EmbeddedBackend::new(&path);
+    writer.index(&docs(10)).unwrap();
+    let reader = EmbeddedBackend::new(&path);
+    let generation = |b: &EmbeddedBackend| {
+        b.reader()
+            .unwrap()
+            .reader
+            .searcher()
+            .generation()
+            .generation_id()
+    };
+    assert_eq!(reader.count().unwrap(), 10);
+    let first = generation(&reader);
+    assert_eq!(reader.count().unwrap(), 10);
+    assert_eq!(reader.list(5, 0).unwrap().len(), 5);
+    assert_eq!(generation(&reader), first, "the same commit: not reloaded");
+    // Another backend (as another process would) commits: the next count sees it.
+    writer.index(&docs(15)[10..]).unwrap();
+    assert_eq!(reader.count().unwrap(), 15);
+    assert_ne!(generation(&reader), first);
+}
+
 #[test]
 fn list_pages_through_live_documents_by_path() {
     let dir = tempfile::tempdir().unwrap();
