@@ -182,6 +182,10 @@ pub fn index_folder(
         .map(|(p, _)| p.clone())
         .collect();
     let mut indexer = CaptionIndexer::new(backend, model_id).with_vectors(vector_space(engine));
+    // Declared before anything is skipped: an index of another vector space (another backbone,
+    // or embeddings standardised since) refuses the run even when every image is indexed with
+    // this model already, instead of reporting "already indexed" and failing at search time.
+    indexer.vectors()?;
     indexer.report.already_indexed = listed.images.len() - todo.len();
     indexer.add_failures(listed.unreadable);
     progress.set_length(todo.len() as u64);

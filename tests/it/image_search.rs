@@ -298,6 +298,21 @@ fn visual_search_finds_the_image_itself_and_eval_search_reports_every_mode() {
         ],
     )
     .fails_with(&["standardised", "--drop"]);
+    // Indexing the same folder into the old index is refused too, though every image in it is
+    // indexed with this model already (not "0 indexed, all already there").
+    run_in(
+        d,
+        &[
+            "index",
+            "--images",
+            "shapes/images",
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+        ],
+    )
+    .fails_with(&["standardised", "--drop"]);
     run_in(
         d,
         &[
