@@ -376,24 +376,11 @@ impl Parts<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::test_util::{assert_close, values};
     use crate::model::ops::with_burn_ops;
     use burn::module::Param;
     use burn::nn::BatchNormConfig;
     use burn::tensor::Distribution;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_into_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-        assert_eq!(got.len(), want.len(), "{what}: lengths");
-        for (k, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= tol * (1.0 + w.abs()),
-                "{what}[{k}]: {g} vs {w}"
-            );
-        }
-    }
 
     /// The op and burn's `relu(BatchNorm::forward)` give the same output, the same gradients for
     /// the input, `gamma` and `beta`, and the same running statistics afterwards: odd sizes, one

@@ -397,23 +397,10 @@ fn input_grad(weight: &[f32], grad: &[f32], dims: Dims) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::test_util::{assert_close, values};
     use crate::model::ops::with_burn_ops;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::Distribution;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_into_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-        assert_eq!(got.len(), want.len(), "{what}: lengths");
-        for (k, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= tol * (1.0 + w.abs()),
-                "{what}[{k}]: {g} vs {w}"
-            );
-        }
-    }
 
     /// The convolution, its input gradient and its weight gradient by their definitions, in f64:
     /// `y[n,o,p,q] = Σ x[n,c,p+i−ph,q+j−pw] · w[o,c,i,j]`.

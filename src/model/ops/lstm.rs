@@ -374,24 +374,11 @@ fn wh_grad(saved: &Saved, dgates: &[f32], dims: Dims) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::model::lstm::{FusedLstm, recurrence_composed};
+    use crate::model::ops::test_util::{assert_close, values};
     use crate::model::ops::with_burn_ops;
     use crate::model::{CaptionerConfig, EncoderConfig};
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::Distribution;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_into_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-        assert_eq!(got.len(), want.len(), "{what}: lengths");
-        for (k, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= tol * (1.0 + w.abs()),
-                "{what}[{k}]: {g} vs {w}"
-            );
-        }
-    }
 
     /// (batch, steps, input, hidden): odd sizes, one step, one row, and a batch large enough for
     /// the gate loops to run on the rayon threads.

@@ -70,3 +70,24 @@ pub(crate) fn with_burn_ops<R>(f: impl FnOnce() -> R) -> R {
     BURN_OPS_FORCED.with(|forced| forced.set(false));
     result
 }
+
+/// What the tests of the custom ops share: reading a tensor's values, and comparing them with a
+/// reference within a relative tolerance.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use burn::prelude::*;
+
+    pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    pub(crate) fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (k, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{what}[{k}]: {g} vs {w}"
+            );
+        }
+    }
+}
