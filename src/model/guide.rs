@@ -289,6 +289,15 @@ impl ConceptBias {
                 y[w] = f32::NEG_INFINITY;
             }
         }
+        // With a guide (models trained since it was added; older ones decode as they did): no
+        // word follows itself. No training caption says "a a" or "small small", but blocking a
+        // kind name pushed the decoder into them ("a small lark a small small small …").
+        if !self.names.is_empty()
+            && let Some(&last) = words.last()
+            && let Some(y_last) = y.get_mut(last)
+        {
+            *y_last = f32::NEG_INFINITY;
+        }
         // a kind name already said is not completed again
         for name in &self.names {
             let (head, last) = name.split_at(name.len() - 1);
@@ -532,6 +541,38 @@ mod tests {
         assert_eq!(mugs, 1, "{ids:?}");
         let trucks = text.windows(2).filter(|w| w == &[3, 4]).count();
         assert!(trucks <= 1, "{ids:?}");
+    }
+
+    /// "a small lark a small small small …": with a guide no word follows itself (the slot goes
+    /// to the decoder's next choice); without one (older models) decoding is as it was.
+    #[test]
+    fn with_a_guide_no_word_follows_itself() {
+        // words: END, "a", "small", "lark"; the decoder wants "small" at every step after "a"
+        let run = |bias: Option<&ConceptBias>| {
+            let mut s = Repeating {
+                calls: 0,
+                steps: 3,
+                row: vec![-5.0, -3.0, -0.5, -2.0],
+            };
+            beam_search(&mut s, 1, 4, DecodeOptions::default(), bias)[0]
+                .ids
+                .clone()
+        };
+        let logits = [0.0f32, 0.0, 0.0, 0.0];
+        let guide = ConceptGuide {
+            kind_names: vec![vec![3]],
+            ..ConceptGuide::default()
+        };
+        let guided = Guidance {
+            said_once: &[],
+            guide: Some(&guide),
+        };
+        let with_guide = ConceptBias::new(1.0, &logits, 4, guided).unwrap();
+        let ids = run(Some(&with_guide));
+        assert!(ids.windows(2).all(|w| w[0] != w[1]), "{ids:?}");
+        assert_eq!(ids[..2], [2, 3]);
+        let without = ConceptBias::new(1.0, &logits, 4, plain()).unwrap();
+        assert_eq!(run(Some(&without)), [2, 2, 2]);
     }
 
     #[test]
