@@ -25,12 +25,19 @@ pub mod detect;
 pub mod flickr8k;
 pub mod folder;
 pub mod karpathy;
+mod files;
+mod paths;
+mod splits;
+
+pub(crate) use files::{parent_dir, parse_json, read_file, read_text};
+pub use paths::{clean_relative, resolve_image};
+use paths::{Resolved, escape_error, resolve_in_root};
+use splits::assign_splits;
+pub use splits::{SplitOptions, split_counts, split_of_index};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::image::ImageLimits;
@@ -73,47 +80,6 @@ impl Format {
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// How entries without a split are divided.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SplitOptions {
-    /// Seed of the shuffle that assigns splits.
-    pub seed: u64,
-    /// Relative share of the training split.
-    pub train: f64,
-    /// Relative share of the validation split.
-    pub val: f64,
-    /// Relative share of the test split.
-    pub test: f64,
-}
-
-impl Default for SplitOptions {
-    fn default() -> Self {
-        SplitOptions {
-            seed: 42,
-            train: 0.8,
-            val: 0.1,
-            test: 0.1,
-        }
-    }
-}
-
-impl SplitOptions {
-    /// Checks that the ratios are finite, non-negative and not all zero.
-    pub fn validate(&self) -> Result<()> {
-        let r = [self.train, self.val, self.test];
-        if r.iter().any(|x| !x.is_finite() || *x < 0.0) || r.iter().sum::<f64>() <= 0.0 {
-            return Err(Error::Config {
-                field: "split ratios".into(),
-                message: format!(
-                    "train/val/test ratios {}/{}/{} must be non-negative numbers, not all zero",
-                    self.train, self.val, self.test
-                ),
-            });
-        }
-        Ok(())
     }
 }
 
@@ -219,85 +185,6 @@ pub(crate) struct Raw {
     pub entries: Vec<RawEntry>,
     pub skipped: Vec<Skipped>,
     pub duplicates: Duplicates,
-}
-
-/// Normalises a dataset image path: `/` separators, no `.` components. `None` when it is empty,
-/// absolute, or has a `..` component (it could leave the image root).
-pub fn clean_relative(path: &str) -> Option<String> {
-    let unified = path.trim().replace('\\', "/");
-    if unified.starts_with('/') {
-        return None;
-    }
-    // A Windows drive (`C:`) is absolute too.
-    let b = unified.as_bytes();
-    if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
-        return None;
-    }
-    let mut parts = Vec::new();
-    for part in unified.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return None,
-            p => parts.push(p),
-        }
-    }
-    if parts.is_empty() {
-        return None;
-    }
-    Some(parts.join("/"))
-}
-
-fn escape_error(file: &Path, location: &str, path: &str, root: &Path) -> Error {
-    let why = if path.trim().is_empty() {
-        "is empty".to_string()
-    } else {
-        format!("escapes the image root {}", root.display())
-    };
-    Error::parse(
-        file,
-        Some(location.to_string()),
-        format!(
-            "image path {path:?} {why}; refused: use a path relative to the image root without `..`"
-        ),
-    )
-}
-
-/// Where an existing image file actually lives, and whether that is inside the root.
-enum Resolved {
-    Inside,
-    Outside(PathBuf),
-    Missing(String),
-}
-
-fn resolve_in_root(root_canon: &Path, full: &Path) -> Resolved {
-    match std::fs::canonicalize(full) {
-        Ok(c) if !c.starts_with(root_canon) => Resolved::Outside(c),
-        Ok(c) if c.is_dir() => {
-            Resolved::Missing(format!("{} is a folder, not an image", full.display()))
-        }
-        Ok(_) => Resolved::Inside,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Resolved::Missing(format!("missing: {} not found", full.display()))
-        }
-        Err(e) => Resolved::Missing(format!("unreadable: {}: {e}", full.display())),
-    }
-}
-
-/// Resolves a dataset image path under `root`, refusing any path that leaves it lexically
-/// (`..`, absolute) or through a symlink. Used by loaders and by anything that opens a
-/// dataset image later (the image store, the web server).
-pub fn resolve_image(root: &Path, path: &str) -> Result<PathBuf> {
-    let refuse = || Error::Image {
-        path: PathBuf::from(path),
-        message: format!("escapes the image root {}; refused", root.display()),
-    };
-    let clean = clean_relative(path).ok_or_else(refuse)?;
-    let full = root.join(&clean);
-    let root_canon = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
-    match resolve_in_root(&root_canon, &full) {
-        Resolved::Outside(_) => Err(refuse()),
-        Resolved::Inside | Resolved::Missing(_) => Ok(full),
-    }
 }
 
 struct Pending {
@@ -585,205 +472,5 @@ fn nothing_usable(
     }
 }
 
-/// Keeps given splits; gives the others a split from a seeded shuffle of their paths (sorted
-/// first, so the result does not depend on entry order).
-fn assign_splits(items: &[Pending], opts: &SplitOptions) -> Vec<Split> {
-    let mut out: Vec<Option<Split>> = items.iter().map(|p| p.split).collect();
-    let mut free: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
-    if free.is_empty() {
-        return out.into_iter().map(|s| s.unwrap_or(Split::Train)).collect();
-    }
-    free.sort_by(|&a, &b| items[a].path.cmp(&items[b].path));
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
-    free.shuffle(&mut rng);
-    let split = split_counts(free.len(), opts);
-    for (k, &i) in free.iter().enumerate() {
-        out[i] = Some(if k < split[0] {
-            Split::Train
-        } else if k < split[0] + split[1] {
-            Split::Val
-        } else {
-            Split::Test
-        });
-    }
-    out.into_iter().map(|s| s.unwrap_or(Split::Train)).collect()
-}
-
-/// The split of item `i` when the first `counts[0]` items train, the next `counts[1]` validate and
-/// the rest test (how the generators lay out their images).
-pub fn split_of_index(i: usize, counts: [usize; 3]) -> Split {
-    if i < counts[0] {
-        Split::Train
-    } else if i < counts[0] + counts[1] {
-        Split::Val
-    } else {
-        Split::Test
-    }
-}
-
-/// Train/val/test counts for `n` items: rounded shares, at least one training item when there is
-/// any item and a non-zero training share.
-pub fn split_counts(n: usize, opts: &SplitOptions) -> [usize; 3] {
-    let total = opts.train + opts.val + opts.test;
-    let share = |r: f64| ((n as f64) * r / total).round() as usize;
-    let mut val = share(opts.val).min(n);
-    let mut test = share(opts.test).min(n - val);
-    if n > 0 && opts.train > 0.0 && val + test == n {
-        // val + test == n > 0, so the larger of the two is positive.
-        if test >= val {
-            test -= 1;
-        } else {
-            val -= 1;
-        }
-    }
-    [n - val - test, val, test]
-}
-
-/// Parses JSON with errors that name the line and column, and a clear message for the original
-/// project's Python-style single-quoted files.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    bytes: &[u8],
-    what: &str,
-) -> Result<T> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    match serde_json::from_slice(bytes) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let text = String::from_utf8_lossy(bytes);
-            if e.is_syntax()
-                && let Some((line, column)) = python_quote_position(&text)
-            {
-                return Err(Error::parse(
-                    file,
-                    Some(format!("line {line}, column {column}")),
-                    "uses Python single quotes ('...') where JSON needs double quotes (\"...\"); \
-                     the original project's sample custom_dataset.json was written this way. \
-                     Replace the single quotes around keys and strings with double quotes",
-                ));
-            }
-            let location = Some(format!("line {}, column {}", e.line(), e.column()));
-            let message = if e.is_data() {
-                format!("not a valid {what}: {e}")
-            } else if e.is_eof() {
-                format!("malformed JSON: the file ends early ({e})")
-            } else {
-                format!("malformed JSON: {e}")
-            };
-            Err(Error::parse(file, location, message))
-        }
-    }
-}
-
-/// Line and column (1-based, in characters) of the first single quote outside a JSON string
-/// that opens a key or value (follows `{`, `[`, `,` or `:`).
-fn python_quote_position(text: &str) -> Option<(usize, usize)> {
-    let (mut line, mut column) = (1, 0);
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut prev = None;
-    for c in text.chars() {
-        if c == '\n' {
-            line += 1;
-            column = 0;
-        } else {
-            column += 1;
-        }
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-        } else if c == '\'' && matches!(prev, None | Some('{' | '[' | ',' | ':')) {
-            return Some((line, column));
-        }
-        if !c.is_whitespace() {
-            prev = Some(c);
-        }
-    }
-    None
-}
-
-/// Reads a whole file, naming it in the error.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path, e))
-}
-
-/// Reads a UTF-8 text file (a leading BOM is dropped), naming it in the error.
-pub(crate) fn read_text(path: &Path) -> Result<String> {
-    let bytes = read_file(path)?;
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Ok(s.to_string()),
-        Err(e) => {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
-            Err(Error::parse(
-                path,
-                Some(format!("line {line}")),
-                "not UTF-8 text; save the file as UTF-8",
-            ))
-        }
-    }
-}
-
-/// The folder a dataset file sits in.
-pub(crate) fn parent_dir(file: &Path) -> PathBuf {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 #[cfg(test)]
 mod loader_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_relative_paths() {
-        assert_eq!(clean_relative("a/b.jpg").as_deref(), Some("a/b.jpg"));
-        assert_eq!(clean_relative("./a//b.jpg").as_deref(), Some("a/b.jpg"));
-        assert_eq!(clean_relative("a\\b.jpg").as_deref(), Some("a/b.jpg"));
-        assert_eq!(clean_relative("../../etc/passwd"), None);
-        assert_eq!(clean_relative("a/../../b"), None);
-        assert_eq!(clean_relative("/etc/passwd"), None);
-        assert_eq!(clean_relative("C:\\x.jpg"), None);
-        assert_eq!(clean_relative(""), None);
-        assert_eq!(clean_relative("."), None);
-    }
-
-    #[test]
-    fn split_counts_round_and_keep_a_train_item() {
-        let o = SplitOptions::default();
-        assert_eq!(split_counts(100, &o), [80, 10, 10]);
-        assert_eq!(split_counts(10, &o), [8, 1, 1]);
-        assert_eq!(split_counts(1, &o), [1, 0, 0]);
-        assert_eq!(split_counts(0, &o), [0, 0, 0]);
-        let odd = SplitOptions {
-            train: 0.0,
-            val: 1.0,
-            test: 1.0,
-            seed: 1,
-        };
-        assert_eq!(split_counts(4, &odd), [0, 2, 2]);
-        assert!(SplitOptions { train: -1.0, ..o }.validate().is_err());
-    }
-
-    #[test]
-    fn python_quotes_are_found() {
-        assert_eq!(python_quote_position("{\n  'images': []}"), Some((2, 3)));
-        assert_eq!(python_quote_position("{\"a\": \"it's\"}"), None);
-        assert_eq!(python_quote_position("{\"a\": ['x']}"), Some((1, 8)));
-    }
-}
