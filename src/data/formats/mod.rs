@@ -22,16 +22,16 @@ pub mod coco;
 pub mod csv;
 pub mod custom;
 pub mod detect;
+mod files;
 pub mod flickr8k;
 pub mod folder;
 pub mod karpathy;
-mod files;
 mod paths;
 mod splits;
 
 pub(crate) use files::{parent_dir, parse_json, read_file, read_text};
-pub use paths::{clean_relative, resolve_image};
 use paths::{Resolved, escape_error, resolve_in_root};
+pub use paths::{clean_relative, resolve_image};
 use splits::assign_splits;
 pub use splits::{SplitOptions, split_counts, split_of_index};
 

@@ -111,8 +111,7 @@ fn label_relevance_uses_the_samples_labels() {
 
 #[test]
 fn judgements_parse_and_answer_gains() {
-    let text =
-        "# query\tgallery\tgain\n\na.jpg\tb.jpg\t1\na.jpg\tc.jpg\t0.25\r\nb.jpg\ta.jpg\t0\n";
+    let text = "# query\tgallery\tgain\n\na.jpg\tb.jpg\t1\na.jpg\tc.jpg\t0.25\r\nb.jpg\ta.jpg\t0\n";
     let j = Judgements::parse(text, Path::new("rel.tsv")).unwrap();
     assert!(close(j.gain("a.jpg", "b.jpg"), 1.0));
     assert!(close(j.gain("a.jpg", "c.jpg"), 0.25));
