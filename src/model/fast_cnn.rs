@@ -5,10 +5,10 @@
 //! channels-last `f32` buffers that each thread reuses from image to image.
 //!
 //! Why: through burn's ops a batch of 32 `shapes` images took most of a greedy captioning batch
-//! (each op a pass over the whole batch's activations, with fresh allocations: about 85% of the
-//! time of `bench train`'s greedy row, the decoder the rest). Here an image's activations stay in
-//! the core's cache from the first convolution to its feature, and the batch is split over
-//! rayon's threads by image (no hand-off inside a forward pass).
+//! (each op a pass over the whole batch's activations, with fresh allocations: about 70% of the
+//! time of `bench train`'s greedy row on a loaded machine, the decoder the rest). Here an image's
+//! activations stay in the core's cache from the first convolution to its feature, and the batch
+//! is split over rayon's threads by image (no hand-off inside a forward pass).
 //!
 //! The features match burn's forward to rounding (the products sum in another order, and the
 //! folded batch norm rounds once where burn's rounds twice): the tests check both agree.
