@@ -20,6 +20,7 @@ use crate::data::batch::arrange_tokens;
 use crate::error::{Error, Result};
 use crate::model::decode::DecodeOptions;
 use crate::model::encoder::SmallCnnConfig;
+use crate::model::fast_cnn::FastCnn;
 use crate::model::fast_decode::{FastDecoder, decode_with};
 use crate::model::guide::Guidance;
 use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
@@ -232,8 +233,9 @@ pub fn train_step_seconds(opts: &BenchOptions, batch: usize, steps: usize) -> Re
     Ok(ips.iter().map(|r| batch as f64 / r).collect())
 }
 
-/// Greedy captioning images/s with the same model (CNN and decoder, one batch), on the decoder
-/// path capsearch uses on this device: the fast path on the CPU, burn's ops elsewhere.
+/// Greedy captioning images/s with the same model (CNN and decoder, one batch), on the paths
+/// capsearch's inference uses on this device: the CNN's and the decoder's fast paths on the CPU
+/// (as `CaptionEngine` runs them), burn's ops elsewhere.
 fn greedy_captioning(
     opts: &BenchOptions,
     config: &CaptionerConfig,
@@ -244,12 +246,30 @@ fn greedy_captioning(
     let fast = (device == Device::flex())
         .then(|| FastDecoder::new(&model))
         .transpose()?;
+    let fast_cnn = match (&fast, &model.cnn) {
+        (Some(_), Some(cnn)) => FastCnn::new(cnn)?,
+        _ => None,
+    };
     let images = Tensor::<4>::random(
         [sizes.batch, 3, sizes.image, sizes.image],
         Distribution::Normal(0.0, 1.0),
         &device,
     );
+    // the pixels as the engine hands them to the fast CNN (PyTorch's side starts from its tensor)
+    let pixels = images
+        .clone()
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|error| Error::Backend {
+            what: "the benchmark's images".into(),
+            error,
+        })?;
     let caption_secs = time_runs(sizes.warmup, sizes.runs, || {
+        if let (Some(cnn), Some(fast)) = (&fast_cnn, &fast) {
+            let features = cnn.forward(&pixels, sizes.image, sizes.image)?;
+            fast.decode(&features, DecodeOptions::default())?;
+            return Ok(());
+        }
         let features = model
             .encode(images.clone())
             .ok_or_else(|| Error::Invalid("the shapes model has a CNN".into()))?;

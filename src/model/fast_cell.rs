@@ -53,10 +53,17 @@ pub(crate) fn tanh_in_place(values: &mut [f32]) {
     map_in_place(values, Activation::Tanh);
 }
 
+/// `exp` of every value, in place, as [`sigmoid_in_place`] (Cephes' `expf`, inputs clamped to
+/// `[-87.3, 88.3]`): the decoder fast path's softmax sums (`super::fast_decode`).
+pub(crate) fn exp_in_place(values: &mut [f32]) {
+    map_in_place(values, Activation::Exp);
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Activation {
     Sigmoid,
     Tanh,
+    Exp,
 }
 
 fn map_in_place(values: &mut [f32], f: Activation) {
@@ -71,6 +78,7 @@ fn map_in_place(values: &mut [f32], f: Activation) {
         *v = match f {
             Activation::Sigmoid => sigmoid(*v),
             Activation::Tanh => tanh(*v),
+            Activation::Exp => exp(*v),
         };
     }
 }
@@ -183,6 +191,7 @@ mod x86 {
                 let y = match f {
                     super::Activation::Sigmoid => sigmoid(x),
                     super::Activation::Tanh => tanh(x),
+                    super::Activation::Exp => exp(x),
                 };
                 _mm256_storeu_ps(p.add(j), y);
                 j += 8;
@@ -253,10 +262,17 @@ mod tests {
     #[test]
     fn in_place_maps_match_libm_and_the_cell() {
         let xs: Vec<f32> = (0..203).map(|i| (i as f32 - 101.0) * 0.37).collect();
-        let (mut s, mut t) = (xs.clone(), xs.clone());
+        let (mut s, mut t, mut e) = (xs.clone(), xs.clone(), xs.clone());
         sigmoid_in_place(&mut s);
         tanh_in_place(&mut t);
+        exp_in_place(&mut e);
         for (k, &x) in xs.iter().enumerate() {
+            assert!(
+                (e[k] - x.exp()).abs() <= 3.0 * f32::EPSILON * x.exp(),
+                "exp({x}) = {}",
+                e[k]
+            );
+            assert_eq!(e[k].to_bits(), exp(x).to_bits(), "exp({x})");
             assert!(
                 (s[k] - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6,
                 "σ({x}) = {}",

@@ -20,9 +20,9 @@ use burn::prelude::*;
 
 use super::captioner::Captioner;
 use super::decode::{Caption, DecodeOptions, Stepper, beam_search};
-use super::fast_cell::cell_row;
+use super::fast_cell::{cell_row, exp_in_place};
 use super::guide::{ConceptBias, Guidance};
-use super::packed::Weights;
+use super::packed::{SERIAL_ROWS, Weights};
 use super::precision::Precision;
 use crate::error::{Error, Result};
 
@@ -56,7 +56,7 @@ pub struct FastDecoder {
     concept: Option<(Weights, Vec<f32>, bool)>,
 }
 
-fn floats<const D: usize>(t: Tensor<D>, name: &str) -> Result<Vec<f32>> {
+pub(crate) fn floats<const D: usize>(t: Tensor<D>, name: &str) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -173,7 +173,17 @@ impl FastDecoder {
         if batch == 0 {
             return Ok(Vec::new());
         }
-        let mut stepper = FastStepper::new(self, batch);
+        let guided = self.concept.is_some() && options.concept_weight() > 0.0;
+        let threads = rayon::current_num_threads().min(batch);
+        if !guided
+            && options.beam_size <= 1
+            && batch >= SPLIT_ROWS
+            && threads > 1
+            && self.step_bytes() <= SPLIT_MAX_BYTES
+        {
+            return Ok(self.greedy_split(features, options, threads));
+        }
+        let mut stepper = FastStepper::new(self, batch, true);
         stepper.start(features);
         let bias = match &self.concept {
             Some((wc, bc, on_feature)) if options.concept_weight() > 0.0 => {
@@ -196,6 +206,42 @@ impl FastDecoder {
             options,
             bias.as_ref(),
         ))
+    }
+}
+
+/// Unguided greedy batches of at least this many images are split over the threads by image
+/// ([`FastDecoder::greedy_split`]) when a step's matrices take at most [`SPLIT_MAX_BYTES`].
+const SPLIT_ROWS: usize = 4;
+
+/// A step's matrices small enough to stay in a core's own cache (the `shapes` model's take
+/// 0.45 MB): each thread reading all of them costs nothing. Larger ones (NeuralTalk's 13.6 MB)
+/// come from memory or the shared cache, and the products split their columns instead, so that
+/// each thread reads only its share (under load, a split by image was slower there).
+const SPLIT_MAX_BYTES: usize = 1 << 20;
+
+impl FastDecoder {
+    /// Unguided greedy decoding of a batch split by image into `parts` runs, one per rayon
+    /// thread, each on its own stepper with its products on its own thread.
+    ///
+    /// Greedy captions are independent from image to image, and a row's products do not depend
+    /// on the rows beside it ([`super::packed`]), so the captions are the one-stepper batch's bit
+    /// for bit; but the threads meet once per batch rather than at every product of every step
+    /// (three a step when the products split their columns), and the per-row work between the
+    /// products (the embedding rows, the cell, each row's best word) is split as well.
+    fn greedy_split(&self, features: &[f32], options: DecodeOptions, parts: usize) -> Vec<Caption> {
+        use rayon::prelude::*;
+        let batch = features.len() / self.f.max(1);
+        let chunk = batch.div_ceil(parts.max(1));
+        let captions: Vec<Vec<Caption>> = features
+            .par_chunks(chunk * self.f)
+            .map(|part| {
+                let n = part.len() / self.f.max(1);
+                let mut stepper = FastStepper::new(self, n, false);
+                stepper.start(part);
+                beam_search(&mut stepper, n, self.v, options, None)
+            })
+            .collect();
+        captions.into_iter().flatten().collect()
     }
 }
 
@@ -229,6 +275,9 @@ pub fn decode_with(
 /// The state of one decoding run, with buffers reused across steps.
 struct FastStepper<'a> {
     w: &'a FastDecoder,
+    /// Whether a product may split its columns over the threads (else the caller splits the
+    /// batch: [`FastDecoder::greedy_split`]).
+    threaded: bool,
     /// `[rows, H]` hidden and cell state of the current rows.
     h: Vec<f32>,
     c: Vec<f32>,
@@ -242,9 +291,10 @@ struct FastStepper<'a> {
 }
 
 impl<'a> FastStepper<'a> {
-    fn new(w: &'a FastDecoder, batch: usize) -> Self {
+    fn new(w: &'a FastDecoder, batch: usize, threaded: bool) -> Self {
         Self {
             w,
+            threaded,
             h: Vec::with_capacity(batch * w.h),
             c: Vec::with_capacity(batch * w.h),
             x: Vec::new(),
@@ -263,7 +313,7 @@ impl<'a> FastStepper<'a> {
         for row in self.x.chunks_exact_mut(w.d) {
             row.copy_from_slice(&w.be);
         }
-        w.we.mul_acc(&mut self.x, features, n);
+        mul(&w.we, self.threaded, &mut self.x, features, n);
         // h_prev = 0: gates = bias + x · Wx; c_prev = 0
         self.gates_from_x(n);
         self.cell(n, false);
@@ -277,7 +327,7 @@ impl<'a> FastStepper<'a> {
         for g in self.gates.chunks_exact_mut(row) {
             g.copy_from_slice(&w.bias);
         }
-        w.wx.mul_acc(&mut self.gates, &self.x, n);
+        mul(&w.wx, self.threaded, &mut self.gates, &self.x, n);
     }
 
     /// Gates → new `h`, `c` (`with_prev`: add `f * c_prev`).
@@ -312,34 +362,67 @@ impl FastStepper<'_> {
             self.c_prev[a * hs..(a + 1) * hs].copy_from_slice(self.c.get(r * hs..(r + 1) * hs)?);
         }
         self.gates_from_x(n);
-        w.wh.mul_acc(&mut self.gates, &self.h_prev, n);
+        mul(&w.wh, self.threaded, &mut self.gates, &self.h_prev, n);
         self.cell(n, true);
 
         self.scores.resize(n * v, 0.0);
         for row in self.scores.chunks_exact_mut(v) {
             row.copy_from_slice(&w.bd);
         }
-        w.wd.mul_acc(&mut self.scores, &self.h, n);
+        mul(&w.wd, self.threaded, &mut self.scores, &self.h, n);
         Some(n)
+    }
+}
+
+/// `dst += lhs · w` for `n` rows, its columns split over the threads when `threaded` allows.
+fn mul(w: &Weights, threaded: bool, dst: &mut [f32], lhs: &[f32], n: usize) {
+    if threaded {
+        w.mul_acc(dst, lhs, n);
+    } else {
+        w.mul_acc_serial(dst, lhs, n);
     }
 }
 
 /// `y ← log(1e-20 + softmax(y))`, NeuralTalk's word scores.
 fn log_softmax(y: &mut [f32]) {
     let max = y.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for y in y.iter_mut() {
-        *y = (*y - max).exp();
-        sum += *y;
-    }
+    let sum = if y.iter().all(|v| v.is_finite()) {
+        exp_shifted_sum(y, max)
+    } else {
+        // NaN or infinite scores: libm's `exp`, whose NaNs the vector one clamps away
+        let mut sum = 0.0f32;
+        for y in y.iter_mut() {
+            *y = (*y - max).exp();
+            sum += *y;
+        }
+        sum
+    };
     for y in y.iter_mut() {
         *y = (*y / sum + 1e-20).ln();
     }
 }
 
+/// `e ← exp(e − max)` eight values at a time ([`exp_in_place`]), and the softmax's sum: eight
+/// running sums (value `j` into sum `j mod 8`) added in order at the end. [`log_softmax`] and
+/// [`best_word`] both sum here, so their log-probabilities agree bit for bit.
+fn exp_shifted_sum(e: &mut [f32], max: f32) -> f32 {
+    for v in e.iter_mut() {
+        *v -= max;
+    }
+    exp_in_place(e);
+    let mut lanes = [0.0f32; 8];
+    for chunk in e.chunks(8) {
+        for (l, v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum()
+}
+
 /// The word [`log_softmax`] ranks first (ties: the lower index) and its value, from one pass over
-/// the scores for the maximum and one for the softmax's sum: no row of logarithms, no ranking.
-fn best_word(y: &[f32]) -> (usize, f32) {
+/// the scores for the maximum and one for the softmax's sum (its exponentials into `e`, a
+/// scratch row): no row of logarithms, no ranking.
+fn best_word(y: &[f32], e: &mut Vec<f32>) -> (usize, f32) {
     let (mut arg, mut max, mut finite) = (0, f32::NEG_INFINITY, true);
     for (j, &s) in y.iter().enumerate() {
         finite &= s.is_finite();
@@ -356,16 +439,14 @@ fn best_word(y: &[f32]) -> (usize, f32) {
             .unwrap_or(0);
         return (w, logp.get(w).copied().unwrap_or(f32::NEG_INFINITY));
     }
-    // the sum in `log_softmax`'s order, so that the log-probability is the same
-    let mut sum = 0.0f32;
-    for &s in y {
-        sum += (s - max).exp();
-    }
+    // the sum `log_softmax` takes, so that the log-probability is the same (exp(0) = 1 exactly)
+    e.clear();
+    e.extend_from_slice(y);
+    let sum = exp_shifted_sum(e, max);
     let lp = (1.0 / sum + 1e-20).ln();
     // a lower-index word whose score is a hair below the maximum may round to the same
     // log-probability, and then wins the tie
-    let tie =
-        (0..arg).find(|&j| y[j] - max > -1e-3 && ((y[j] - max).exp() / sum + 1e-20).ln() == lp);
+    let tie = (0..arg).find(|&j| y[j] - max > -1e-3 && (e[j] / sum + 1e-20).ln() == lp);
     (tie.unwrap_or(arg), lp)
 }
 
@@ -380,11 +461,22 @@ impl Stepper for FastStepper<'_> {
     }
 
     fn step_best(&mut self, rows: &[usize], prev: &[usize]) -> Option<Vec<(usize, f32)>> {
-        self.advance(rows, prev)?;
+        let n = self.advance(rows, prev)?;
+        let v = self.w.v.max(1);
+        if self.threaded && n > SERIAL_ROWS {
+            use rayon::prelude::*;
+            return Some(
+                self.scores
+                    .par_chunks_exact(v)
+                    .map_init(Vec::new, |e, y| best_word(y, e))
+                    .collect(),
+            );
+        }
+        let mut e = Vec::with_capacity(v);
         Some(
             self.scores
-                .chunks_exact(self.w.v.max(1))
-                .map(best_word)
+                .chunks_exact(v)
+                .map(|y| best_word(y, &mut e))
                 .collect(),
         )
     }
@@ -568,7 +660,7 @@ mod tests {
             FastDecoder::new(&m).unwrap(),
             FastDecoder::with_precision(&m, Precision::F16).unwrap(),
         );
-        let (mut sa, mut sb) = (FastStepper::new(&a, 6), FastStepper::new(&b, 6));
+        let (mut sa, mut sb) = (FastStepper::new(&a, 6, true), FastStepper::new(&b, 6, true));
         sa.start(&flat);
         sb.start(&flat);
         let rows: Vec<usize> = (0..6).collect();
@@ -604,7 +696,8 @@ mod tests {
     }
 
     /// Greedy decoding of a batch (several row blocks, words ending at different steps, so the
-    /// batch shrinks) gives each image the caption it gets alone, bit for bit, in f32 and f16.
+    /// batch shrinks; split by image over the threads, and on one stepper) gives each image the
+    /// caption it gets alone, bit for bit, in f32 and f16.
     #[test]
     fn batched_greedy_equals_one_image_at_a_time() {
         let device = Device::flex();
@@ -615,6 +708,11 @@ mod tests {
             let fast = FastDecoder::with_precision(&m, precision).unwrap();
             let all = fast.decode(&flat, DecodeOptions::default()).unwrap();
             assert_eq!(all.len(), 33);
+            // split by image over the threads, or one stepper for the whole batch: the same
+            let mut whole = FastStepper::new(&fast, 33, true);
+            whole.start(&flat);
+            let one_stepper = beam_search(&mut whole, 33, fast.v, DecodeOptions::default(), None);
+            assert_eq!(one_stepper, all, "{precision:?}");
             let lengths: std::collections::BTreeSet<usize> =
                 all.iter().map(|c| c.ids.len()).collect();
             assert!(lengths.len() > 1, "every caption has the same length");
@@ -661,7 +759,7 @@ mod tests {
             let want = (0..y.len())
                 .max_by(|&a, &b| logp[a].total_cmp(&logp[b]).then(b.cmp(&a)))
                 .unwrap();
-            let (w, lp) = best_word(y);
+            let (w, lp) = best_word(y, &mut Vec::new());
             assert_eq!(w, want, "{:?}", &y[..y.len().min(4)]);
             assert_eq!(lp.to_bits(), logp[want].to_bits());
             collided |= y.len() == 5000 && w == 10;

@@ -9,6 +9,7 @@ use super::backbone::Backbone;
 use super::captioner::EncoderConfig;
 use super::decode::{DecodeOptions, decode_guided};
 use super::embedding_stats::{EMBEDDING_STATS, EmbeddingStats};
+use super::fast_cnn::FastCnn;
 use super::fast_decode::{FastDecoder, decode_with};
 use super::guide::Guidance;
 use super::precision::Precision;
@@ -41,6 +42,8 @@ pub struct CaptionEngine {
     backbone: Option<Backbone>,
     /// The decoder's CPU fast path (on the CPU device; `None` on a GPU, where burn's path runs).
     fast: Option<FastDecoder>,
+    /// The small CNN's CPU fast path (`None`: no small CNN, not `f32`, or not on the CPU).
+    fast_cnn: Option<FastCnn>,
     pub device: Device,
     /// Precision of the weights in memory (`f16`: the lower-memory option).
     pub precision: Precision,
@@ -95,11 +98,16 @@ impl CaptionEngine {
         } else {
             None
         };
+        let fast_cnn = match &loaded.model.cnn {
+            Some(cnn) if device == Device::flex() => FastCnn::new(cnn)?,
+            _ => None,
+        };
         let embedding_stats = EmbeddingStats::read(dir)?;
         let engine = Self {
             loaded,
             backbone,
             fast,
+            fast_cnn,
             precision,
             device,
             limits: ImageLimits::default(),
@@ -380,6 +388,14 @@ impl CaptionEngine {
                 ));
             }
             crate::data::image::normalize_into(px, self.normalization, slot);
+        }
+        if let Some(cnn) = &self.fast_cnn {
+            let features = cnn.forward(&buf, s, s)?;
+            let dims = [images.len(), cnn.feature_dim()];
+            return Ok(Tensor::from_data(
+                TensorData::new(features, dims),
+                &self.device,
+            ));
         }
         let tensor =
             Tensor::<1>::from_data(TensorData::new(buf, [images.len() * per]), &self.device)

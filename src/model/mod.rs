@@ -8,6 +8,7 @@ pub mod efficientnet;
 pub mod embedding_stats;
 pub mod encoder;
 pub(crate) mod fast_cell;
+pub mod fast_cnn;
 pub mod fast_decode;
 pub mod finetune;
 pub(crate) mod gemm;

@@ -101,6 +101,17 @@ impl Weights {
 
     /// `dst[m×n] += lhs[m×k] · self`, `dst` and `lhs` row-major.
     pub(crate) fn mul_acc(&self, dst: &mut [f32], lhs: &[f32], m: usize) {
+        self.mul_acc_on(dst, lhs, m, true);
+    }
+
+    /// [`Weights::mul_acc`] on the calling thread whatever its size: for callers that split
+    /// their work over the threads themselves (by image), where a product's own split would only
+    /// add hand-offs. The same sums, bit for bit.
+    pub(crate) fn mul_acc_serial(&self, dst: &mut [f32], lhs: &[f32], m: usize) {
+        self.mul_acc_on(dst, lhs, m, false);
+    }
+
+    fn mul_acc_on(&self, dst: &mut [f32], lhs: &[f32], m: usize, threaded: bool) {
         let (k, n) = (self.k, self.n);
         assert!(dst.len() >= m * n && lhs.len() >= m * k);
         if m == 0 || n == 0 || k == 0 {
@@ -111,7 +122,7 @@ impl Weights {
         let out = Dst {
             ptr: dst.as_mut_ptr(),
         };
-        if m <= SERIAL_ROWS || threads < 2 || m * k * n < PARALLEL_MIN_WORK {
+        if !threaded || m <= SERIAL_ROWS || threads < 2 || m * k * n < PARALLEL_MIN_WORK {
             // SAFETY: `dst` holds m × n values (asserted) and is borrowed mutably here.
             unsafe { self.panels(out, lhs, m, 0..panels) };
             return;
