@@ -9,12 +9,13 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::{log_sigmoid, log_softmax};
+use burn::tensor::activation::log_sigmoid;
 use serde::{Deserialize, Serialize};
 
 use super::encoder::{SmallCnn, SmallCnnConfig};
 use super::finetune::{Tail, TailConfig};
 use super::lstm::FusedLstm;
+use super::ops::{cross_entropy, dropout};
 
 /// Where the image feature comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,18 +229,16 @@ impl Captioner {
     }
 
     /// Teacher-forced scores: features `[B, F]`, inputs `[B, T]` (START then words) → `[B, T, V]`.
+    /// On flex in training, dropout and the loss run as capsearch's own ops ([`super::ops`]).
     pub fn forward(&self, features: Tensor<2>, inputs: Tensor<2, Int>) -> Tensor<3> {
         let [b, t] = inputs.dims();
-        let x_img = self
-            .dropout
-            .forward(self.project(features))
-            .unsqueeze_dim(1);
-        let x_words = self.dropout.forward(self.embed(inputs));
+        let x_img = dropout::forward(&self.dropout, self.project(features)).unsqueeze_dim(1);
+        let x_words = dropout::forward(&self.dropout, self.embed(inputs));
         let hidden = self.lstm.forward(Tensor::cat(vec![x_img, x_words], 1));
         let h = self.lstm.hidden_size;
         // drop the image step's output
         let hidden = hidden.narrow(1, 1, t).reshape([b * t, h]);
-        let hidden = self.dropout.forward(hidden);
+        let hidden = dropout::forward(&self.dropout, hidden);
         self.scores(hidden).reshape([b, t, self.vocab_size()])
     }
 
@@ -252,12 +251,7 @@ impl Captioner {
         targets: Tensor<2, Int>,
         mask: Tensor<2>,
     ) -> Tensor<1> {
-        let [b, t] = targets.dims();
-        let logp = log_softmax(self.forward(features, inputs), 2);
-        let picked = logp.gather(2, targets.unsqueeze_dim(2)).reshape([b, t]);
-        let mask = mask.cast(picked.dtype());
-        let total = mask.clone().sum();
-        (picked * mask).sum().neg() / total.clamp_min(1.0)
+        cross_entropy::masked_nll(self.forward(features, inputs), targets, mask)
     }
 
     /// The concept head's word logits `[B, V]` for features `[B, F]` whose projection (from

@@ -3,8 +3,10 @@
 //! it, in [`super::packed`].
 
 /// Products at least this large (m·n·k multiply-adds) may use every rayon thread; smaller ones run
-/// on the calling thread, where splitting costs more than it saves.
-const PARALLEL_MIN_WORK: usize = 1 << 20;
+/// on the calling thread, where splitting costs more than it saves. 2²¹ keeps the training LSTM's
+/// per-step products at batch 8 × 2 captions (`[16, 128] · [128, 512]`, 2²⁰, a fraction of a
+/// millisecond) on one thread: at 2²⁰ they were the smallest products handed to the rayon threads.
+const PARALLEL_MIN_WORK: usize = 1 << 21;
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, all row-major: with `accumulate` the product is added to
 /// `dst`, otherwise it replaces it. `parallel` lets large products use every rayon thread (callers

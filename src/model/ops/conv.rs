@@ -5,9 +5,11 @@
 //! input gradient and a convolution over the batch for the weight gradient, whose parallel split
 //! is over the few input channels; issue 15's profile put the two at 19–22% of a training step of
 //! the `shapes` model. Here the forward is, per image, `Y = W · cols` (the image's columns
-//! `cols = im2col(x)`, kept for the backward), and the backward is products: per image,
-//! `dcols = Wᵀ · dY` added back onto the input (col2im), and `dW = Σ dY · colsᵀ` over the
-//! images, each spread over the rayon threads by image.
+//! `cols = im2col(x)`, kept for the backward side by side, `[C·KH·KW, B·OH·OW]`), and the backward
+//! is products: per image, `dcols = Wᵀ · dY` added back onto the input (col2im), and
+//! `dW = dY · colsᵀ` as one product per rayon thread over its share of the batch (the weight
+//! gradient's inner dimension is then a share's pixels, not one image's: fewer, longer calls for
+//! a product with only 16–64 rows and 27–288 columns).
 //!
 //! Implemented for Flex (f32) and for Autodiff over Flex ([`ConvBackward`]); [`supports`] says
 //! when a convolution takes this path, everything else (CUDA, other precisions, strides, ...)
@@ -184,9 +186,9 @@ impl Dims {
     }
 }
 
-/// What [`ConvBackward`] keeps from the forward pass: every image's columns `[B, C·KH·KW, OH·OW]`
-/// (the weight gradient's right-hand side, so the backward does not build them again) and the
-/// weights (shared with the graph, not copied).
+/// What [`ConvBackward`] keeps from the forward pass: every image's columns side by side,
+/// `[C·KH·KW, B·OH·OW]` (the weight gradient's right-hand side, so the backward does not build
+/// them again) and the weights (shared with the graph, not copied).
 #[derive(Debug, Clone)]
 struct BackwardState {
     cols: Vec<f32>,
@@ -244,51 +246,76 @@ fn tap_span(dims: &Dims, oy: usize, ky: usize, kx: usize) -> Option<(usize, usiz
 /// One image's columns: `x` `[C, H, W]` → `cols` `[C·KH·KW, OH·OW]` (zeros where a tap falls in
 /// the padding).
 fn im2col(dims: &Dims, x: &[f32], cols: &mut [f32]) {
+    for (r, row) in cols.chunks_mut(dims.pixels()).enumerate() {
+        im2col_row(dims, x, r, row);
+    }
+}
+
+/// Every image's columns side by side, the layout of one product over the batch: `xs`
+/// `[B, C, H, W]` → `cols` `[C·KH·KW, B·OH·OW]`, image b's part of row r at `b·OH·OW`. Spread over
+/// the rayon threads by row.
+fn im2col_batch(dims: &Dims, xs: &[f32], cols: &mut [f32]) {
+    let (pixels, image) = (dims.pixels(), dims.image());
+    cols.par_chunks_mut(dims.batch * pixels)
+        .enumerate()
+        .for_each(|(r, row)| {
+            for (x, out) in xs.chunks(image).zip(row.chunks_mut(pixels)) {
+                im2col_row(dims, x, r, out);
+            }
+        });
+}
+
+/// Row `r` (channel c, tap (ky, kx)) of one image's columns: `x` `[C, H, W]` → `out` `[OH·OW]`.
+fn im2col_row(dims: &Dims, x: &[f32], r: usize, out: &mut [f32]) {
     let [kh, kw] = dims.kernel;
     let [oh, ow] = dims.out();
+    let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
     let plane = dims.height * dims.width;
-    for c in 0..dims.channels {
-        let x = &x[c * plane..(c + 1) * plane];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let r = (c * kh + ky) * kw + kx;
-                let row = &mut cols[r * oh * ow..(r + 1) * oh * ow];
-                for oy in 0..oh {
-                    let out = &mut row[oy * ow..(oy + 1) * ow];
-                    match tap_span(dims, oy, ky, kx) {
-                        Some((iy, first, end, ix)) => {
-                            out[..first].fill(0.0);
-                            let src = &x[iy * dims.width + ix..];
-                            out[first..end].copy_from_slice(&src[..end - first]);
-                            out[end..].fill(0.0);
-                        }
-                        None => out.fill(0.0),
-                    }
-                }
+    let x = &x[c * plane..(c + 1) * plane];
+    for oy in 0..oh {
+        let out = &mut out[oy * ow..(oy + 1) * ow];
+        match tap_span(dims, oy, ky, kx) {
+            Some((iy, first, end, ix)) => {
+                out[..first].fill(0.0);
+                let src = &x[iy * dims.width + ix..];
+                out[first..end].copy_from_slice(&src[..end - first]);
+                out[end..].fill(0.0);
             }
+            None => out.fill(0.0),
         }
     }
 }
 
 /// The inverse scatter of [`im2col`]: adds each column value back onto the input pixel it was
-/// read from. `dx` `[C, H, W]` starts at zero.
+/// read from. `dx` `[C, H, W]` starts at zero. The spans of a tap are the same in every channel,
+/// so they are found once per tap and output row; the adds run eight lanes at a time where AVX is
+/// present (at the dev profile's opt-level 1 the scalar loop stays scalar: issue 15's profile put
+/// it at 6–7% of a training step at batch 32).
 fn col2im(dims: &Dims, cols: &[f32], dx: &mut [f32]) {
     let [kh, kw] = dims.kernel;
     let [oh, ow] = dims.out();
-    let plane = dims.height * dims.width;
-    for c in 0..dims.channels {
-        let dx = &mut dx[c * plane..(c + 1) * plane];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let r = (c * kh + ky) * kw + kx;
-                let row = &cols[r * oh * ow..(r + 1) * oh * ow];
-                for oy in 0..oh {
-                    if let Some((iy, first, end, ix)) = tap_span(dims, oy, ky, kx) {
-                        let src = &row[oy * ow + first..oy * ow + end];
-                        let dst = &mut dx[iy * dims.width + ix..][..end - first];
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d += s;
-                        }
+    let (plane, pixels) = (dims.height * dims.width, oh * ow);
+    #[cfg(target_arch = "x86_64")]
+    let avx = std::arch::is_x86_feature_detected!("avx");
+    for ky in 0..kh {
+        for kx in 0..kw {
+            for oy in 0..oh {
+                let Some((iy, first, end, ix)) = tap_span(dims, oy, ky, kx) else {
+                    continue;
+                };
+                let n = end - first;
+                for c in 0..dims.channels {
+                    let r = (c * kh + ky) * kw + kx;
+                    let src = &cols[r * pixels + oy * ow + first..][..n];
+                    let dst = &mut dx[c * plane + iy * dims.width + ix..][..n];
+                    #[cfg(target_arch = "x86_64")]
+                    if avx {
+                        // SAFETY: AVX is present.
+                        unsafe { add_avx(dst, src) };
+                        continue;
+                    }
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d += s;
                     }
                 }
             }
@@ -296,69 +323,99 @@ fn col2im(dims: &Dims, cols: &[f32], dx: &mut [f32]) {
     }
 }
 
+/// `dst += src` over their common length, eight values at a time.
+///
+/// SAFETY: the CPU has AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn add_avx(dst: &mut [f32], src: &[f32]) {
+    use std::arch::x86_64::{_mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps};
+    let n = dst.len().min(src.len());
+    let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 ≤ n, within both slices.
+        unsafe {
+            let sum = _mm256_add_ps(_mm256_loadu_ps(d.add(i)), _mm256_loadu_ps(s.add(i)));
+            _mm256_storeu_ps(d.add(i), sum);
+        }
+        i += 8;
+    }
+    for (d, s) in dst[i..n].iter_mut().zip(&src[i..n]) {
+        *d += s;
+    }
+}
+
 /// The forward, per image (spread over the rayon threads): `out = W · im2col(x)`. With `keep`,
-/// every image's columns are kept and returned, `[B, C·KH·KW, OH·OW]`; without, each thread
-/// reuses one image's worth.
+/// every image's columns are kept and returned side by side, `[C·KH·KW, B·OH·OW]`
+/// ([`im2col_batch`]); without, each thread reuses one image's worth.
 fn conv_forward(x: &[f32], weight: &[f32], dims: Dims, keep: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let (taps, pixels, o) = (dims.taps(), dims.pixels(), dims.out_channels);
     let mut out = vec![0.0f32; dims.batch * o * pixels];
-    let product = |out: &mut [f32], cols: &[f32]| {
+    // one image's product, its columns' rows `stride` apart
+    let product = |out: &mut [f32], cols: &[f32], stride: usize| {
         matmul_strided(
             (out, Layout::rows(pixels)),
             (weight, Layout::rows(taps)),
-            (cols, Layout::rows(pixels)),
+            (cols, Layout::rows(stride)),
             (o, taps, pixels),
             false,
             false,
         );
     };
-    let images = out
-        .par_chunks_mut(o * pixels)
-        .zip(x.par_chunks(dims.image()));
     if keep {
         let mut cols = vec![0.0f32; dims.batch * taps * pixels];
-        images
-            .zip(cols.par_chunks_mut(taps * pixels))
-            .for_each(|((out, x), cols)| {
-                im2col(&dims, x, cols);
-                product(out, cols);
-            });
+        im2col_batch(&dims, x, &mut cols);
+        let stride = dims.batch * pixels;
+        out.par_chunks_mut(o * pixels)
+            .enumerate()
+            .for_each(|(b, out)| product(out, &cols[b * pixels..], stride));
         (out, Some(cols))
     } else {
-        images.for_each_init(
-            || vec![0.0f32; taps * pixels],
-            |cols, (out, x)| {
-                im2col(&dims, x, cols);
-                product(out, cols);
-            },
-        );
+        out.par_chunks_mut(o * pixels)
+            .zip(x.par_chunks(dims.image()))
+            .for_each_init(
+                || vec![0.0f32; taps * pixels],
+                |cols, (out, x)| {
+                    im2col(&dims, x, cols);
+                    product(out, cols, pixels);
+                },
+            );
         (out, None)
     }
 }
 
-/// `dW = Σ over images of dY · colsᵀ`: the images in one fixed share per rayon thread, each
-/// share's sum in its own buffer, the shares added in order (the same sum whatever thread ran
-/// which share).
+/// `dW = dY · colsᵀ` over the whole batch, `dY` laid out as `[O, B·OH·OW]` like the columns:
+/// the images in one fixed share per rayon thread, each share one product (its inner dimension
+/// the share's pixels) into its own buffer, the shares added in order (the same sum whatever
+/// thread ran which share).
 fn weight_grad(cols: &[f32], grad: &[f32], dims: Dims) -> Vec<f32> {
     let (taps, pixels, o, b) = (dims.taps(), dims.pixels(), dims.out_channels, dims.batch);
-    let share = b.div_ceil(rayon::current_num_threads().max(1)).max(1);
-    let partial = |(cols, grad): (&[f32], &[f32])| {
-        let mut dw = vec![0.0f32; o * taps];
-        for (cols, dy) in cols.chunks(taps * pixels).zip(grad.chunks(o * pixels)) {
-            matmul_strided(
-                (&mut dw, Layout::rows(taps)),
-                (dy, Layout::rows(pixels)),
-                (cols, Layout::transposed(pixels)),
-                (o, pixels, taps),
-                true,
-                false,
-            );
+    let stride = b * pixels;
+    let mut dy = vec![0.0f32; o * stride];
+    dy.par_chunks_mut(stride).enumerate().for_each(|(oc, row)| {
+        for (n, part) in row.chunks_mut(pixels).enumerate() {
+            part.copy_from_slice(&grad[(n * o + oc) * pixels..][..pixels]);
         }
+    });
+    let share = b.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let partial = |first: usize| {
+        let images = share.min(b - first);
+        let mut dw = vec![0.0f32; o * taps];
+        matmul_strided(
+            (&mut dw, Layout::rows(taps)),
+            (&dy[first * pixels..], Layout::rows(stride)),
+            (&cols[first * pixels..], Layout::transposed(stride)),
+            (o, images * pixels, taps),
+            false,
+            false,
+        );
         dw
     };
-    let shares: Vec<Vec<f32>> = cols
-        .par_chunks(share * taps * pixels)
-        .zip(grad.par_chunks(share * o * pixels))
+    let shares: Vec<Vec<f32>> = (0..b)
+        .step_by(share)
+        .collect::<Vec<_>>()
+        .into_par_iter()
         .map(partial)
         .collect();
     let mut shares = shares.into_iter();

@@ -8,9 +8,13 @@
 //! - [`lstm`]: the LSTM recurrence over a whole sequence.
 //! - [`conv`]: the small CNN's convolution (im2col and `gemm` products, forward and backward).
 //! - [`batch_norm`]: a training batch norm and the ReLU after it.
+//! - [`cross_entropy`]: the captioner's masked cross-entropy loss over the vocabulary.
+//! - [`dropout`]: training dropout, its mask hashed from a seed rather than drawn per value.
 
 pub mod batch_norm;
 pub mod conv;
+pub mod cross_entropy;
+pub mod dropout;
 pub mod lstm;
 
 use burn::backend::flex::FlexTensor;
