@@ -56,7 +56,8 @@
 //! of 100 per segment. Same results (tests in `embedded/tests.rs`; `eval search` reports equal).
 //! Before and after, alternately, same command, 2 cores at load 12–15 with other builds
 //! (contended: only the direction means much), hybrid p50 / p99: before 122 / 218 ms and
-//! 61.8 / 299 ms; after 27.4 / 65.8 ms. Visual p50 unchanged (1.91, 1.85 before; 1.86 after).
+//! 61.8 / 299 ms; after 27.4 / 65.8 ms and 8.39 / 12.6 ms (the last at load 10–13). Visual p50
+//! unchanged (1.91, 1.85 before; 1.86, 1.89 after).
 
 use std::time::Instant;
 
