@@ -66,10 +66,9 @@ pub struct SearchArgs {
 #[derive(Debug, Args)]
 pub struct FusionArgs {
     /// Weight of the caption list in hybrid search; with --fusion rrf an image scores
-    /// caption-weight / (3 + caption rank) + visual-weight / (3 + visual rank). The default 0.1
-    /// lets the caption break near-ties of the visual ranking without outvoting it: larger weights
-    /// lost to visual search alone in `eval search` (scenes: P@10 0.057 at 0.3 against visual's
-    /// and 0.1's 0.062; shapes: flat within ±0.003 up to 0.3).
+    /// caption-weight / (3 + caption rank) + visual-weight / (3 + visual rank). The default 0.2
+    /// measured at or above 0.1 and visual search alone in `eval search` on every `shapes` and
+    /// `scenes` model, with and without its embedding.json (0.3 lost to 0.1 on a weak model).
     #[arg(long, default_value_t = crate::search::fusion::DEFAULT_CAPTION_WEIGHT, value_name = "W")]
     pub caption_weight: f32,
 

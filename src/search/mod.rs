@@ -331,6 +331,31 @@ pub trait SearchBackend: Send + Sync {
         )))
     }
 
+    /// [`query`](SearchBackend::query) for ranking only: the same hits in the same order with
+    /// the same scores, but a backend may leave each `caption` empty, for
+    /// [`fill_captions`](SearchBackend::fill_captions) to fill on the hits kept. Hybrid search
+    /// fuses 100 hits of each list to show a page of 10: reading the other 190 documents (the
+    /// embedded backend decompresses a docstore block for each) is wasted time.
+    fn query_ranked(&self, text: &str, size: usize, offset: usize) -> Result<Vec<Hit>> {
+        self.query(text, size, offset)
+    }
+
+    /// [`nearest`](SearchBackend::nearest) for ranking only, as
+    /// [`query_ranked`](SearchBackend::query_ranked) is to `query`.
+    fn nearest_ranked(&self, vector: &[f32], size: usize, offset: usize) -> Result<Vec<Hit>> {
+        self.nearest(vector, size, offset)
+    }
+
+    /// Gives hits of [`query_ranked`](SearchBackend::query_ranked) and
+    /// [`nearest_ranked`](SearchBackend::nearest_ranked) (fused or not) the caption that `query`
+    /// and `nearest` would have given them: for a hit the caption search found (`caption_score`
+    /// set), the document's caption best matching `text` ([`best_caption`]); otherwise its first
+    /// caption. A backend whose ranked hits already carry their captions has nothing to do.
+    fn fill_captions(&self, text: &str, hits: &mut [Hit]) -> Result<()> {
+        let _ = (text, hits);
+        Ok(())
+    }
+
     /// The vector space of the index's embeddings, or `None` when it holds none.
     fn vector_space(&self) -> Result<Option<VectorSpace>> {
         Ok(None)

@@ -124,57 +124,37 @@ impl SearchBackend for EmbeddedBackend {
     }
 
     fn query(&self, text: &str, size: usize, offset: usize) -> Result<Vec<Hit>> {
+        self.caption_hits(text, size, offset, true)
+    }
+
+    fn query_ranked(&self, text: &str, size: usize, offset: usize) -> Result<Vec<Hit>> {
+        self.caption_hits(text, size, offset, false)
+    }
+
+    fn nearest_ranked(&self, vector: &[f32], size: usize, offset: usize) -> Result<Vec<Hit>> {
+        self.vector_hits(vector, size, offset, false)
+    }
+
+    fn fill_captions(&self, text: &str, hits: &mut [Hit]) -> Result<()> {
+        if hits.is_empty() {
+            return Ok(());
+        }
         let opened = self.reader()?;
-        let mut terms = analyze(text);
-        terms.sort();
-        terms.dedup();
-        if terms.is_empty() || size == 0 {
-            return Ok(Vec::new());
-        }
         let f = opened.fields;
-        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
-            .iter()
-            .map(|t| {
-                let q = TermQuery::new(
-                    Term::from_field_text(f.caption, t),
-                    IndexRecordOption::WithFreqs,
-                );
-                (Occur::Should, Box::new(q) as Box<dyn Query>)
-            })
-            .collect();
-        let query = BooleanQuery::new(clauses);
         let searcher = opened.reader.searcher();
-        let top = searcher
-            .search(
-                &query,
-                &TopScores {
-                    keep: offset.saturating_add(size),
-                },
-            )
-            .map_err(|e| self.err("search failed", e))?;
-        let mut hits = Vec::with_capacity(size);
-        for Ranked {
-            score,
-            path,
-            address,
-        } in top.into_iter().skip(offset)
-        {
-            let doc: TantivyDocument = searcher
-                .doc(address)
-                .map_err(|e| self.err("cannot read a document", e))?;
-            let captions: Vec<String> = doc
-                .get_all(f.caption)
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            hits.push(Hit {
-                path,
-                caption: best_caption(text, &captions),
-                score,
-                caption_score: Some(score),
-                visual_score: None,
-            });
+        for hit in hits {
+            // A document deleted since it was ranked keeps an empty caption.
+            let Some(address) = self.live_doc(&searcher, f.path, &hit.path)? else {
+                continue;
+            };
+            let captions = self.stored_captions(&searcher, f.caption, address)?;
+            hit.caption = if hit.caption_score.is_some() {
+                best_caption(text, &captions)
+            } else {
+                captions.into_iter().next().unwrap_or_default()
+            };
         }
-        Ok(hits)
+        Ok(())
     }
 
     fn count(&self) -> Result<u64> {
@@ -322,42 +302,7 @@ impl SearchBackend for EmbeddedBackend {
     }
 
     fn nearest(&self, vector: &[f32], size: usize, offset: usize) -> Result<Vec<Hit>> {
-        let opened = self.fresh_reader()?;
-        let found = {
-            let guard = self.synced_vectors(&opened)?;
-            let Some(store) = guard.as_ref() else {
-                return Err(Error::Search(format!(
-                    "{} holds no image vectors: index images with a model (`capsearch index \
-                     --images DIR --model DIR`) to search by image, or search by caption",
-                    self.describe()
-                )));
-            };
-            if size == 0 {
-                return Ok(Vec::new());
-            }
-            store.nearest(vector, offset.saturating_add(size))?
-        };
-        let f = opened.fields;
-        let searcher = opened.reader.searcher();
-        let mut hits = Vec::with_capacity(size);
-        for (path, similarity) in found.into_iter().skip(offset) {
-            // A document deleted since the vectors were synced is left out.
-            let Some(address) = self.live_doc(&searcher, f.path, &path)? else {
-                continue;
-            };
-            let doc: TantivyDocument = searcher
-                .doc(address)
-                .map_err(|e| self.err("cannot read a document", e))?;
-            let caption = stored_text(&doc, f.caption);
-            hits.push(Hit {
-                path,
-                caption,
-                score: similarity,
-                caption_score: None,
-                visual_score: Some(similarity),
-            });
-        }
-        Ok(hits)
+        self.vector_hits(vector, size, offset, true)
     }
 
     fn vector_space(&self) -> Result<Option<VectorSpace>> {
@@ -437,6 +382,132 @@ impl SearchBackend for EmbeddedBackend {
 }
 
 impl EmbeddedBackend {
+    /// `query`, with each hit's caption read from the docstore when `captions` (else empty).
+    fn caption_hits(
+        &self,
+        text: &str,
+        size: usize,
+        offset: usize,
+        captions: bool,
+    ) -> Result<Vec<Hit>> {
+        let opened = self.reader()?;
+        let mut terms = analyze(text);
+        terms.sort();
+        terms.dedup();
+        if terms.is_empty() || size == 0 {
+            return Ok(Vec::new());
+        }
+        let f = opened.fields;
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|t| {
+                let q = TermQuery::new(
+                    Term::from_field_text(f.caption, t),
+                    IndexRecordOption::WithFreqs,
+                );
+                (Occur::Should, Box::new(q) as Box<dyn Query>)
+            })
+            .collect();
+        let query = BooleanQuery::new(clauses);
+        let searcher = opened.reader.searcher();
+        let top = searcher
+            .search(
+                &query,
+                &TopScores {
+                    keep: offset.saturating_add(size),
+                },
+            )
+            .map_err(|e| self.err("search failed", e))?;
+        let mut hits = Vec::with_capacity(size);
+        for Ranked {
+            score,
+            path,
+            address,
+        } in top.into_iter().skip(offset)
+        {
+            let caption = if captions {
+                best_caption(text, &self.stored_captions(&searcher, f.caption, address)?)
+            } else {
+                String::new()
+            };
+            hits.push(Hit {
+                path,
+                caption,
+                score,
+                caption_score: Some(score),
+                visual_score: None,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// `nearest`, with each hit's first caption read from the docstore when `captions` (else
+    /// empty).
+    fn vector_hits(
+        &self,
+        vector: &[f32],
+        size: usize,
+        offset: usize,
+        captions: bool,
+    ) -> Result<Vec<Hit>> {
+        let opened = self.fresh_reader()?;
+        let found = {
+            let guard = self.synced_vectors(&opened)?;
+            let Some(store) = guard.as_ref() else {
+                return Err(Error::Search(format!(
+                    "{} holds no image vectors: index images with a model (`capsearch index \
+                     --images DIR --model DIR`) to search by image, or search by caption",
+                    self.describe()
+                )));
+            };
+            if size == 0 {
+                return Ok(Vec::new());
+            }
+            store.nearest(vector, offset.saturating_add(size))?
+        };
+        let f = opened.fields;
+        let searcher = opened.reader.searcher();
+        let mut hits = Vec::with_capacity(size);
+        for (path, similarity) in found.into_iter().skip(offset) {
+            // A document deleted since the vectors were synced is left out.
+            let Some(address) = self.live_doc(&searcher, f.path, &path)? else {
+                continue;
+            };
+            let caption = if captions {
+                let doc: TantivyDocument = searcher
+                    .doc(address)
+                    .map_err(|e| self.err("cannot read a document", e))?;
+                stored_text(&doc, f.caption)
+            } else {
+                String::new()
+            };
+            hits.push(Hit {
+                path,
+                caption,
+                score: similarity,
+                caption_score: None,
+                visual_score: Some(similarity),
+            });
+        }
+        Ok(hits)
+    }
+
+    /// The stored values of the `caption` field of the document at `address`.
+    fn stored_captions(
+        &self,
+        searcher: &tantivy::Searcher,
+        caption: tantivy::schema::Field,
+        address: DocAddress,
+    ) -> Result<Vec<String>> {
+        let doc: TantivyDocument = searcher
+            .doc(address)
+            .map_err(|e| self.err("cannot read a document", e))?;
+        Ok(doc
+            .get_all(caption)
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
+    }
+
     /// The live document whose `path` is `path`: a direct look-up in each segment's term
     /// dictionary (a `searcher.search` per hit costs a round through the thread pool each).
     fn live_doc(

@@ -75,6 +75,11 @@ impl PartialOrd for SegmentRanked {
 /// bits), returned exactly this collector's results at 60 ms: ties at the cut are common on short
 /// captions, and every one is a candidate to rescore. So every match is still visited.
 ///
+/// Paths are read late: each segment keeps its best `keep` by score and path ordinal (the
+/// ordinals of one segment sort as its paths do), and only the matches at or above the merged
+/// top's cut (the `keep`-th best score of all segments) have their path read from the
+/// dictionary, to order ties across segments: about `keep` reads instead of `keep` per segment.
+///
 /// Equal scores are common (short captions, few words) and are ordered by path, read from the
 /// `path` fast field, rather than by document address: addresses depend on how commits and merges
 /// laid out the segments, so the same documents indexed twice would rank differently.
@@ -89,6 +94,8 @@ pub(super) struct SegmentTopScores {
     ords: Column<u64>,
     /// The best so far, worst on top.
     heap: BinaryHeap<Reverse<SegmentRanked>>,
+    /// The worst score in a full heap (below it nothing enters), else minus infinity.
+    floor: Score,
 }
 
 impl Collector for TopScores {
@@ -112,6 +119,7 @@ impl Collector for TopScores {
             dictionary,
             ords,
             heap: BinaryHeap::with_capacity(self.keep.min(10_000) + 1),
+            floor: Score::NEG_INFINITY,
         })
     }
 
@@ -119,26 +127,57 @@ impl Collector for TopScores {
         true
     }
 
-    fn merge_fruits(&self, segments: Vec<Vec<Ranked>>) -> tantivy::Result<Vec<Ranked>> {
-        let mut all: Vec<Ranked> = segments.into_iter().flatten().collect();
+    fn merge_fruits(&self, segments: Vec<SegmentFruit>) -> tantivy::Result<Vec<Ranked>> {
+        // The `keep`-th best score of all segments: a match scoring below it has `keep` better
+        // ones, so only the matches at or above it need their paths (10 segments' top 100 would
+        // otherwise read 1,000 paths from the dictionaries to keep 100).
+        let mut scores: Vec<Score> = segments
+            .iter()
+            .flat_map(|s| s.top.iter().map(|r| r.score))
+            .collect();
+        let cut = if self.keep > 0 && scores.len() > self.keep {
+            let (_, nth, _) = scores.select_nth_unstable_by(self.keep - 1, |a, b| b.total_cmp(a));
+            Some(*nth)
+        } else {
+            None
+        };
+        let mut all = Vec::with_capacity(self.keep.min(scores.len()));
+        let mut bytes = Vec::new();
+        for fruit in segments {
+            for r in fruit.top {
+                if cut.is_some_and(|cut| r.score.total_cmp(&cut) == Ordering::Less) {
+                    continue;
+                }
+                bytes.clear();
+                let path = match fruit.dictionary.ord_to_term(r.ord, &mut bytes) {
+                    Ok(true) => String::from_utf8_lossy(&bytes).into_owned(),
+                    _ => String::new(),
+                };
+                all.push(Ranked {
+                    score: r.score,
+                    path,
+                    address: DocAddress::new(fruit.segment, r.doc),
+                });
+            }
+        }
         all.sort_unstable_by(Ranked::order);
         all.truncate(self.keep);
         Ok(all)
     }
 }
 
+/// A segment's best matches, their paths not read yet (see `merge_fruits`).
+pub(super) struct SegmentFruit {
+    segment: SegmentOrdinal,
+    dictionary: Arc<Dictionary>,
+    top: Vec<SegmentRanked>,
+}
+
 impl SegmentCollector for SegmentTopScores {
-    type Fruit = Vec<Ranked>;
+    type Fruit = SegmentFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        if self.keep == 0 {
-            return;
-        }
-        let full = self.heap.len() >= self.keep;
-        if full
-            && let Some(Reverse(worst)) = self.heap.peek()
-            && score < worst.score
-        {
+        if score < self.floor || self.keep == 0 {
             // Cannot enter: skip the path lookup.
             return;
         }
@@ -147,32 +186,28 @@ impl SegmentCollector for SegmentTopScores {
             ord: self.ords.first(doc).unwrap_or(u64::MAX),
             doc,
         };
-        if !full {
+        if self.heap.len() < self.keep {
             self.heap.push(Reverse(ranked));
         } else if let Some(Reverse(worst)) = self.heap.peek()
             && ranked > *worst
         {
             self.heap.pop();
             self.heap.push(Reverse(ranked));
+        } else {
+            return;
+        }
+        if self.heap.len() >= self.keep
+            && let Some(Reverse(worst)) = self.heap.peek()
+        {
+            self.floor = worst.score;
         }
     }
 
-    fn harvest(self) -> Vec<Ranked> {
-        let mut bytes = Vec::new();
-        self.heap
-            .into_iter()
-            .map(|Reverse(r)| {
-                bytes.clear();
-                let path = match self.dictionary.ord_to_term(r.ord, &mut bytes) {
-                    Ok(true) => String::from_utf8_lossy(&bytes).into_owned(),
-                    _ => String::new(),
-                };
-                Ranked {
-                    score: r.score,
-                    path,
-                    address: DocAddress::new(self.segment, r.doc),
-                }
-            })
-            .collect()
+    fn harvest(self) -> SegmentFruit {
+        SegmentFruit {
+            segment: self.segment,
+            dictionary: self.dictionary,
+            top: self.heap.into_iter().map(|Reverse(r)| r).collect(),
+        }
     }
 }

@@ -190,6 +190,19 @@ fn top_scores_agrees_with_tantivy_top_docs() {
         assert!(ours.windows(2).all(
             |w| w[0].score > w[1].score || (w[0].score == w[1].score && w[0].path < w[1].path)
         ));
+        // Only the paths that can make the top are read: every `keep` gives the same prefix as
+        // reading them all, ties at the cut included.
+        let every = searcher
+            .search(&query, &TopScores { keep: 10_000 })
+            .unwrap();
+        for keep in [1, 7, 50, 100, 700, 2999] {
+            let top = searcher.search(&query, &TopScores { keep }).unwrap();
+            assert_eq!(
+                top,
+                every[..keep.min(every.len())].to_vec(),
+                "{q}: keep {keep}"
+            );
+        }
         // Paging is slicing.
         let page = backend.query(q, 10, 20).unwrap();
         let all = backend.query(q, 30, 0).unwrap();
@@ -587,4 +600,129 @@ fn embeddings_are_stored_as_unit_f16() {
         .to_string();
     assert!(err.contains("no direction"), "{err}");
     assert_eq!(backend.count().unwrap(), 1);
+}
+
+/// Hybrid search reads captions only for the page it keeps (`query_ranked`, `nearest_ranked`,
+/// `fill_captions`): its pages must be exactly those of fusing the full `query` and `nearest`
+/// lists, captions included (several captions per image, so the best-matching one and the
+/// first differ), over several segments with deleted documents.
+#[test]
+fn hybrid_pages_equal_the_fusion_of_the_full_lists() {
+    use crate::model::inference::Generated;
+    use crate::search::Hit;
+    use crate::search::fusion::{
+        FUSION_DEPTH, FusionMethod, FusionWeights, ImageSearch, SearchMode, fuse, search_generated,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::new(dir.path().join("idx"));
+    backend.set_vector_space(&space4()).unwrap();
+    let colours = ["red", "blue", "green", "white"];
+    let kinds = ["circle", "square", "triangle"];
+    let doc = |i: usize| {
+        let c = colours[i % 4];
+        let k = kinds[i % 3];
+        let mut d = Document::from_dataset(
+            format!("img/{:04}.png", (i * 37) % 1000),
+            vec![
+                format!("a small {} shape", colours[(i / 4) % 4]),
+                format!("a {c} {k}"),
+                format!(
+                    "a {c} {k} beside a {} {}",
+                    colours[(i / 3) % 4],
+                    kinds[i % 2]
+                ),
+            ],
+            "shapes",
+        );
+        let x = i as f32;
+        d.embedding = Some(vec![
+            (x * 0.37).sin(),
+            (x * 0.11).cos(),
+            1.0,
+            (i % 7) as f32,
+        ]);
+        d
+    };
+    // Several commits (segments), then replacements and deletions.
+    for chunk in (0..240).collect::<Vec<_>>().chunks(60) {
+        let docs: Vec<Document> = chunk.iter().map(|&i| doc(i)).collect();
+        backend.index(&docs).unwrap();
+    }
+    backend
+        .index(&(0..20).map(|i| doc(i * 5)).collect::<Vec<_>>())
+        .unwrap();
+    let gone: Vec<String> = (0..15).map(|i| doc(i * 7 + 1).path).collect();
+    backend.delete(&gone).unwrap();
+
+    let weights = [
+        FusionWeights::default(),
+        FusionWeights {
+            caption: 1.0,
+            visual: 1.0,
+            method: FusionMethod::CombsumZ,
+        },
+    ];
+    let queries = [
+        "a red circle",
+        "a blue square beside a white triangle",
+        "green",
+    ];
+    for (q, text) in queries.iter().enumerate() {
+        let vector = vec![(q as f32).sin(), 0.5, 1.0, q as f32];
+        let caption = backend.query(text, FUSION_DEPTH, 0).unwrap();
+        let visual = backend.nearest(&vector, FUSION_DEPTH, 0).unwrap();
+        // Ranked lists: the same hits, captions aside.
+        let blank = |hits: &[Hit]| -> Vec<Hit> {
+            hits.iter()
+                .map(|h| Hit {
+                    caption: String::new(),
+                    ..h.clone()
+                })
+                .collect()
+        };
+        let mut ranked = backend.query_ranked(text, FUSION_DEPTH, 0).unwrap();
+        assert_eq!(blank(&ranked), blank(&caption));
+        backend.fill_captions(text, &mut ranked).unwrap();
+        assert_eq!(ranked, caption);
+        let every = backend.nearest(&vector, 300, 0).unwrap();
+        assert!(
+            caption.iter().any(|h| every
+                .iter()
+                .any(|v| v.path == h.path && v.caption != h.caption)),
+            "the test needs hits whose best caption is not their first"
+        );
+        let mut ranked = backend.nearest_ranked(&vector, FUSION_DEPTH, 0).unwrap();
+        assert_eq!(blank(&ranked), blank(&visual));
+        backend.fill_captions(text, &mut ranked).unwrap();
+        assert_eq!(ranked, visual);
+        let generated = Generated {
+            caption: text.to_string(),
+            logprob: 0.0,
+            embedding: Some(vector.clone()),
+        };
+        for weights in weights {
+            for (size, offset) in [(10, 0), (5, 20), (40, 90), (150, 0)] {
+                let depth = (size + offset).max(FUSION_DEPTH);
+                let expected: Vec<Hit> = fuse(
+                    &backend.query(text, depth, 0).unwrap(),
+                    &backend.nearest(&vector, depth, 0).unwrap(),
+                    weights,
+                )
+                .into_iter()
+                .skip(offset)
+                .take(size)
+                .collect();
+                let request = ImageSearch {
+                    mode: Some(SearchMode::Hybrid),
+                    size,
+                    offset,
+                    weights,
+                };
+                let got = search_generated(&backend, &generated, &space4(), &request).unwrap();
+                assert_eq!(got.hits, expected, "{text:?} {weights:?} {size}+{offset}");
+                assert!(!got.hits.is_empty());
+                assert!(got.hits.iter().all(|h| !h.caption.is_empty()));
+            }
+        }
+    }
 }
