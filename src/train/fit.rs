@@ -123,7 +123,12 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         frozen.as_ref().map(|(f, b)| (*f, b)),
     )?;
     let vocab = &data.vocab;
-    let fitted = fit_on_train_features(config, &req.dataset, &encoder, &data)?;
+    // a run resumed from a model saved without a guide head (trained before it existed) goes on
+    // without one: its checkpoint has no weights for it
+    let head_allowed = resume_state.is_none()
+        || !run.model_info().exists()
+        || ModelInfo::load(out)?.captioner.guide_head.is_some();
+    let fitted = fit_on_train_features(config, &req.dataset, &encoder, &data, head_allowed)?;
     if let Some((_, stats)) = &fitted {
         // the model folder standardises its embeddings for visual search by the same statistics
         // (as `capsearch fit-embedding` would); a resumed run keeps the file it has
@@ -491,13 +496,15 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
 
 /// For a whole frozen backbone (its cached features are the model's embeddings): the train
 /// split's feature statistics, and with `[model] guide_head` and concept guidance, the guide head
-/// fitted on them (see [`crate::model::guide_head`]). `None` for other encoders.
+/// fitted on them (see [`crate::model::guide_head`]) unless `head_allowed` is false. `None` for
+/// other encoders.
 #[allow(clippy::type_complexity)]
 fn fit_on_train_features(
     config: &TrainConfig,
     dataset: &Dataset,
     encoder: &EncoderConfig,
     data: &Prepared,
+    head_allowed: bool,
 ) -> Result<Option<(Option<(FittedHead, GuideHeadInfo)>, EmbeddingStats)>> {
     let (EncoderConfig::Precomputed { .. }, SplitInputs::Features(features)) =
         (encoder, &data.train_images)
@@ -505,7 +512,7 @@ fn fit_on_train_features(
         return Ok(None);
     };
     let fitted_on = format!("{} (train split)", dataset.source.display());
-    if config.model.guide_head && config.model.concept_weight > 0.0 {
+    if head_allowed && config.model.guide_head && config.model.concept_weight > 0.0 {
         let fit = GuideFit {
             seed: config.run.seed,
             ..GuideFit::default()
