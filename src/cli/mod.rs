@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod device;
 pub mod eval;
 pub mod fit_embedding;
+pub mod fit_guide;
 pub mod import;
 pub mod index;
 pub mod logging;
@@ -41,6 +42,9 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Fit the statistics that standardise a model's image embeddings for visual search.
     FitEmbedding(fit_embedding::FitEmbeddingArgs),
+    /// Fit a model's guide head (the word classifier that concept-guided decoding reads) on a
+    /// dataset's cached backbone features.
+    FitGuide(fit_guide::FitGuideArgs),
     /// Score captions from any system (COCO results format) against a dataset's references.
     Score(score::ScoreArgs),
     /// Index captions for search, or show (--stats) or delete (--drop) an index.
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ImportNeuraltalk(args) => import::run(args),
         Command::Eval(args) => eval::run(args),
         Command::FitEmbedding(args) => fit_embedding::run(args),
+        Command::FitGuide(args) => fit_guide::run(args),
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),

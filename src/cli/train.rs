@@ -42,7 +42,10 @@ use crate::train::fit::{TrainRequest, train};
 /// NeuralTalk's LSTM only as its first input, and without this help the decoder learns the
 /// language long before it learns to read colours and kinds from that input. [model]
 /// concept_weight = λ (default 0: off) also uses the head for captioning: every word's score gets
-/// λ · log σ(head's logit), so captions name what the head sees (configs/scenes.toml: 1).
+/// λ · log σ(head's logit), so captions name what the head sees (configs/scenes.toml: 1). With a
+/// whole frozen backbone, [model] guide_head (default on) first fits a word classifier on the
+/// train split's standardised cached features, which guidance reads instead, and writes the same
+/// statistics as the model's embedding.json (what `fit-embedding` would).
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Experiment config (TOML).

@@ -74,17 +74,21 @@ impl<'a> ConceptSpace<'a> {
     pub fn of(engine: &'a CaptionEngine) -> Option<Self> {
         let model = &engine.loaded.model;
         // a small CNN's embedding is the projected image, which a head on the feature cannot read
-        let readable = model
-            .concept
-            .as_ref()
-            .is_some_and(|h| !(h.on_feature && model.cnn.is_some()));
+        let readable = match &model.guide_head {
+            // a guide head reads the backbone's feature, which is the embedding
+            Some(_) => model.cnn.is_none(),
+            None => model
+                .concept
+                .as_ref()
+                .is_some_and(|h| !(h.on_feature && model.cnn.is_some())),
+        };
         (readable && model.tail.is_none()).then_some(ConceptSpace { engine })
     }
 
     /// The word probabilities of each embedding (rows of `embeddings`, all of one length).
     pub fn words(&self, embeddings: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
         let model = &self.engine.loaded.model;
-        if model.concept.is_none() {
+        if !model.can_guide() {
             return Ok(Vec::new());
         }
         let Some(dims) = embeddings.first().map(|e| e.len()) else {
@@ -112,7 +116,7 @@ impl<'a> ConceptSpace<'a> {
         } else {
             (x.clone(), model.project(x))
         };
-        let Some(logits) = model.concept_logits(x, x0) else {
+        let Some(logits) = model.guide_logits(x, x0) else {
             return Ok(Vec::new());
         };
         let probs = sigmoid(logits);

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encoder::{SmallCnn, SmallCnnConfig};
 use super::finetune::{Tail, TailConfig};
+use super::guide_head::GuideHead;
 use super::lstm::FusedLstm;
 use super::ops::{cross_entropy, dropout};
 
@@ -86,6 +87,11 @@ pub struct CaptionerConfig {
     /// Concept guidance's further settings and word lists (see [`super::guide::ConceptGuide`]).
     /// Absent in model files written before it existed: decoding as before.
     pub guide: Option<super::guide::ConceptGuide>,
+    /// A guide head fitted on the standardised features (see [`super::guide_head`]): when
+    /// present, concept-guided decoding reads it instead of the concept head. Its weights are
+    /// `guide_head.weight` and `guide_head.bias` in `model.bpk`. Absent in model files written
+    /// before it existed, and in models trained without a frozen backbone: the concept head.
+    pub guide_head: Option<super::guide_head::GuideHeadInfo>,
 }
 
 impl CaptionerConfig {
@@ -133,6 +139,10 @@ impl CaptionerConfig {
                     on_feature,
                 }
             }),
+            guide_head: self
+                .guide_head
+                .as_ref()
+                .map(|_| GuideHead::zeros(f, v, device)),
         }
     }
 }
@@ -170,6 +180,9 @@ pub struct Captioner {
     /// A backbone's fine-tuned last blocks (see [`crate::model::finetune`]); absent in models
     /// without them, including every model file written before they existed.
     pub tail: Option<Tail>,
+    /// The guide head fitted on the features (see [`CaptionerConfig::guide_head`]); absent in
+    /// models without one, including every model file written before it existed.
+    pub guide_head: Option<GuideHead>,
 }
 
 impl Captioner {
@@ -262,6 +275,21 @@ impl Captioner {
         let wc = head.wc.val();
         let input = if head.on_feature { features } else { x0 };
         Some(input.cast(wc.dtype()).matmul(wc) + head.bc.val().unsqueeze_dim(0))
+    }
+
+    /// The word logits `[B, V]` that concept-guided decoding reads for features `[B, F]` whose
+    /// projection is `x0` `[B, D]`: the guide head's when the model has one, else the concept
+    /// head's ([`Captioner::concept_logits`]). `None` with neither.
+    pub fn guide_logits(&self, features: Tensor<2>, x0: Tensor<2>) -> Option<Tensor<2>> {
+        match &self.guide_head {
+            Some(head) => Some(head.logits(features)),
+            None => self.concept_logits(features, x0),
+        }
+    }
+
+    /// Whether concept-guided decoding has a head to read (a concept head or a guide head).
+    pub fn can_guide(&self) -> bool {
+        self.concept.is_some() || self.guide_head.is_some()
     }
 
     /// The concept loss: binary cross-entropy between the concept head's word logits for
@@ -524,5 +552,81 @@ mod tests {
         let json = serde_json::to_string(&guided).unwrap();
         let back: CaptionerConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back.concept_weight, Some(1.5));
+    }
+
+    /// A guide head saves and loads with the model (`guide_head` in model.json, its weights in
+    /// model.bpk); a model.json without the field (written before it existed) loads without a
+    /// head, and its model decodes, guided, exactly as it did before saving.
+    #[test]
+    fn the_guide_head_round_trips_and_models_without_it_decode_as_before() {
+        use crate::model::guide_head::{GuideFit, GuideHeadInfo};
+        let device = Device::flex();
+        device.seed(21);
+        let config = CaptionerConfig::new(
+            EncoderConfig::Precomputed {
+                dim: 5,
+                backbone: "test".into(),
+            },
+            9,
+        )
+        .with_embed_size(6)
+        .with_hidden_size(7)
+        .with_concept_head(Some(true))
+        .with_concept_weight(Some(1.0));
+        let dir = tempfile::tempdir().unwrap();
+        let features = || {
+            Tensor::<2>::from_floats(
+                [[0.5f32, -1.0, 2.0, 0.0, 1.0], [1.0, 0.25, -0.5, 2.0, -1.0]],
+                &device,
+            )
+        };
+        let options = DecodeOptions {
+            concept_weight: Some(2.0),
+            ..DecodeOptions::default()
+        };
+
+        // without a head: the field is absent from older files, and decoding is unchanged
+        let plain = config.init(&device);
+        let before = decode(&plain, features(), options);
+        let path = dir.path().join("plain.bpk");
+        crate::model::artifact::save_weights(plain, &path).unwrap();
+        let mut json = serde_json::to_value(&config).unwrap();
+        json.as_object_mut().unwrap().remove("guide_head");
+        let old: CaptionerConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.guide_head, None);
+        let loaded = crate::model::artifact::load_weights(old.init(&device), &path).unwrap();
+        assert!(loaded.guide_head.is_none());
+        assert_eq!(decode(&loaded, features(), options), before);
+
+        // with a head: config and weights round-trip
+        let info = GuideHeadInfo {
+            fitted_on: "test".into(),
+            images: 2,
+            fit: GuideFit::default(),
+        };
+        let with_head = config.with_guide_head(Some(info.clone()));
+        let json = serde_json::to_string(&with_head).unwrap();
+        let back: CaptionerConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.guide_head, Some(info));
+        let mut model = with_head.init(&device);
+        let head = model.guide_head.as_mut().unwrap();
+        head.weight = Param::from_tensor(Tensor::random(
+            [5, 9],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        ));
+        head.bias =
+            Param::from_tensor(Tensor::random([9], Distribution::Normal(0.0, 1.0), &device));
+        let want = model
+            .guide_logits(features(), model.project(features()))
+            .unwrap();
+        let path = dir.path().join("head.bpk");
+        crate::model::artifact::save_weights(model, &path).unwrap();
+        let loaded = crate::model::artifact::load_weights(back.init(&device), &path).unwrap();
+        let got = loaded
+            .guide_logits(features(), loaded.project(features()))
+            .unwrap();
+        let diff: f32 = (got - want).abs().sum().into_scalar();
+        assert!(diff < 1e-6, "{diff}");
     }
 }

@@ -154,7 +154,7 @@ pub fn decode_guided(
     }
     // t = 0: the image, from the zero state; its output is discarded.
     let x0 = model.project(features.clone());
-    let bias = match model.concept_logits(features, x0.clone()) {
+    let bias = match model.guide_logits(features, x0.clone()) {
         Some(logits) if options.concept_weight() > 0.0 => {
             let logits = logits.into_data().convert::<f32>().try_into_vec::<f32>();
             // a backend that cannot hand the logits back decodes unguided, as the steps would fail

@@ -51,8 +51,9 @@ pub struct FastDecoder {
     wd: Weights,
     /// `[V]`
     bd: Vec<f32>,
-    /// The concept head `[D, V]` (`[F, V]` when it reads the feature: the flag) and `[V]`, when
-    /// the model has one (concept-guided decoding).
+    /// The head concept-guided decoding reads, `[D, V]` (`[F, V]` when it reads the feature: the
+    /// flag) and `[V]`: the guide head (on the feature) when the model has one, else the concept
+    /// head, when it has one.
     concept: Option<(Weights, Vec<f32>, bool)>,
 }
 
@@ -104,8 +105,13 @@ impl FastDecoder {
             wh: weights(wlstm[(1 + d) * row..].to_vec(), (h, row)),
             wd: weights(floats(model.wd.val(), "wd")?, (h, v)),
             bd: floats(model.bd.val(), "bd")?,
-            concept: match &model.concept {
-                Some(head) => Some((
+            concept: match (&model.guide_head, &model.concept) {
+                (Some(head), _) => Some((
+                    weights(floats(head.weight.val(), "guide_head.weight")?, (f, v)),
+                    floats(head.bias.val(), "guide_head.bias")?,
+                    true,
+                )),
+                (None, Some(head)) => Some((
                     weights(
                         floats(head.wc.val(), "concept.wc")?,
                         (if head.on_feature { f } else { d }, v),
@@ -113,7 +119,7 @@ impl FastDecoder {
                     floats(head.bc.val(), "concept.bc")?,
                     head.on_feature,
                 )),
-                None => None,
+                (None, None) => None,
             },
         })
     }
@@ -543,11 +549,12 @@ mod tests {
     #[test]
     fn concept_guidance_is_the_same_on_both_paths() {
         for on_feature in [None, Some(true)] {
-            guided_paths_agree(on_feature);
+            guided_paths_agree(on_feature, false);
         }
+        guided_paths_agree(None, true);
     }
 
-    fn guided_paths_agree(on_feature: Option<bool>) {
+    fn guided_paths_agree(on_feature: Option<bool>, guide_head: bool) {
         let device = Device::flex();
         device.seed(7);
         let model = CaptionerConfig::new(
@@ -562,9 +569,45 @@ mod tests {
         .with_concept_head(Some(true))
         .with_concept_on_feature(on_feature)
         .init(&device);
+        // a guide head (on the feature), which guidance then reads instead of the concept head
+        let concept_only = model.clone();
+        let mut model = model;
+        if guide_head {
+            let mut head = crate::model::guide_head::GuideHead::zeros(24, 40, &device);
+            head.weight = burn::module::Param::from_tensor(Tensor::random(
+                [24, 40],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            ));
+            model.guide_head = Some(head);
+        }
         let features = Tensor::<2>::random([6, 24], Distribution::Normal(0.0, 2.0), &device);
         let flat = features.clone().into_data().try_into_vec::<f32>().unwrap();
         let fast = FastDecoder::new(&model).unwrap();
+        if guide_head {
+            let options = DecodeOptions {
+                beam_size: 1,
+                max_steps: 20,
+                concept_weight: Some(3.0),
+            };
+            let ids = |c: Vec<Caption>| c.into_iter().map(|c| c.ids).collect::<Vec<_>>();
+            let by_concept = ids(decode(&concept_only, features.clone(), options));
+            let by_concept_fast = ids(FastDecoder::new(&concept_only)
+                .unwrap()
+                .decode(&flat, options)
+                .unwrap());
+            assert_eq!(by_concept, by_concept_fast);
+            assert_ne!(
+                ids(decode(&model, features.clone(), options)),
+                by_concept,
+                "burn's path reads the guide head"
+            );
+            assert_ne!(
+                ids(fast.decode(&flat, options).unwrap()),
+                by_concept_fast,
+                "the fast path reads the guide head"
+            );
+        }
         for beam_size in [1, 3] {
             let options = |w| DecodeOptions {
                 beam_size,

@@ -151,12 +151,12 @@ impl CaptionEngine {
     /// which has nothing to guide with. Every captioning call of the engine applies this, so
     /// `caption`, `eval`, `index`, `search` and `serve` decode alike.
     pub fn decode_options(&self, options: DecodeOptions) -> DecodeOptions {
-        let weight = match &self.loaded.model.concept {
-            Some(_) => options
+        let weight = match self.loaded.model.can_guide() {
+            true => options
                 .concept_weight
                 .or(self.loaded.info.captioner.concept_weight)
                 .unwrap_or(0.0),
-            None => 0.0,
+            false => 0.0,
         };
         DecodeOptions {
             concept_weight: Some(weight),

@@ -13,6 +13,7 @@ pub mod fast_decode;
 pub mod finetune;
 pub(crate) mod gemm;
 pub mod guide;
+pub mod guide_head;
 pub mod inference;
 pub mod lstm;
 pub mod metrics;

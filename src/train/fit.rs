@@ -16,7 +16,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, ResumeState};
 use super::config::{TrainConfig, TrainEncoder};
-use super::inputs::{Prepared, decode_split, load_backbone, prepare};
+use super::guide_fit::fit_on_features;
+use super::inputs::{Prepared, SplitInputs, decode_split, load_backbone, prepare};
 use super::parallel::{DataParallel, parse_device};
 use super::report::{
     BestCheckpoint, Phase, SampleCaption, StopReason, TrainingReporter, TrainingStatus,
@@ -28,7 +29,9 @@ use crate::data::text::{Vocabulary, tokenize};
 use crate::error::{Error, Result};
 use crate::model::artifact::{self, ModelInfo, Preprocessing};
 use crate::model::backbone::Backbone;
+use crate::model::embedding_stats::EmbeddingStats;
 use crate::model::guide::{ConceptGuide, concept_prior, kind_names};
+use crate::model::guide_head::{FittedHead, GuideFit, GuideHead, GuideHeadInfo};
 use crate::model::metrics::{MetricsLog, MetricsRow};
 use crate::model::run_dir::RunDir;
 use crate::model::{CaptionerConfig, EncoderConfig};
@@ -120,6 +123,24 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         frozen.as_ref().map(|(f, b)| (*f, b)),
     )?;
     let vocab = &data.vocab;
+    // a run resumed from a model saved without a guide head (trained before it existed) goes on
+    // without one: its checkpoint has no weights for it
+    let head_allowed = resume_state.is_none()
+        || !run.model_info().exists()
+        || ModelInfo::load(out)?.captioner.guide_head.is_some();
+    let fitted = fit_on_train_features(config, &req.dataset, &encoder, &data, head_allowed)?;
+    if let Some((_, stats)) = &fitted {
+        // the model folder standardises its embeddings for visual search by the same statistics
+        // (as `capsearch fit-embedding` would); a resumed run keeps the file it has
+        if resume_state.is_none() || EmbeddingStats::read(out)?.is_none() {
+            let path = stats.write(out)?;
+            tracing::info!(
+                fingerprint = stats.fingerprint(),
+                "wrote {} from the train split's features",
+                path.display()
+            );
+        }
+    }
 
     let captioner_config = CaptionerConfig::new(encoder, vocab.len())
         .with_embed_size(config.model.embed_size)
@@ -141,6 +162,11 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         }))
         .with_guide(
             (config.model.concept_weight > 0.0).then(|| guide_of(config, &req.dataset, &data)),
+        )
+        .with_guide_head(
+            fitted
+                .as_ref()
+                .and_then(|(head, _)| head.as_ref().map(|(_, info)| info.clone())),
         );
     let run_name = run.name();
     let mut info = ModelInfo {
@@ -172,6 +198,9 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     let ad_device = parallel.main().clone();
     parallel.seed(config.run.seed);
     let mut model = captioner_config.init(&ad_device);
+    if let Some((Some((head, _)), _)) = &fitted {
+        model.guide_head = Some(GuideHead::from_fit(head, &ad_device));
+    }
     // fine-tuning starts from the backbone's pretrained last blocks (a resumed run loads its own)
     if let (Some((_, backbone)), Some(tail)) = (&frozen, model.tail.as_mut())
         && let Some(pretrained) = backbone.tail()
@@ -463,6 +492,38 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         elapsed,
         images_per_sec: images_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
     })
+}
+
+/// For a whole frozen backbone (its cached features are the model's embeddings): the train
+/// split's feature statistics, and with `[model] guide_head` and concept guidance, the guide head
+/// fitted on them (see [`crate::model::guide_head`]) unless `head_allowed` is false. `None` for
+/// other encoders.
+#[allow(clippy::type_complexity)]
+fn fit_on_train_features(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    encoder: &EncoderConfig,
+    data: &Prepared,
+    head_allowed: bool,
+) -> Result<Option<(Option<(FittedHead, GuideHeadInfo)>, EmbeddingStats)>> {
+    let (EncoderConfig::Precomputed { .. }, SplitInputs::Features(features)) =
+        (encoder, &data.train_images)
+    else {
+        return Ok(None);
+    };
+    let fitted_on = format!("{} (train split)", dataset.source.display());
+    if head_allowed && config.model.guide_head && config.model.concept_weight > 0.0 {
+        let fit = GuideFit {
+            seed: config.run.seed,
+            ..GuideFit::default()
+        };
+        let (head, info) =
+            fit_on_features(features, &data.train, data.vocab.len(), &fit, &fitted_on)?;
+        let stats = head.stats.clone();
+        return Ok(Some((Some((head, info)), stats)));
+    }
+    let stats = EmbeddingStats::fit(features.values.chunks_exact(features.dim), fitted_on)?;
+    Ok(Some((None, stats)))
 }
 
 /// What concept-guided decoding keeps of the training data and config (see [`ConceptGuide`]):

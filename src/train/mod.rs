@@ -69,6 +69,7 @@ pub mod config;
 pub mod dashboard;
 pub mod feature_cache;
 pub mod fit;
+pub mod guide_fit;
 pub mod inputs;
 pub mod overview;
 pub mod parallel;

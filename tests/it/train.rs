@@ -408,6 +408,12 @@ patience = 0
         info["captioner"]["encoder"]["kind"], "precomputed",
         "{info}"
     );
+    // the run standardises its embeddings by the train split's feature statistics, as
+    // `fit-embedding` would; without concept guidance it fits no guide head
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("frozen/embedding.json")).unwrap()).unwrap();
+    assert_eq!(stats["images"], 4, "{stats}");
+    assert!(info["captioner"]["guide_head"].is_null(), "{info}");
 
     // a second run reads every feature from the cache and writes nothing there
     let second = train(&[
@@ -465,6 +471,48 @@ patience = 0
     assert_eq!(lines.len(), 4, "{}", out.stdout);
     for (line, (_, _, caption)) in lines.iter().zip(CAPTIONS) {
         assert_eq!(line["caption"], caption, "{line}");
+    }
+
+    // `fit-guide` adds a guide head to the trained model; unguided captions stay the same, and
+    // guided decoding reads the head
+    let out = run_in(
+        d,
+        &[
+            "fit-guide",
+            "--model",
+            "frozen",
+            "--dataset",
+            "data.csv",
+            "--epochs",
+            "5",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains("Fitted the guide head"),
+        "{}",
+        out.stdout
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("frozen/model.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["captioner"]["guide_head"]["images"], 4, "{info}");
+    assert_eq!(
+        info["captioner"]["guide_head"]["fit"]["epochs"], 5,
+        "{info}"
+    );
+    for weight in ["0", "1"] {
+        let mut args = vec!["caption", "--model", "frozen", "--json", "--concept-weight"];
+        args.push(weight);
+        args.extend(images.iter().map(String::as_str));
+        let out = run_in(d, &args).ok();
+        assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
+        if weight == "0" {
+            for (line, (_, _, caption)) in out.stdout.lines().zip(CAPTIONS) {
+                let line: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(line["caption"], caption, "{line}");
+            }
+        }
     }
 }
 

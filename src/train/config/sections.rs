@@ -51,6 +51,12 @@ pub struct ModelSection {
     /// `μ · (log σ(c_w) − log base rate)` (0: none).
     #[serde(default)]
     pub relative_weight: f64,
+    /// With a whole frozen backbone and `concept_weight > 0`: fit a guide head before the first
+    /// epoch (a logistic word classifier on the train split's standardised cached features; see
+    /// `model::guide_head`), which concept-guided decoding then reads instead of the concept
+    /// head, and write the same statistics as the model's `embedding.json`. Default on.
+    #[serde(default = "d_true")]
+    pub guide_head: bool,
 }
 
 /// The data part: how captions and images become tensors.
@@ -154,6 +160,9 @@ fn d256() -> usize {
 }
 fn d_concept_loss() -> f64 {
     0.5
+}
+fn d_true() -> bool {
+    true
 }
 fn d_dropout() -> f64 {
     0.2
