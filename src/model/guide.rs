@@ -75,8 +75,13 @@ pub struct Guidance<'a> {
 #[derive(Debug, Clone)]
 pub struct ConceptBias {
     vocab: usize,
-    /// The bias, `batch × V` row-major, 0 for END, −∞ for the kind words below the floor.
+    /// The bias, `batch × V` row-major, 0 for END, −∞ for the one-word kind names below the
+    /// floor.
     bias: Vec<f32>,
+    /// The last words of multi-word kind names below the floor, `batch × V`: their bias is
+    /// finite (a caption that has said "tennis" may still say "ball"), and [`ConceptBias::apply`]
+    /// rules them out unless the caption ends with the rest of such a name.
+    floored: Vec<bool>,
     /// Words a caption says at most once.
     once: Vec<bool>,
     /// Kind names (word ids) that a caption says at most once.
@@ -220,16 +225,27 @@ impl ConceptBias {
         let relative = guide
             .relative_weight
             .filter(|&m| m > 0.0 && m.is_finite() && guide.prior.len() == vocab);
+        // The floor rules out a kind's last word, except where it finishes a name of several
+        // words that the caption has started: cutting "tennis ball" or "pair of binoculars"
+        // after its first words gave "a little tennis" and "a pair of on a lawn". (Ruling out
+        // the first words instead would also rule out "little", "small", "two", "sea", which
+        // start kind names too and are said far more often on their own.)
         let mut bias: Vec<f32> = Vec::with_capacity(logits.len());
-        for row in logits.chunks_exact(vocab) {
+        let mut floored = vec![false; logits.len()];
+        for (r, row) in logits.chunks_exact(vocab).enumerate() {
+            let below = |w: usize| floor.is_some_and(|f| log_sigmoid(row[w]) < f);
             for (w, &z) in row.iter().enumerate() {
                 let ls = log_sigmoid(z);
                 let mut b = if kind[w] { kind_weight } else { weight } * ls;
                 if let Some(mu) = relative {
                     b += mu * (ls - guide.prior[w]);
                 }
-                if kind[w] && floor.is_some_and(|f| ls < f) {
-                    b = f32::NEG_INFINITY;
+                if kind[w] && below(w) {
+                    if names.iter().any(|n| n.len() > 1 && n[n.len() - 1] == w) {
+                        floored[r * vocab + w] = true;
+                    } else {
+                        b = f32::NEG_INFINITY;
+                    }
                 }
                 bias.push(b);
             }
@@ -248,6 +264,7 @@ impl ConceptBias {
         Some(Self {
             vocab,
             bias,
+            floored,
             once: said_once,
             names,
             kind,
@@ -283,6 +300,17 @@ impl ConceptBias {
         let b = &self.bias[img * self.vocab..(img + 1) * self.vocab];
         for (yw, bw) in y.iter_mut().zip(b) {
             *yw += bw;
+        }
+        let floored = &self.floored[img * self.vocab..(img + 1) * self.vocab];
+        if floored.iter().any(|&f| f) {
+            for (w, _) in floored.iter().enumerate().filter(|(_, f)| **f) {
+                let started = self.names.iter().any(|n| {
+                    n.len() > 1 && n[n.len() - 1] == w && words.ends_with(&n[..n.len() - 1])
+                });
+                if !started {
+                    y[w] = f32::NEG_INFINITY;
+                }
+            }
         }
         for &w in words {
             if self.once.get(w) == Some(&true) {
@@ -422,6 +450,45 @@ mod tests {
         let mut short = guide(None, None, Some(0.5));
         short.prior.pop();
         assert_eq!(row(&short), row(&guide(None, None, None)));
+    }
+
+    /// Under the floor, a one-word kind is never said, and the last word of a longer name is
+    /// ruled out unless the caption has said the rest of that name ("tennis" → "ball").
+    #[test]
+    fn the_floor_does_not_cut_a_started_name() {
+        // words: END, "a", "tennis", "ball", "pair", "of", "shoes", "socks", "frog"
+        // names: "tennis ball", "pair of shoes", "pair of socks", "frog"
+        let names = vec![vec![2, 3], vec![4, 5, 6], vec![4, 5, 7], vec![8]];
+        let guide = ConceptGuide {
+            kind_names: names,
+            kind_floor: Some(0.3),
+            ..ConceptGuide::default()
+        };
+        // "ball", "shoes", "socks" and "frog" all below the floor
+        let logits = [0.0f32, 0.0, 0.0, -3.0, 0.0, 0.0, -3.0, -3.0, -3.0];
+        let bias = ConceptBias::new(
+            1.0,
+            &logits,
+            9,
+            Guidance {
+                said_once: &[],
+                guide: Some(&guide),
+            },
+        )
+        .unwrap();
+        let apply = |words: &[usize]| {
+            let mut y = vec![0.0; 9];
+            bias.apply(0, words, &mut y);
+            y
+        };
+        let inf = f32::NEG_INFINITY;
+        let y = apply(&[1]);
+        assert_eq!((y[3], y[6], y[7], y[8]), (inf, inf, inf, inf));
+        assert!(y[2].is_finite() && y[4].is_finite());
+        let y = apply(&[1, 2]);
+        assert!((y[3] - log_sigmoid(-3.0)).abs() < 1e-6 && y[6] == inf && y[8] == inf);
+        let y = apply(&[1, 4, 5]);
+        assert!(y[6].is_finite() && y[7].is_finite() && y[3] == inf);
     }
 
     /// Reranking keeps the beam that names a kind the head is sure of over a likelier one that
