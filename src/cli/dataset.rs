@@ -7,8 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use crate::cli::dataset_read::DatasetReadArgs;
 use crate::data::check::summarize;
-use crate::data::formats::{self, Format, LoadOptions, SplitOptions};
+use crate::data::formats::{self, LoadOptions, SplitOptions};
 use crate::data::scenes::{self, ScenesOptions, assets::AssetPaths};
 use crate::data::shapes::{self, ShapesOptions};
 use crate::data::text::DEFAULT_WORD_COUNT_THRESHOLD;
@@ -94,12 +95,8 @@ pub struct CheckArgs {
     /// Dataset file or folder (Flickr8k.token.txt, dataset_*.json, captions_*.json,
     /// custom_dataset.json, a .csv file, or a folder of images with .txt captions).
     pub path: PathBuf,
-    /// Read the dataset as this format instead of detecting it.
-    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
-    pub format: Option<Format>,
-    /// Folder the image paths are relative to, when the format does not imply it.
-    #[arg(long)]
-    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: DatasetReadArgs,
     /// Minimum word count for the vocabulary size reported.
     #[arg(long, default_value_t = DEFAULT_WORD_COUNT_THRESHOLD)]
     pub threshold: usize,
@@ -185,8 +182,6 @@ fn run_check(a: CheckArgs) -> anyhow::Result<()> {
         bail!("--split-ratios takes three numbers: train,val,test");
     };
     let opts = LoadOptions {
-        format: a.format,
-        images: a.images.clone(),
         split: SplitOptions {
             seed: a.split_seed,
             train,
@@ -195,7 +190,7 @@ fn run_check(a: CheckArgs) -> anyhow::Result<()> {
         },
         strict: a.strict,
         check_images: !a.no_decode,
-        ..LoadOptions::default()
+        ..a.read.options()
     };
     let dataset = formats::load(&a.path, &opts)?;
     let summary = summarize(&dataset, a.threshold);

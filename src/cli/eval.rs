@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Args;
 
 use super::device::DeviceArg;
+use crate::cli::dataset_read::DatasetReadArgs;
 use crate::data::Split;
-use crate::data::formats::{self, Format, LoadOptions};
 use crate::eval::report::{ReportOptions, compare, metric_table_text, write_report};
 use crate::eval::run::{EvalOptions, evaluate_model};
 use crate::model::decode::{DecodeOptions, MAX_STEPS};
@@ -33,12 +33,8 @@ pub struct EvalArgs {
     /// Dataset whose split is evaluated, in any format capsearch loads.
     #[arg(long, required_unless_present = "compare")]
     pub dataset: Option<PathBuf>,
-    /// Read the dataset as this format instead of detecting it.
-    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
-    pub format: Option<Format>,
-    /// Folder the dataset's image paths are relative to, when the format does not imply it.
-    #[arg(long)]
-    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: DatasetReadArgs,
     /// Split to evaluate: train, val or test.
     #[arg(long, default_value = "test")]
     pub split: Split,
@@ -96,12 +92,8 @@ pub struct EvalSearchArgs {
     /// Dataset, in any format capsearch loads.
     #[arg(long)]
     pub dataset: PathBuf,
-    /// Read the dataset as this format instead of detecting it.
-    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
-    pub format: Option<Format>,
-    /// Folder the dataset's image paths are relative to, when the format does not imply it.
-    #[arg(long)]
-    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: DatasetReadArgs,
     /// Splits indexed as the gallery.
     #[arg(long, value_delimiter = ',', default_value = "train,val")]
     pub gallery: Vec<Split>,
@@ -185,15 +177,7 @@ fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
             args.model.display()
         );
     }
-    let dataset = formats::load(
-        &args.dataset,
-        &LoadOptions {
-            format: args.format,
-            images: args.images.clone(),
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("loading the dataset {}", args.dataset.display()))?;
+    let dataset = args.read.load(&args.dataset)?;
     let bar = crate::data::parallel::progress_bar(0, "captioning and embedding");
     let options = SearchEvalOptions {
         gallery: args.gallery.clone(),
@@ -265,15 +249,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     // Refuse what would fail late, before the slow part.
     let out = report_dir(args.out.as_deref(), model)?;
     let engine = CaptionEngine::load_with(model, args.device.device()?, args.precision)?;
-    let dataset = formats::load(
-        dataset_path,
-        &LoadOptions {
-            format: args.format,
-            images: args.images.clone(),
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("loading the dataset {}", dataset_path.display()))?;
+    let dataset = args.read.load(dataset_path)?;
 
     let total = dataset.count(args.split);
     let count = args.limit.map_or(total, |l| {

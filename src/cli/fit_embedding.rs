@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
+use crate::cli::dataset_read::DatasetReadArgs;
 use crate::data::Split;
-use crate::data::formats::{self, Format, LoadOptions};
 use crate::model::embedding_stats::fit_on_images;
 use crate::model::inference::CaptionEngine;
 
@@ -21,12 +21,8 @@ pub struct FitEmbeddingArgs {
     /// like the ones that will be indexed, e.g. the model's training set.
     #[arg(long, value_name = "PATH")]
     pub dataset: PathBuf,
-    /// Read --dataset as this format instead of detecting it.
-    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
-    pub format: Option<Format>,
-    /// Folder the dataset's image paths are relative to, when the format does not imply it.
-    #[arg(long)]
-    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: DatasetReadArgs,
     /// Split whose images are used.
     #[arg(long, default_value = "train")]
     pub split: Split,
@@ -49,15 +45,7 @@ pub fn run(args: FitEmbeddingArgs) -> Result<()> {
             args.model.display()
         );
     }
-    let dataset = formats::load(
-        &args.dataset,
-        &LoadOptions {
-            format: args.format,
-            images: args.images.clone(),
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("loading the dataset {}", args.dataset.display()))?;
+    let dataset = args.read.load(&args.dataset)?;
     let limit = args
         .limit
         .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));

@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
+use crate::cli::dataset_read::DatasetReadArgs;
 use crate::data::Split;
-use crate::data::formats::{self, Format, LoadOptions};
 use crate::model::guide_head::GuideFit;
 use crate::train::guide_fit::add_guide_head;
 
@@ -22,12 +22,8 @@ pub struct FitGuideArgs {
     /// Dataset with captions whose images the head is fitted on (the model's training set).
     #[arg(long, value_name = "PATH")]
     pub dataset: PathBuf,
-    /// Read --dataset as this format instead of detecting it.
-    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
-    pub format: Option<Format>,
-    /// Folder the dataset's image paths are relative to, when the format does not imply it.
-    #[arg(long)]
-    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: DatasetReadArgs,
     /// Split whose images and captions are used.
     #[arg(long, default_value = "train")]
     pub split: Split,
@@ -55,15 +51,7 @@ pub struct FitGuideArgs {
 }
 
 pub fn run(args: FitGuideArgs) -> Result<()> {
-    let dataset = formats::load(
-        &args.dataset,
-        &LoadOptions {
-            format: args.format,
-            images: args.images.clone(),
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("loading the dataset {}", args.dataset.display()))?;
+    let dataset = args.read.load(&args.dataset)?;
     let fit = GuideFit {
         epochs: args.epochs,
         batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod caption;
 pub mod choice;
 pub mod dataset;
+pub mod dataset_read;
 pub mod device;
 pub mod eval;
 pub mod fit_embedding;

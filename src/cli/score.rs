@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::data::formats::{self, Format, LoadOptions};
+use crate::cli::dataset_read::DatasetReadArgs;
+use crate::data::formats::{self, LoadOptions};
 use crate::eval::report::{metric_table_text, score_images};
 use crate::eval::results::{declared_integer_ids, match_results, read_results};
 
@@ -26,13 +27,8 @@ pub struct ScoreArgs {
     /// file, Karpathy or COCO JSON, custom JSON, CSV, or an image folder with .txt captions).
     #[arg(long)]
     pub references: PathBuf,
-    /// Read the references as this format instead of detecting it.
-    #[arg(long, value_parser = crate::cli::choice::ChoiceParser::<Format>::new())]
-    pub format: Option<Format>,
-    /// Folder the dataset's image paths are relative to, when the format does not imply it.
-    /// Scoring reads captions only: the image files need not exist, and none is opened.
-    #[arg(long)]
-    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: DatasetReadArgs,
     /// Print one JSON object keyed as pycocoevalcap names its scores (Bleu_1..Bleu_4, CIDEr,
     /// ROUGE_L), plus NeuralTalk_Bleu_1..4.
     #[arg(long)]
@@ -43,10 +39,8 @@ pub struct ScoreArgs {
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let results = read_results(&args.results)?;
     let opts = LoadOptions {
-        format: args.format,
-        images: args.images.clone(),
         captions_only: true,
-        ..Default::default()
+        ..args.read.options()
     };
     let dataset = formats::load(&args.references, &opts)
         .with_context(|| format!("loading references from {}", args.references.display()))?;

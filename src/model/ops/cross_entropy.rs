@@ -256,7 +256,7 @@ impl Backward<Flex, 1> for NllBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ops::test_util::{assert_close, values};
+    use crate::model::ops::test_util::{assert_close, assert_same_value_and_grad, values};
     use burn::tensor::Distribution;
 
     /// The op and burn's ops give the same loss and the same gradient of the scores, with masked
@@ -279,20 +279,15 @@ mod tests {
                 .map(|k| if k < masked_out { 0.0 } else { 1.0 })
                 .collect();
             let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), &device);
-            let run = |fused: bool| {
-                let scores = scores.clone().require_grad();
-                let loss = if fused {
-                    masked_nll(scores.clone(), targets.clone(), mask.clone())
-                } else {
-                    masked_nll_composed(scores.clone(), targets.clone(), mask.clone())
-                };
-                let grads = (loss.clone() * 1.7).backward();
-                (values(loss), values(scores.grad(&grads).unwrap()))
-            };
-            let (loss, grad) = run(true);
-            let (want_loss, want_grad) = run(false);
-            assert_close(&format!("{what} loss"), &loss, &want_loss, 1e-5);
-            assert_close(&format!("{what} grad"), &grad, &want_grad, 1e-5);
+            let weight = Tensor::<1>::from_floats([1.7], &device);
+            let loss = assert_same_value_and_grad(
+                &what,
+                &scores,
+                &weight,
+                |s| masked_nll(s, targets.clone(), mask.clone()),
+                |s| masked_nll_composed(s, targets.clone(), mask.clone()),
+                1e-5,
+            );
 
             let inner = masked_nll(
                 scores.clone().inner(),

@@ -152,7 +152,7 @@ impl Backward<Flex, 1> for DropoutBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ops::test_util::{assert_close, values};
+    use crate::model::ops::test_util::{assert_close, assert_same_value_and_grad, values};
     use burn::nn::DropoutConfig;
 
     /// The op gives what burn's ops give for its mask, `x · mask · (1 / keep)`, and the same
@@ -173,20 +173,14 @@ mod tests {
         assert!((share - 0.8).abs() < 0.01, "kept {share}");
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [rows, cols]), &device);
 
-        let run = |fused: bool| {
-            let x = x.clone().require_grad();
-            let y = if fused {
-                hashed(x.clone(), keep, seed)
-            } else {
-                x.clone() * mask.clone() * (1.0 / keep)
-            };
-            let grads = (y.clone() * weight.clone()).sum().backward();
-            (values(y), values(x.grad(&grads).unwrap()))
-        };
-        let (y, dx) = run(true);
-        let (want_y, want_dx) = run(false);
-        assert_close("y", &y, &want_y, 1e-6);
-        assert_close("dx", &dx, &want_dx, 1e-6);
+        let y = assert_same_value_and_grad(
+            "dropout",
+            &x,
+            &weight,
+            |x| hashed(x, keep, seed),
+            |x| x * mask.clone() * (1.0 / keep),
+            1e-6,
+        );
         let inner = hashed(x.clone().inner(), keep, seed);
         assert_close("no autodiff", &values(inner), &y, 0.0);
         let other = values(hashed(x.clone().inner(), keep, seed + 1));

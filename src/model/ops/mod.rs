@@ -85,6 +85,29 @@ pub(crate) mod test_util {
         t.into_data().try_into_vec::<f32>().unwrap()
     }
 
+    /// Runs `op` and `reference` on `x` and asserts that they give the same values and the same
+    /// gradient of `(y · weight).sum()` with respect to `x`, within `tol`; returns the op's values.
+    pub(crate) fn assert_same_value_and_grad<const D: usize, const E: usize>(
+        what: &str,
+        x: &Tensor<D>,
+        weight: &Tensor<E>,
+        op: impl Fn(Tensor<D>) -> Tensor<E>,
+        reference: impl Fn(Tensor<D>) -> Tensor<E>,
+        tol: f32,
+    ) -> Vec<f32> {
+        let run = |f: &dyn Fn(Tensor<D>) -> Tensor<E>| {
+            let x = x.clone().require_grad();
+            let y = f(x.clone());
+            let grads = (y.clone() * weight.clone()).sum().backward();
+            (values(y), values(x.grad(&grads).unwrap()))
+        };
+        let (y, dx) = run(&op);
+        let (want_y, want_dx) = run(&reference);
+        assert_close(&format!("{what} value"), &y, &want_y, tol);
+        assert_close(&format!("{what} gradient"), &dx, &want_dx, tol);
+        y
+    }
+
     pub(crate) fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
         assert_eq!(got.len(), want.len(), "{what}: lengths");
         for (k, (g, w)) in got.iter().zip(want).enumerate() {
