@@ -80,6 +80,9 @@ struct Opened {
     /// yet). A reload opens every segment afresh and empties the doc-store caches, so
     /// [`EmbeddedBackend::fresh_reader`] reloads only when the index is at another commit.
     reloaded_at: Arc<AtomicU64>,
+    /// How many times this backend has reloaded the reader (the file watcher's own reloads,
+    /// which come on its schedule, are not counted).
+    reloads: Arc<AtomicU64>,
 }
 
 impl Opened {
@@ -88,6 +91,7 @@ impl Opened {
     fn reload_at(&self, opstamp: u64) -> tantivy::Result<()> {
         self.reader.reload()?;
         self.reloaded_at.store(opstamp, Ordering::Release);
+        self.reloads.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -214,6 +218,7 @@ impl EmbeddedBackend {
             reader,
             fields,
             reloaded_at: Arc::new(AtomicU64::new(u64::MAX)),
+            reloads: Arc::new(AtomicU64::new(0)),
         };
         state.opened = Some(opened.clone());
         Ok(Some(opened))
