@@ -9,7 +9,14 @@ use clap::Args;
 
 use crate::cli::dataset_read::DatasetReadArgs;
 use crate::data::Split;
-use crate::model::guide_head::GuideFit;
+use crate::model::guide_head::{GuideFit, KindTargets};
+
+/// `--kind-targets` (see [`KindTargets`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindTargetsArg {
+    Presence,
+    Shares,
+}
 use crate::train::guide_fit::add_guide_head;
 
 /// Fit a model's guide head on a dataset split's cached backbone features.
@@ -42,9 +49,17 @@ pub struct FitGuideArgs {
     /// AdamW's decoupled weight decay.
     #[arg(long, default_value_t = GuideFit::default().weight_decay)]
     pub weight_decay: f32,
-    /// Seed of the images' order.
+    /// Seed of the images' order and the dropout masks.
     #[arg(long, default_value_t = GuideFit::default().seed)]
     pub seed: u64,
+    /// Share of the standardised feature values dropped at each step (0: none).
+    #[arg(long, default_value_t = GuideFit::default().dropout)]
+    pub dropout: f32,
+    /// What the head learns for the words of kind names: `presence` (1 for every word of the
+    /// names of a kind that is in the image, from the dataset's labels) or `shares` (the share
+    /// of the image's captions that say the word, as for the other words).
+    #[arg(long, value_enum, default_value_t = KindTargetsArg::Presence)]
+    pub kind_targets: KindTargetsArg,
     /// Compute device (for features missing from the cache).
     #[arg(long, value_enum, default_value_t)]
     pub device: crate::cli::device::DeviceArg,
@@ -58,6 +73,11 @@ pub fn run(args: FitGuideArgs) -> Result<()> {
         lr: args.lr,
         weight_decay: args.weight_decay,
         seed: args.seed,
+        dropout: args.dropout,
+        kind_targets: match args.kind_targets {
+            KindTargetsArg::Presence => KindTargets::Presence,
+            KindTargetsArg::Shares => KindTargets::Shares,
+        },
     };
     let added = add_guide_head(
         &args.model,

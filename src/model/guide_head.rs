@@ -19,8 +19,8 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +39,33 @@ pub struct GuideFit {
     pub lr: f32,
     /// AdamW's decoupled weight decay of the weights (not the bias).
     pub weight_decay: f32,
-    /// Seed of the images' order in each epoch.
+    /// Seed of the images' order in each epoch (and of the dropout masks).
     pub seed: u64,
+    /// Share of the standardised input values zeroed at each step (inverted dropout: the rest
+    /// are scaled by 1 / (1 − p)); 0 turns it off. Models fitted before it existed had none.
+    #[serde(default)]
+    pub dropout: f32,
+    /// The targets of the words of kind names (see [`KindTargets`]). Models fitted before it
+    /// existed used the caption shares.
+    #[serde(default)]
+    pub kind_targets: KindTargets,
+}
+
+/// What a guide head learns for the words of the dataset's kind names (the other words always
+/// learn the share of an image's captions that say them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KindTargets {
+    /// The share of the image's captions that say the word, as for every word.
+    #[default]
+    Shares,
+    /// Whether a thing of the kind is there: for each labelled thing, the last word of each of
+    /// its kind's names (singular, plural, synonyms: "scissors" of "pair of scissors") gets
+    /// target 1. The head then ranks kinds by whether they are in the image, not by how often
+    /// captions call them by their kind rather than a category. The first words ("pair", "red",
+    /// "small", "sea") keep their shares: captions say them of other things too. Needs the
+    /// dataset's labels and lexicon (images without labels keep the shares).
+    Presence,
 }
 
 impl Default for GuideFit {
@@ -51,6 +76,8 @@ impl Default for GuideFit {
             lr: 1e-3,
             weight_decay: 0.01,
             seed: 42,
+            dropout: 0.0,
+            kind_targets: KindTargets::Presence,
         }
     }
 }
@@ -186,6 +213,12 @@ pub fn fit_guide_head(
             "guide head: batch_size and lr must be positive".into(),
         ));
     }
+    if !(0.0..1.0).contains(&fit.dropout) {
+        return Err(Error::Invalid(format!(
+            "guide head: dropout {} is not in [0, 1)",
+            fit.dropout
+        )));
+    }
     let stats = EmbeddingStats::fit(features.chunks_exact(dim), fitted_on)?;
     let mut x = features.to_vec();
     for row in x.chunks_exact_mut(dim) {
@@ -214,6 +247,8 @@ pub fn fit_guide_head(
     let mut order: Vec<usize> = (0..n).collect();
     let mut step = 0i32;
     let mut loss = 0.0;
+    let mut masks = ChaCha8Rng::seed_from_u64(fit.seed ^ 0xD1B5_4A32_D192_ED03);
+    let keep_scale = 1.0 / (1.0 - fit.dropout);
     for epoch in 0..fit.epochs {
         order.sort_unstable();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(
@@ -224,6 +259,15 @@ pub fn fit_guide_head(
             let m = chunk.len();
             for (dst, &i) in xb.chunks_exact_mut(dim).zip(chunk) {
                 dst.copy_from_slice(&x[i * dim..(i + 1) * dim]);
+            }
+            if fit.dropout > 0.0 {
+                for v in &mut xb[..m * dim] {
+                    *v = if masks.random::<f32>() < fit.dropout {
+                        0.0
+                    } else {
+                        *v * keep_scale
+                    };
+                }
             }
             // logits = xb · w + b
             let logits = &mut g[..m * vocab];
@@ -308,7 +352,6 @@ mod tests {
     /// large, on features with offsets and scales far from standard; feature 2 is noise.
     fn toy() -> (Vec<f32>, Vec<f32>) {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        use rand::RngExt;
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for i in 0..200 {
             let a = (i % 2) as f32;
@@ -365,6 +408,38 @@ mod tests {
         let other = GuideFit { seed: 7, ..fit };
         let c = fit_guide_head(&x, 3, &y, 3, &other, "toy").unwrap();
         assert_ne!(a.weight, c.weight);
+        // dropout masks come from the seed too
+        let dropped = GuideFit {
+            dropout: 0.2,
+            ..fit.clone()
+        };
+        let d = fit_guide_head(&x, 3, &y, 3, &dropped, "toy").unwrap();
+        assert_eq!(d, fit_guide_head(&x, 3, &y, 3, &dropped, "toy").unwrap());
+        assert_ne!(a.weight, d.weight);
+    }
+
+    #[test]
+    fn it_still_learns_with_dropout() {
+        let (x, y) = toy();
+        let fit = GuideFit {
+            epochs: 60,
+            batch_size: 32,
+            lr: 0.05,
+            dropout: 0.2,
+            ..GuideFit::default()
+        };
+        let head = fit_guide_head(&x, 3, &y, 3, &fit, "toy").unwrap();
+        for (z, t) in head.logits(&x).iter().zip(&y) {
+            let p = 1.0 / (1.0 + (-z).exp());
+            assert!((p - t).abs() < 0.3, "p {p} for target {t}");
+        }
+        for p in [-0.1, 1.0, f32::NAN] {
+            let bad = GuideFit {
+                dropout: p,
+                ..fit.clone()
+            };
+            assert!(fit_guide_head(&x, 3, &y, 3, &bad, "toy").is_err(), "{p}");
+        }
     }
 
     #[test]

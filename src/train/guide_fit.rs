@@ -8,14 +8,15 @@ use std::time::Instant;
 use burn::prelude::*;
 
 use super::feature_cache::{self, ExtractOptions, FeatureCache, SplitFeatures};
-use crate::data::text::tokenize;
+use crate::data::labels::Lexicon;
+use crate::data::text::{Vocabulary, tokenize};
 use crate::data::{Dataset, Sample, Split};
 use crate::error::{Error, Result};
 use crate::model::artifact::{self, load_model};
 use crate::model::backbone::Backbone;
 use crate::model::captioner::EncoderConfig;
 use crate::model::guide_head::{
-    FittedHead, GuideFit, GuideHead, GuideHeadInfo, fit_guide_head, word_shares,
+    FittedHead, GuideFit, GuideHead, GuideHeadInfo, KindTargets, fit_guide_head, word_shares,
 };
 use crate::model::precision::Precision;
 
@@ -25,6 +26,7 @@ pub fn fit_on_features(
     features: &SplitFeatures,
     captions: &[Vec<Vec<usize>>],
     vocab: usize,
+    kinds: Option<(&Lexicon, &Vocabulary)>,
     fit: &GuideFit,
     fitted_on: &str,
 ) -> Result<(FittedHead, GuideHeadInfo)> {
@@ -36,7 +38,17 @@ pub fn fit_on_features(
         )));
     }
     let started = Instant::now();
-    let targets = word_shares(captions, vocab);
+    let mut targets = word_shares(captions, vocab);
+    if let Some((lexicon, words)) = kinds {
+        set_kind_targets(
+            &mut targets,
+            vocab,
+            &features.samples,
+            lexicon,
+            words,
+            fit.kind_targets,
+        );
+    }
     let head = fit_guide_head(
         &features.values,
         features.dim,
@@ -58,6 +70,47 @@ pub fn fit_on_features(
         fit: fit.clone(),
     };
     Ok((head, info))
+}
+
+/// With [`KindTargets::Presence`], sets the target of the last word of each of a labelled
+/// thing's kind names to 1; images without labels, and names whose last word the vocabulary
+/// lacks, keep the caption shares.
+fn set_kind_targets(
+    targets: &mut [f32],
+    vocab: usize,
+    samples: &[Sample],
+    lexicon: &Lexicon,
+    words: &Vocabulary,
+    mode: KindTargets,
+) {
+    if mode == KindTargets::Shares || vocab == 0 {
+        return;
+    }
+    let names: std::collections::BTreeMap<&str, Vec<usize>> = lexicon
+        .kinds
+        .iter()
+        .map(|(kind, k)| {
+            let mut ids: Vec<usize> = k
+                .names
+                .iter()
+                .filter_map(|name| words.id(tokenize(name).last()?))
+                .filter(|&w| w < vocab)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            (kind.as_str(), ids)
+        })
+        .collect();
+    for (row, sample) in targets.chunks_exact_mut(vocab).zip(samples) {
+        let Some(labels) = &sample.labels else {
+            continue;
+        };
+        for thing in &labels.objects {
+            for &w in names.get(thing.kind.as_str()).into_iter().flatten() {
+                row[w] = 1.0;
+            }
+        }
+    }
 }
 
 /// What [`add_guide_head`] did.
@@ -135,7 +188,8 @@ pub fn add_guide_head(
         })
         .collect();
     let fitted_on = format!("{} ({split} split)", dataset.source.display());
-    let (head, info) = fit_on_features(&features, &captions, vocab.len(), fit, &fitted_on)?;
+    let kinds = dataset.kinds.as_ref().map(|lexicon| (lexicon, vocab));
+    let (head, info) = fit_on_features(&features, &captions, vocab.len(), kinds, fit, &fitted_on)?;
     loaded.model.guide_head = Some(GuideHead::from_fit(&head, device));
     loaded.info.captioner.guide_head = Some(info.clone());
     artifact::save_weights(loaded.model, &dir.join(artifact::WEIGHTS))?;
@@ -146,4 +200,83 @@ pub fn add_guide_head(
         seconds: started.elapsed().as_secs_f64(),
         cache: cache.dir().to_path_buf(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::labels::{LabelledObject, Labels, SizeClass};
+
+    fn thing(kind: &str) -> LabelledObject {
+        LabelledObject {
+            kind: kind.into(),
+            stamp: None,
+            color: None,
+            bbox: [0.0, 0.0, 0.5, 0.5],
+            size: SizeClass::Large,
+            unseen: false,
+            cell: None,
+        }
+    }
+
+    /// Presence targets give the last word of each name of a kind that is there 1, and leave
+    /// every other word (and unlabelled images) with its caption share.
+    #[test]
+    fn presence_targets_mark_the_kind_nouns_of_the_things_there() {
+        let words: Vec<String> = [
+            "<end>", "a", "pair", "of", "scissors", "owl", "owls", "bird", "red",
+        ]
+        .map(String::from)
+        .to_vec();
+        let vocab = Vocabulary::from_words(words, None, 1);
+        let v = vocab.len();
+        let mut lexicon = Lexicon::default();
+        lexicon.add("scissors", ["pair of scissors", "scissors"], []);
+        lexicon.add("owl", ["owl", "owls", "red owl"], ["bird"]);
+        let sample = |objects: Option<Vec<LabelledObject>>| Sample {
+            path: "x.jpg".into(),
+            captions: vec!["a bird".into()],
+            split: Split::Train,
+            labels: objects.map(|objects| Labels {
+                objects,
+                ..Default::default()
+            }),
+        };
+        let samples = [
+            sample(Some(vec![thing("owl")])),
+            sample(Some(vec![thing("scissors"), thing("unknown kind")])),
+            sample(None),
+        ];
+        let shares = vec![0.25f32; 3 * v];
+        let id = |w: &str| vocab.id(w).unwrap();
+        let mut targets = shares.clone();
+        set_kind_targets(
+            &mut targets,
+            v,
+            &samples,
+            &lexicon,
+            &vocab,
+            KindTargets::Shares,
+        );
+        assert_eq!(targets, shares, "shares: unchanged");
+        set_kind_targets(
+            &mut targets,
+            v,
+            &samples,
+            &lexicon,
+            &vocab,
+            KindTargets::Presence,
+        );
+        let ones = |row: usize| -> Vec<&str> {
+            (0..v)
+                .filter(|&w| targets[row * v + w] == 1.0)
+                .map(|w| vocab.word(w).unwrap())
+                .collect()
+        };
+        assert_eq!(ones(0), ["owl", "owls"], "red owl's last word is owl");
+        assert_eq!(ones(1), ["scissors"], "not pair, not of");
+        assert!(ones(2).is_empty(), "no labels: shares");
+        assert_eq!(targets[id("bird")], 0.25, "a category keeps its share");
+        assert_eq!(targets[v + id("pair")], 0.25);
+    }
 }
