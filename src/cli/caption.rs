@@ -23,9 +23,9 @@ pub struct CaptionArgs {
     /// Caption the rows of a `[N, D]` float32/float64 .npy file of feature vectors instead of images.
     #[arg(long, conflicts_with = "images")]
     pub features: Option<PathBuf>,
-    /// Beam size (1 = greedy).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub beam_size: u16,
+    /// Beam size (1 = greedy) [default: the model's own `beam_size` from model.json, else 1].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub beam_size: Option<u16>,
     /// Weight λ of concept-guided decoding (each word's score gets λ · log σ of the concept
     /// head's logit): overrides the model's own `concept_weight` from model.json; 0 turns it off.
     /// Models without a concept head ignore it.
@@ -60,7 +60,7 @@ fn print(json: bool, image: &str, caption: &str, logprob: f64) {
 pub fn run(args: CaptionArgs) -> anyhow::Result<()> {
     let engine = CaptionEngine::load_with(&args.model, args.device.device()?, args.precision)?;
     let options = DecodeOptions {
-        beam_size: args.beam_size as usize,
+        beam_size: args.beam_size.map_or(0, usize::from),
         max_steps: MAX_STEPS,
         concept_weight: args.concept_weight,
     };

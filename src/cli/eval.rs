@@ -38,9 +38,9 @@ pub struct EvalArgs {
     /// Split to evaluate: train, val or test.
     #[arg(long, default_value = "test")]
     pub split: Split,
-    /// Beam size (1 = greedy).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub beam_size: u16,
+    /// Beam size (1 = greedy) [default: the model's own `beam_size` from model.json, else 1].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub beam_size: Option<u16>,
     /// Weight λ of concept-guided decoding (each word's score gets λ · log σ of the concept
     /// head's logit): overrides the model's own `concept_weight` from model.json; 0 turns it off.
     /// Models without a concept head ignore it.
@@ -106,9 +106,9 @@ pub struct EvalSearchArgs {
     /// Relevance judgements (`query<TAB>gallery<TAB>gain` per line) instead of the labels.
     #[arg(long, value_name = "FILE")]
     pub relevance: Option<PathBuf>,
-    /// Beam size (1 = greedy).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub beam_size: u16,
+    /// Beam size (1 = greedy) [default: the model's own `beam_size` from model.json, else 1].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub beam_size: Option<u16>,
     /// Weight λ of concept-guided decoding for the gallery's and the queries' captions: overrides
     /// the model's own `concept_weight` from model.json; 0 turns it off.
     #[arg(long, value_name = "LAMBDA", value_parser = parse_concept_weight)]
@@ -184,7 +184,7 @@ fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
         queries: args.queries,
         limit: args.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
         decode: DecodeOptions {
-            beam_size: usize::from(args.beam_size),
+            beam_size: args.beam_size.map_or(0, usize::from),
             max_steps: MAX_STEPS,
             concept_weight: args.concept_weight,
         },
@@ -258,7 +258,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let bar = crate::data::parallel::progress_bar(count as u64, "captioning");
     let options = EvalOptions {
         decode: DecodeOptions {
-            beam_size: usize::from(args.beam_size),
+            beam_size: args.beam_size.map_or(0, usize::from),
             max_steps: MAX_STEPS,
             concept_weight: args.concept_weight,
         },

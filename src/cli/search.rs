@@ -32,9 +32,9 @@ pub struct SearchArgs {
     #[arg(long, value_name = "FRACTION")]
     pub min_relative_score: Option<f32>,
 
-    /// Beam size for the caption (1 = greedy).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub beam_size: u16,
+    /// Beam size for the caption (1 = greedy) [default: the model's own `beam_size` from model.json, else 1].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub beam_size: Option<u16>,
 
     /// caption: text search with the image's caption; visual: nearest image embeddings;
     /// hybrid: both, fused by reciprocal rank [default: hybrid when the index holds image
@@ -114,7 +114,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     let engine = CaptionEngine::load_with(&args.model, args.device.device()?, args.precision)?;
     let backend = search::open_backend(&args.backend.options())?;
     let options = DecodeOptions {
-        beam_size: args.beam_size as usize,
+        beam_size: args.beam_size.map_or(0, usize::from),
         max_steps: MAX_STEPS,
         concept_weight: None,
     };

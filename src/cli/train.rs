@@ -42,7 +42,7 @@ use crate::train::fit::{TrainRequest, train};
 /// NeuralTalk's LSTM only as its first input, and without this help the decoder learns the
 /// language long before it learns to read colours and kinds from that input. [model]
 /// concept_weight = λ (default 0: off) also uses the head for captioning: every word's score gets
-/// λ · log σ(head's logit), so captions name what the head sees (configs/scenes.toml: 1). With a
+/// λ · log σ(head's logit), so captions name what the head sees (configs/scenes.toml: 1.25). With a
 /// whole frozen backbone, [model] guide_head (default on) first fits a word classifier on the
 /// train split's standardised cached features, which guidance reads instead, and writes the same
 /// statistics as the model's embedding.json (what `fit-embedding` would).
@@ -72,7 +72,8 @@ pub struct TrainArgs {
     /// Override optim.lr.
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Override loop.time_budget: stop at the first epoch end after this long (e.g. 10m, 90s, 1h).
+    /// Override loop.time_budget (e.g. 10m, 90s, 1h): an epoch that would end past it (taking as
+    /// long as the last one) is not started.
     #[arg(long)]
     pub time_budget: Option<String>,
     /// Override loop.seed.

@@ -73,7 +73,7 @@ struct Readable<'a> {
 
 /// Decodes and scores `split` of `dataset` with `engine`.
 ///
-/// - Captions are decoded with `options.decode` (greedy when `beam_size` is 1) and scored with
+/// - Captions are decoded with `options.decode` (greedy when `beam_size` is 1; 0 takes the model's own) and scored with
 ///   every metric of [`super::Scores`] against all the references of each image.
 /// - Images that cannot be found or decoded are skipped (listed in [`EvalRun::skipped`]); they
 ///   count in no score. Failing on every image is an error.
@@ -252,13 +252,13 @@ pub fn evaluate_model(
         metrics,
         perplexity,
         perplexity_note,
-        decode: DecodeSettings {
-            beam_size: options.decode.beam_size,
-            max_len: options.decode.max_steps,
-            concept_weight: engine
-                .decode_options(options.decode)
-                .concept_weight
-                .filter(|&w| w > 0.0),
+        decode: {
+            let decode = engine.decode_options(options.decode);
+            DecodeSettings {
+                beam_size: decode.beam_size,
+                max_len: decode.max_steps,
+                concept_weight: decode.concept_weight.filter(|&w| w > 0.0),
+            }
         },
         dataset: DatasetIdentity {
             path: dataset.source.clone(),
@@ -606,6 +606,45 @@ mod tests {
         assert_eq!(c.decode.beam_size, 3);
         assert_eq!(c.decode.max_len, 8);
         assert!((c.perplexity.unwrap() - pa).abs() < 1e-4 * pa);
+    }
+
+    /// Options that leave the beam size to the model (0, the default) decode with the model's
+    /// `beam_size` from model.json, else greedily; a size the caller gives wins.
+    #[test]
+    fn the_models_own_beam_size_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut engine, dataset) = fixture(dir.path());
+        let run = |engine: &CaptionEngine, beam_size| {
+            let opts = EvalOptions {
+                decode: DecodeOptions {
+                    beam_size,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            evaluate_model(engine, &dataset, Split::Test, &opts).unwrap()
+        };
+        let caps = |r: &EvalRun| {
+            r.images
+                .iter()
+                .map(|i| i.caption.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(EvalOptions::default().decode.beam_size, 0);
+        assert_eq!(
+            run(&engine, 0).decode.beam_size,
+            1,
+            "greedy without a setting"
+        );
+        engine.loaded.info.captioner.beam_size = Some(3);
+        let own = run(&engine, 0);
+        assert_eq!(own.decode.beam_size, 3);
+        assert_eq!(caps(&own), caps(&run(&engine, 3)));
+        assert_eq!(
+            run(&engine, 1).decode.beam_size,
+            1,
+            "the caller's size wins"
+        );
     }
 
     #[test]

@@ -92,6 +92,10 @@ pub struct CaptionerConfig {
     /// `guide_head.weight` and `guide_head.bias` in `model.bpk`. Absent in model files written
     /// before it existed, and in models trained without a frozen backbone: the concept head.
     pub guide_head: Option<super::guide_head::GuideHeadInfo>,
+    /// Beam size that `caption`, `eval`, `index`, `search` and `serve` decode with unless told
+    /// otherwise (`[model] beam_size` at training). Absent (as in model files written before it
+    /// existed): 1, greedy.
+    pub beam_size: Option<usize>,
 }
 
 impl CaptionerConfig {
@@ -541,9 +545,11 @@ mod tests {
         let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
         json.as_object_mut().unwrap().remove("concept_head");
         json.as_object_mut().unwrap().remove("concept_weight");
+        json.as_object_mut().unwrap().remove("beam_size");
         let back: CaptionerConfig = serde_json::from_value(json).unwrap();
         assert_eq!(back.concept_head, None);
         assert_eq!(back.concept_weight, None);
+        assert_eq!(back.beam_size, None);
         assert_eq!(back, config);
         // and the weight round-trips when set
         let guided = config

@@ -24,7 +24,8 @@ pub const MAX_STEPS: usize = 20;
 /// Decoding settings.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DecodeOptions {
-    /// 1 for greedy decoding.
+    /// 1 for greedy decoding; 0 for the model's own setting (`beam_size` in model.json, else 1),
+    /// which [`super::inference::CaptionEngine`] resolves (unresolved, 0 decodes greedily).
     pub beam_size: usize,
     /// Maximum number of words generated, END included.
     pub max_steps: usize,
@@ -38,7 +39,7 @@ pub struct DecodeOptions {
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
-            beam_size: 1,
+            beam_size: 0,
             max_steps: MAX_STEPS,
             concept_weight: None,
         }
@@ -331,7 +332,7 @@ mod tests {
         assert_eq!(o.concept_weight, None);
         assert_eq!(
             serde_json::to_string(&DecodeOptions::default()).unwrap(),
-            r#"{"beam_size":1,"max_steps":20}"#
+            r#"{"beam_size":0,"max_steps":20}"#
         );
     }
 

@@ -148,7 +148,8 @@ impl CaptionEngine {
 
     /// `options` as this model decodes them: the concept-guidance weight the caller set, else
     /// the model's own (`concept_weight` in model.json); 0 for a model without a concept head,
-    /// which has nothing to guide with. Every captioning call of the engine applies this, so
+    /// which has nothing to guide with. A beam size of 0 becomes the model's own (`beam_size` in
+    /// model.json, else 1: greedy). Every captioning call of the engine applies this, so
     /// `caption`, `eval`, `index`, `search` and `serve` decode alike.
     pub fn decode_options(&self, options: DecodeOptions) -> DecodeOptions {
         let weight = match self.loaded.model.can_guide() {
@@ -158,7 +159,12 @@ impl CaptionEngine {
                 .unwrap_or(0.0),
             false => 0.0,
         };
+        let beam_size = match options.beam_size {
+            0 => self.loaded.info.captioner.beam_size.unwrap_or(1).max(1),
+            n => n,
+        };
         DecodeOptions {
+            beam_size,
             concept_weight: Some(weight),
             ..options
         }

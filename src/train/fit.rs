@@ -163,6 +163,7 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
         .with_guide(
             (config.model.concept_weight > 0.0).then(|| guide_of(config, &req.dataset, &data)),
         )
+        .with_beam_size((config.model.beam_size > 1).then_some(config.model.beam_size))
         .with_guide_head(
             fitted
                 .as_ref()
@@ -461,9 +462,14 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
             break;
         }
         if let Some(budget) = budget
-            && elapsed >= budget
+            && let Some(reason) = budget_stop(
+                budget,
+                elapsed,
+                (skip == 0).then(|| epoch_start.elapsed()),
+                epoch < config.run.epochs,
+            )
         {
-            stopped_because = StopReason::TimeBudget(budget);
+            stopped_because = reason;
             break;
         }
         if reporter.stop_requested() {
@@ -494,6 +500,27 @@ pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<T
     })
 }
 
+/// Whether the time budget ends the run at an epoch end: it has run out (`elapsed`, the whole
+/// run's training time, is past it), or more epochs are planned and what is left of it is less
+/// than the epoch just ended took (`last_epoch`: `None` when that epoch was resumed part-way, so
+/// its time says nothing).
+fn budget_stop(
+    budget: Duration,
+    elapsed: Duration,
+    last_epoch: Option<Duration>,
+    more_epochs: bool,
+) -> Option<StopReason> {
+    if elapsed >= budget {
+        return Some(StopReason::TimeBudget(budget));
+    }
+    let epoch = last_epoch.filter(|_| more_epochs)?;
+    (elapsed + epoch > budget).then(|| StopReason::NoTimeForAnotherEpoch {
+        budget,
+        left: budget - elapsed,
+        epoch,
+    })
+}
+
 /// For a whole frozen backbone (its cached features are the model's embeddings): the train
 /// split's feature statistics, and with `[model] guide_head` and concept guidance, the guide head
 /// fitted on them (see [`crate::model::guide_head`]) unless `head_allowed` is false. `None` for
@@ -517,8 +544,14 @@ fn fit_on_train_features(
             seed: config.run.seed,
             ..GuideFit::default()
         };
-        let (head, info) =
-            fit_on_features(features, &data.train, data.vocab.len(), &fit, &fitted_on)?;
+        let (head, info) = fit_on_features(
+            features,
+            &data.train,
+            data.vocab.len(),
+            dataset.kinds.as_ref().map(|l| (l, &data.vocab)),
+            &fit,
+            &fitted_on,
+        )?;
         let stats = head.stats.clone();
         return Ok(Some((Some((head, info)), stats)));
     }
@@ -542,5 +575,38 @@ fn guide_of(config: &TrainConfig, dataset: &Dataset, data: &Prepared) -> Concept
         kind_floor: (m.kind_floor > 0.0).then_some(m.kind_floor as f32),
         relative_weight: (m.relative_weight > 0.0).then_some(m.relative_weight as f32),
         rerank: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_that_would_end_past_the_budget_is_not_started() {
+        let s = Duration::from_secs;
+        let budget = s(600);
+        // room for another 30 s epoch
+        assert_eq!(budget_stop(budget, s(560), Some(s(30)), true), None);
+        // 20 s left, epochs take 31 s
+        assert_eq!(
+            budget_stop(budget, s(580), Some(s(31)), true),
+            Some(StopReason::NoTimeForAnotherEpoch {
+                budget,
+                left: s(20),
+                epoch: s(31)
+            })
+        );
+        // the last planned epoch: nothing to skip
+        assert_eq!(budget_stop(budget, s(580), Some(s(31)), false), None);
+        // an epoch resumed part-way says nothing of how long one takes
+        assert_eq!(budget_stop(budget, s(580), None, true), None);
+        // past the budget: stop, whatever is planned
+        for more in [true, false] {
+            assert_eq!(
+                budget_stop(budget, s(610), None, more),
+                Some(StopReason::TimeBudget(budget))
+            );
+        }
     }
 }

@@ -60,6 +60,13 @@ pub enum StopReason {
     EarlyStopping { patience: usize },
     /// The time budget ran out at an epoch end.
     TimeBudget(Duration),
+    /// What was `left` of the time budget at an epoch end is less than the last epoch took, so
+    /// the next one was not started.
+    NoTimeForAnotherEpoch {
+        budget: Duration,
+        left: Duration,
+        epoch: Duration,
+    },
     /// The user stopped the run in `epoch`, during `iteration` (or at its end, `None`).
     StoppedByUser {
         epoch: usize,
@@ -77,6 +84,17 @@ impl std::fmt::Display for StopReason {
             StopReason::TimeBudget(budget) => {
                 write!(f, "time budget of {} reached", format_duration(*budget))
             }
+            StopReason::NoTimeForAnotherEpoch {
+                budget,
+                left,
+                epoch,
+            } => write!(
+                f,
+                "time budget of {}: {} left, an epoch takes {}",
+                format_duration(*budget),
+                format_duration(*left),
+                format_duration(*epoch)
+            ),
             StopReason::StoppedByUser {
                 epoch,
                 iteration: Some(it),
@@ -343,6 +361,15 @@ mod tests {
         assert_eq!(
             StopReason::TimeBudget(Duration::from_secs(600)).to_string(),
             "time budget of 10m 00s reached"
+        );
+        assert_eq!(
+            StopReason::NoTimeForAnotherEpoch {
+                budget: Duration::from_secs(600),
+                left: Duration::from_secs(20),
+                epoch: Duration::from_secs(31),
+            }
+            .to_string(),
+            "time budget of 10m 00s: 20s left, an epoch takes 31s"
         );
         assert_eq!(
             StopReason::StoppedByUser {

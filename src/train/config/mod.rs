@@ -112,6 +112,9 @@ impl TrainConfig {
                 "guides decoding with the concept head, which concept_loss = 0 turns off: set concept_loss > 0 or concept_weight = 0",
             );
         }
+        if !(1..=64).contains(&self.model.beam_size) {
+            return bad("model.beam_size", "must be 1 (greedy) to 64, such as 3");
+        }
         let weight = |w: f64| w >= 0.0 && w.is_finite();
         if !self.model.kind_weight.is_none_or(weight) {
             return bad(

@@ -57,6 +57,11 @@ pub struct ModelSection {
     /// head, and write the same statistics as the model's `embedding.json`. Default on.
     #[serde(default = "d_true")]
     pub guide_head: bool,
+    /// Beam size that caption, eval, index, search and serve decode with unless told otherwise
+    /// (1, the default: greedy). Saved in model.json; validation BLEU-4 during training stays
+    /// greedy.
+    #[serde(default = "d_one_usize")]
+    pub beam_size: usize,
 }
 
 /// The data part: how captions and images become tensors.
@@ -133,7 +138,8 @@ pub struct LoopSection {
     /// Stop when validation BLEU-4 has not improved for this many epochs (0: never).
     #[serde(default = "d_patience")]
     pub patience: usize,
-    /// Stop cleanly at the first epoch end after this much time, e.g. "10m", "90s", "1h".
+    /// Training time, e.g. "10m", "90s", "1h": an epoch that would end past it (taking as long as
+    /// the last one) is not started, and a run still over it at an epoch end stops there.
     #[serde(default)]
     pub time_budget: Option<String>,
     /// Decode at most this many validation images per epoch for BLEU-4 (0: all).
@@ -168,6 +174,10 @@ fn d_dropout() -> f64 {
     0.2
 }
 fn d_one() -> u8 {
+    1
+}
+
+fn d_one_usize() -> usize {
     1
 }
 fn d_threshold() -> usize {

@@ -101,6 +101,18 @@ fn errors_name_line_and_field() {
     }
     assert_eq!(c.model.kind_weight, None);
     assert_eq!((c.model.kind_floor, c.model.relative_weight), (0.0, 0.0));
+    assert_eq!(c.model.beam_size, 1, "greedy by default");
+    let beam = TrainConfig::from_toml(
+        "[model]
+beam_size = 3
+",
+    )
+    .unwrap();
+    assert_eq!(beam.model.beam_size, 3);
+    for bad in ["beam_size = 0", "beam_size = 65"] {
+        let err = TrainConfig::from_toml(&format!("[model]\n{bad}\n")).unwrap_err();
+        assert!(err.to_string().contains("model.beam_size"), "{err}");
+    }
     let c = TrainConfig::from_toml(
         "[model]\nconcept_weight = 1\nkind_weight = 2\nkind_floor = 0.1\nrelative_weight = 0.5\n",
     )
