@@ -547,8 +547,8 @@ fn fit_on_train_features(
         let (head, info) = fit_on_features(
             features,
             &data.train,
-            data.vocab.len(),
-            dataset.kinds.as_ref().map(|l| (l, &data.vocab)),
+            &data.vocab,
+            dataset.kinds.as_ref(),
             &fit,
             &fitted_on,
         )?;

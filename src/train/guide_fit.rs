@@ -21,12 +21,13 @@ use crate::model::guide_head::{
 use crate::model::precision::Precision;
 
 /// Fits a guide head on a split's cached features and each image's captions (word ids, in the
-/// features' sample order), for a vocabulary of `vocab` words.
+/// features' sample order) as ids of `words`; with the dataset's `lexicon`, the kind nouns as
+/// `fit.kind_targets` says.
 pub fn fit_on_features(
     features: &SplitFeatures,
     captions: &[Vec<Vec<usize>>],
-    vocab: usize,
-    kinds: Option<(&Lexicon, &Vocabulary)>,
+    words: &Vocabulary,
+    lexicon: Option<&Lexicon>,
     fit: &GuideFit,
     fitted_on: &str,
 ) -> Result<(FittedHead, GuideHeadInfo)> {
@@ -38,11 +39,11 @@ pub fn fit_on_features(
         )));
     }
     let started = Instant::now();
+    let vocab = words.len();
     let mut targets = word_shares(captions, vocab);
-    if let Some((lexicon, words)) = kinds {
+    if let Some(lexicon) = lexicon {
         set_kind_targets(
             &mut targets,
-            vocab,
             &features.samples,
             lexicon,
             words,
@@ -77,12 +78,12 @@ pub fn fit_on_features(
 /// lacks, keep the caption shares.
 fn set_kind_targets(
     targets: &mut [f32],
-    vocab: usize,
     samples: &[Sample],
     lexicon: &Lexicon,
     words: &Vocabulary,
     mode: KindTargets,
 ) {
+    let vocab = words.len();
     if mode == KindTargets::Shares || vocab == 0 {
         return;
     }
@@ -188,8 +189,14 @@ pub fn add_guide_head(
         })
         .collect();
     let fitted_on = format!("{} ({split} split)", dataset.source.display());
-    let kinds = dataset.kinds.as_ref().map(|lexicon| (lexicon, vocab));
-    let (head, info) = fit_on_features(&features, &captions, vocab.len(), kinds, fit, &fitted_on)?;
+    let (head, info) = fit_on_features(
+        &features,
+        &captions,
+        vocab,
+        dataset.kinds.as_ref(),
+        fit,
+        &fitted_on,
+    )?;
     loaded.model.guide_head = Some(GuideHead::from_fit(&head, device));
     loaded.info.captioner.guide_head = Some(info.clone());
     artifact::save_weights(loaded.model, &dir.join(artifact::WEIGHTS))?;
@@ -252,7 +259,6 @@ mod tests {
         let mut targets = shares.clone();
         set_kind_targets(
             &mut targets,
-            v,
             &samples,
             &lexicon,
             &vocab,
@@ -261,7 +267,6 @@ mod tests {
         assert_eq!(targets, shares, "shares: unchanged");
         set_kind_targets(
             &mut targets,
-            v,
             &samples,
             &lexicon,
             &vocab,
