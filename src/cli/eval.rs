@@ -163,7 +163,7 @@ fn run_search(args: EvalSearchArgs) -> anyhow::Result<()> {
     use crate::eval::search::{
         SearchEvalOptions, evaluate_search, search_table, write_search_report,
     };
-    let weights = args.fusion.weights()?;
+    let weights = args.fusion.weights(&args.model)?;
     let out = report_dir(args.out.as_deref(), &args.model)?;
     let relevance = args
         .relevance

@@ -10,6 +10,7 @@ pub mod device;
 pub mod eval;
 pub mod fit_embedding;
 pub mod fit_guide;
+pub mod fit_labels;
 pub mod import;
 pub mod index;
 pub mod logging;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Fit a model's guide head (the word classifier that concept-guided decoding reads) on a
     /// dataset's cached backbone features.
     FitGuide(fit_guide::FitGuideArgs),
+    /// Fit a model's label head: its image embeddings become the probabilities of a labelled
+    /// dataset's labels, for visual and hybrid search.
+    FitLabels(fit_labels::FitLabelsArgs),
     /// Score captions from any system (COCO results format) against a dataset's references.
     Score(score::ScoreArgs),
     /// Index captions for search, or show (--stats) or delete (--drop) an index.
@@ -70,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::FitEmbedding(args) => fit_embedding::run(args),
         Command::FitGuide(args) => fit_guide::run(args),
+        Command::FitLabels(args) => fit_labels::run(args),
         Command::Score(args) => score::run(args),
         Command::Index(args) => index::run(args),
         Command::Query(args) => query::run(args),

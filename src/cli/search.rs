@@ -66,11 +66,13 @@ pub struct SearchArgs {
 #[derive(Debug, Args)]
 pub struct FusionArgs {
     /// Weight of the caption list in hybrid search; with --fusion rrf an image scores
-    /// caption-weight / (3 + caption rank) + visual-weight / (3 + visual rank). The default 0.2
+    /// caption-weight / (3 + caption rank) + visual-weight / (3 + visual rank). The default, 0.2,
     /// measured at or above 0.1 and visual search alone in `eval search` on every `shapes` and
-    /// `scenes` model, with and without its embedding.json (0.3 lost to 0.1 on a weak model).
-    #[arg(long, default_value_t = crate::search::fusion::DEFAULT_CAPTION_WEIGHT, value_name = "W")]
-    pub caption_weight: f32,
+    /// `scenes` model, with and without its embedding.json (0.3 lost to 0.1 on a weak model); for
+    /// a model with a label head (`capsearch fit-labels`) it is 0.1, where 0.2 fell just below
+    /// visual search alone.
+    #[arg(long, value_name = "W")]
+    pub caption_weight: Option<f32>,
 
     /// Weight of the visual ranks in hybrid search (see --caption-weight).
     #[arg(long, default_value_t = crate::search::fusion::DEFAULT_VISUAL_WEIGHT, value_name = "W")]
@@ -83,10 +85,13 @@ pub struct FusionArgs {
 }
 
 impl FusionArgs {
-    /// The weights, checked.
-    pub fn weights(&self) -> crate::error::Result<FusionWeights> {
+    /// The weights for the model in `model_dir`, checked (the caption weight's default depends
+    /// on the model: [`crate::search::fusion::default_caption_weight`]).
+    pub fn weights(&self, model_dir: &std::path::Path) -> crate::error::Result<FusionWeights> {
         let weights = FusionWeights {
-            caption: self.caption_weight,
+            caption: self
+                .caption_weight
+                .unwrap_or_else(|| crate::search::fusion::default_caption_weight(model_dir)),
             visual: self.visual_weight,
             method: self.fusion,
         };
@@ -110,7 +115,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
             "--min-relative-score must be between 0 and 1, got {f}"
         );
     }
-    let weights = args.fusion.weights()?;
+    let weights = args.fusion.weights(&args.model)?;
     let engine = CaptionEngine::load_with(&args.model, args.device.device()?, args.precision)?;
     let backend = search::open_backend(&args.backend.options())?;
     let options = DecodeOptions {

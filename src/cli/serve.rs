@@ -79,6 +79,7 @@ fn parse_size(text: &str) -> std::result::Result<usize, String> {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    let fusion = args.fusion.weights(&args.model)?;
     let config = ServerConfig {
         model: args.model,
         addr: args.addr,
@@ -98,7 +99,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         },
         device: args.device.device()?,
         backend: args.backend.options(),
-        fusion: args.fusion.weights()?,
+        fusion,
     };
     web::run_server(config, |local| {
         println!("capsearch serving on http://{local}/");

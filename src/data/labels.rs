@@ -33,7 +33,7 @@
 //! }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +90,22 @@ pub struct KindNames {
     /// Wider names that cover this kind and others ("bird", "birds").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub category: Vec<String>,
+}
+
+impl Labels {
+    /// The image's label set: one element per distinct labelled thing, `colour kind` when the
+    /// object has a colour (`shapes`), its kind otherwise (`scenes`); the setting is left out.
+    /// What retrieval relevance compares (`eval::retrieval`) and what a label head predicts
+    /// (`model::label_head`).
+    pub fn label_set(&self) -> BTreeSet<String> {
+        self.objects
+            .iter()
+            .map(|o| match &o.color {
+                Some(colour) => format!("{colour} {}", o.kind),
+                None => o.kind.clone(),
+            })
+            .collect()
+    }
 }
 
 impl Lexicon {

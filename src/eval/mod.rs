@@ -23,6 +23,7 @@ pub mod retrieval;
 pub mod rouge;
 pub mod run;
 pub mod search;
+pub mod search_label_probe;
 pub mod search_probes;
 pub mod search_variants;
 pub mod tokenize;

@@ -19,7 +19,8 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::retrieval::{Judgements, K, Metrics, Relevance, Summary, judge_query, summarise};
-use super::search_probes::{Probes, probe_items};
+use super::search_label_probe::LabelProbe;
+use super::search_probes::{ProbeItem, Probes, probe_items};
 use super::search_variants::{ConceptSpace, fused_paths, fusion_row, nearest_in_memory};
 use crate::data::{Dataset, Sample, Split};
 use crate::error::{Error, Result};
@@ -247,7 +248,19 @@ pub fn evaluate_search(
         let query_items = items(&query_generated, &query_concepts)?;
         let probes = Probes::new(&gallery_items);
         extra.extend(probes.names().iter().cloned());
-        Some((probes, query_items))
+        let labelled: Vec<(&Sample, &ProbeItem)> = gallery_generated
+            .iter()
+            .map(|(s, _)| *s)
+            .zip(&gallery_items)
+            .collect();
+        let label_probe = match options.relevance {
+            Some(_) => None,
+            None => LabelProbe::new(&labelled)?,
+        };
+        if let Some(label_probe) = &label_probe {
+            extra.extend(label_probe.names().iter().cloned());
+        }
+        Some((probes, query_items, label_probe))
     } else {
         None
     };
@@ -278,8 +291,17 @@ pub fn evaluate_search(
                     lists.push(fused_paths(&caption, &near, options.weights, K + 1));
                 }
             }
-            if let Some((probes, items)) = &probes {
+            if let Some((probes, items, label_probe)) = &probes {
                 lists.extend(probes.lists(&items[q], &visual, K + 1));
+                if let Some(label_probe) = label_probe {
+                    lists.extend(label_probe.lists(
+                        sample,
+                        &items[q],
+                        &caption,
+                        options.weights,
+                        K + 1,
+                    ));
+                }
             }
             for (i, ranked) in lists.into_iter().enumerate() {
                 outcomes[MODES.len() + i].push(judge_query(

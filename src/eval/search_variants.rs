@@ -72,6 +72,10 @@ pub struct ConceptSpace<'a> {
 
 impl<'a> ConceptSpace<'a> {
     pub fn of(engine: &'a CaptionEngine) -> Option<Self> {
+        // label-head embeddings are label probabilities, which no word head reads
+        if engine.label_head().is_some() {
+            return None;
+        }
         let model = &engine.loaded.model;
         // a small CNN's embedding is the projected image, which a head on the feature cannot read
         let readable = match &model.guide_head {

@@ -12,6 +12,7 @@ use super::embedding_stats::{EMBEDDING_STATS, EmbeddingStats};
 use super::fast_cnn::FastCnn;
 use super::fast_decode::{FastDecoder, decode_with};
 use super::guide::Guidance;
+use super::label_head::{LABEL_HEAD, LabelHead};
 use super::precision::Precision;
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
 use crate::error::{Error, Result};
@@ -22,7 +23,8 @@ pub struct Generated {
     pub caption: String,
     pub logprob: f64,
     /// The image's embedding for visual search (see [`CaptionEngine::embedder`]): the frozen
-    /// backbone's feature, or the small CNN's feature projected by the captioner (`We`, `be`).
+    /// backbone's feature, or the small CNN's feature projected by the captioner (`We`, `be`);
+    /// with a label head (`labels.json`), the square roots of its label probabilities.
     /// `None` when the caption came from features the engine cannot embed.
     #[serde(skip)]
     pub embedding: Option<Vec<f32>>,
@@ -51,6 +53,8 @@ pub struct CaptionEngine {
     normalization: Normalization,
     /// `embedding.json`: the statistics that standardise the embeddings, when fitted.
     embedding_stats: Option<EmbeddingStats>,
+    /// `labels.json`: the label head whose probabilities are the embeddings, when fitted.
+    label_head: Option<LabelHead>,
 }
 
 impl CaptionEngine {
@@ -103,6 +107,7 @@ impl CaptionEngine {
             _ => None,
         };
         let embedding_stats = EmbeddingStats::read(dir)?;
+        let label_head = LabelHead::read(dir)?;
         let engine = Self {
             loaded,
             backbone,
@@ -113,7 +118,20 @@ impl CaptionEngine {
             limits: ImageLimits::default(),
             normalization,
             embedding_stats,
+            label_head,
         };
+        if let Some(head) = &engine.label_head {
+            let dims = engine.feature_dims();
+            if head.features != dims {
+                return Err(Error::Model {
+                    path: LabelHead::path(dir),
+                    message: format!(
+                        "reads {}-d features, but this model's encoder gives {dims}-d ones: fit                          it again with `capsearch fit-labels`, or delete the file",
+                        head.features
+                    ),
+                });
+            }
+        }
         if let Some(stats) = &engine.embedding_stats {
             let dims = engine.raw_embedder().dims;
             if stats.dims() != dims {
@@ -234,6 +252,18 @@ impl CaptionEngine {
     /// model on that backbone (so it is named by the backbone); a small CNN's projected vector is
     /// the model's own (so it is named by the model).
     pub fn embedder(&self) -> Embedder {
+        if let Some(head) = &self.label_head {
+            return Embedder {
+                dims: head.labels.len(),
+                name: format!(
+                    "label head {LABEL_HEAD} {} of model {}: square roots of {} label \
+                     probabilities",
+                    head.fingerprint(),
+                    self.model_id(),
+                    head.labels.len()
+                ),
+            };
+        }
         let raw = self.raw_embedder();
         match &self.embedding_stats {
             Some(stats) => Embedder {
@@ -252,6 +282,17 @@ impl CaptionEngine {
     /// The statistics that standardise this model's embeddings (`embedding.json`), if fitted.
     pub fn embedding_stats(&self) -> Option<&EmbeddingStats> {
         self.embedding_stats.as_ref()
+    }
+
+    /// The label head that makes this model's embeddings (`labels.json`), if fitted.
+    pub fn label_head(&self) -> Option<&LabelHead> {
+        self.label_head.as_ref()
+    }
+
+    /// The length of the encoder's features (before the captioner's projection): what a label
+    /// head reads.
+    pub fn feature_dims(&self) -> usize {
+        self.loaded.model.we.val().dims()[0]
     }
 
     /// What the embeddings are before standardisation.
@@ -290,6 +331,9 @@ impl CaptionEngine {
     /// The embeddings of features `[N, F]` (see [`Generated::embedding`]), one row per image,
     /// standardised when the model has `embedding.json`.
     fn embed_features(&self, features: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+        if let Some(head) = &self.label_head {
+            return Ok(head.embed(&self.feature_rows(features)?));
+        }
         let mut rows = self.raw_embeddings(features)?;
         if let Some(stats) = &self.embedding_stats {
             rows.iter_mut().for_each(|r| stats.apply(r));
@@ -304,6 +348,32 @@ impl CaptionEngine {
             return Ok(Vec::new());
         }
         self.raw_embeddings(self.features_of_pixels(images)?)
+    }
+
+    /// Features `[N, F]` as one row-major buffer.
+    fn feature_rows(&self, features: Tensor<2>) -> Result<Vec<f32>> {
+        features
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|error| Error::Backend {
+                what: "the image features".into(),
+                error,
+            })
+    }
+
+    /// The features of prepared images (see [`CaptionEngine::features_of_pixels`]), one row per
+    /// image: what `labels.json` is fitted on.
+    pub fn feature_rows_of_pixels(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dims = self.feature_dims();
+        let data = self.feature_rows(self.features_of_pixels(images)?)?;
+        Ok(data
+            .chunks_exact(dims.max(1))
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 
     fn raw_embeddings(&self, features: Tensor<2>) -> Result<Vec<Vec<f32>>> {

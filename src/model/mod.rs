@@ -15,6 +15,7 @@ pub(crate) mod gemm;
 pub mod guide;
 pub mod guide_head;
 pub mod inference;
+pub mod label_head;
 pub mod lstm;
 pub mod metrics;
 pub mod ops;

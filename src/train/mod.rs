@@ -71,6 +71,7 @@ pub mod feature_cache;
 pub mod fit;
 pub mod guide_fit;
 pub mod inputs;
+pub mod label_fit;
 pub mod overview;
 pub mod parallel;
 pub mod progress;

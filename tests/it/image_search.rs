@@ -363,3 +363,119 @@ fn visual_search_finds_the_image_itself_and_eval_search_reports_every_mode() {
     )
     .fails_with(&["embedding.json", "fit-embedding"]);
 }
+
+#[test]
+fn a_label_head_makes_the_embeddings_label_probabilities() {
+    let dir = tempdir();
+    let d = dir.path();
+    shapes_and_model(d);
+    let fit = |extra: &[&str]| {
+        let mut args = vec!["fit-labels", "--model", "run"];
+        args.extend_from_slice(extra);
+        run_in(d, &args)
+    };
+    // A dataset without labels is refused, naming why.
+    std::fs::write(
+        d.join("plain.csv"),
+        "image,caption\nshape_00001.png,a red circle\nshape_00002.png,a blue square\n",
+    )
+    .unwrap();
+    fit(&["--dataset", "plain.csv", "--images", "shapes/images"])
+        .fails_with(&["object labels", "plain.csv"]);
+    assert!(!d.join("run/labels.json").exists());
+
+    let out = fit(&["--dataset", "shapes/dataset_shapes.json"]).ok();
+    assert!(out.stdout.contains("labels.json"), "{}", out.stdout);
+    let head: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/labels.json")).unwrap()).unwrap();
+    let labels: Vec<&str> = head["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    // shapes' labels are colour-kind pairs
+    assert!(labels.len() >= 2, "{labels:?}");
+    assert!(
+        labels.iter().all(|l| l.split(' ').count() >= 2),
+        "{labels:?}"
+    );
+
+    // The index's vectors are the label probabilities: one value per label.
+    run_in(
+        d,
+        &[
+            "index",
+            "--images",
+            "shapes/images",
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+        ],
+    )
+    .ok();
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("idx").join("capsearch-index.json")).unwrap())
+            .unwrap();
+    let space = &marker["vector_space"];
+    assert!(
+        space["embedder"].as_str().unwrap().contains("label head"),
+        "{marker}"
+    );
+    assert_eq!(space["dims"].as_u64().unwrap() as usize, labels.len());
+    let query = "shapes/images/shape_00007.png";
+    let out = run_in(
+        d,
+        &[
+            "search",
+            query,
+            "--model",
+            "run",
+            "--index-path",
+            "idx",
+            "--mode",
+            "visual",
+            "--json",
+        ],
+    )
+    .ok();
+    let results = out.json()["results"].as_array().unwrap().clone();
+    let own = results
+        .iter()
+        .find(|r| r["path"] == query)
+        .unwrap_or_else(|| panic!("the query is not among its nearest: {}", out.stdout));
+    assert!(own["visual_score"].as_f64().unwrap() > 0.999, "{own}");
+
+    // eval search reports the label embedding as its visual mode.
+    run_in(
+        d,
+        &[
+            "eval",
+            "search",
+            "--model",
+            "run",
+            "--dataset",
+            "shapes/dataset_shapes.json",
+            "--out",
+            "report",
+        ],
+    )
+    .ok();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("report/eval_search.json")).unwrap()).unwrap();
+    assert!(
+        report["embedder"].as_str().unwrap().contains("label head"),
+        "{report}"
+    );
+
+    // A damaged head is refused with the file named and the fix.
+    let mut bad = head.clone();
+    bad["bias"] = serde_json::json!([0.5]);
+    std::fs::write(d.join("run/labels.json"), bad.to_string()).unwrap();
+    run_in(
+        d,
+        &["search", query, "--model", "run", "--index-path", "idx"],
+    )
+    .fails_with(&["labels.json", "fit-labels"]);
+}

@@ -62,18 +62,11 @@ pub const RELEVANT_OVERLAP: f64 = 0.5;
 /// The cut-off of P@10, mAP@10 and nDCG@10.
 pub const K: usize = 10;
 
-/// The label set of one image: one element per distinct labelled thing, `colour kind` when the
-/// object has a colour (`shapes`), its kind otherwise (`scenes`). The setting is left out (see the
-/// module documentation for why).
+/// The label set of one image ([`Labels::label_set`]): one element per distinct labelled
+/// thing, `colour kind` when the object has a colour (`shapes`), its kind otherwise (`scenes`).
+/// The setting is left out (see the module documentation for why).
 pub fn label_set(labels: &Labels) -> BTreeSet<String> {
-    labels
-        .objects
-        .iter()
-        .map(|o| match &o.color {
-            Some(colour) => format!("{colour} {}", o.kind),
-            None => o.kind.clone(),
-        })
-        .collect()
+    labels.label_set()
 }
 
 /// The Jaccard overlap `|a ∩ b| / |a ∪ b|` of two sorted, duplicate-free slices; 0 when both are

@@ -1,0 +1,113 @@
+//! Fitting a model's label head (`labels.json`, see [`crate::model::label_head`]) on a dataset's
+//! labelled images: each image through the model's encoder, its features beside its label set.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use indicatif::ProgressBar;
+
+use crate::data::{Dataset, Split};
+use crate::error::{Error, Result};
+use crate::model::guide_head::GuideFit;
+use crate::model::inference::CaptionEngine;
+use crate::model::label_head::LabelHead;
+
+/// What [`fit_label_head`] reads and how it fits.
+#[derive(Debug, Clone)]
+pub struct LabelFitOptions {
+    /// The split whose labelled images are used.
+    pub split: Split,
+    /// Use only the first N labelled images of the split.
+    pub limit: Option<usize>,
+    /// Images per model call.
+    pub batch_size: usize,
+    pub fit: GuideFit,
+}
+
+impl Default for LabelFitOptions {
+    fn default() -> Self {
+        LabelFitOptions {
+            split: Split::Train,
+            limit: None,
+            batch_size: 32,
+            fit: GuideFit::default(),
+        }
+    }
+}
+
+/// The fitted head, with the images that could not be read (and why).
+pub struct LabelFit {
+    pub head: LabelHead,
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Fits a label head for `engine`'s model on the labelled images of `dataset`'s split. Fails,
+/// naming the dataset, when the split has fewer than two labelled images (only generated
+/// datasets such as `shapes` and `scenes` carry labels).
+pub fn fit_label_head(
+    engine: &CaptionEngine,
+    dataset: &Dataset,
+    options: &LabelFitOptions,
+    progress: Option<&ProgressBar>,
+) -> Result<LabelFit> {
+    if !engine.takes_images() {
+        return Err(Error::Invalid(format!(
+            "model {} takes precomputed features, not images, so a label head cannot be fitted \
+             on its encoder",
+            engine.model_id()
+        )));
+    }
+    let samples: Vec<_> = dataset
+        .samples
+        .iter()
+        .filter(|s| s.split == options.split && s.labels.is_some())
+        .take(options.limit.unwrap_or(usize::MAX))
+        .collect();
+    if samples.len() < 2 {
+        return Err(Error::Dataset {
+            path: dataset.source.clone(),
+            message: format!(
+                "the {} split has {} images with object labels; a label head needs at least 2 \
+                 (only generated datasets such as `shapes` and `scenes` write labels): pick \
+                 another --split or dataset",
+                options.split,
+                samples.len()
+            ),
+        });
+    }
+    if let Some(bar) = progress {
+        bar.set_length(samples.len() as u64);
+    }
+    let dims = engine.feature_dims();
+    let mut features = Vec::with_capacity(samples.len() * dims);
+    let mut sets: Vec<BTreeSet<String>> = Vec::with_capacity(samples.len());
+    let mut skipped = Vec::new();
+    for chunk in samples.chunks(options.batch_size.max(1)) {
+        let mut pixels = Vec::with_capacity(chunk.len());
+        for sample in chunk {
+            let path = dataset.image_path(sample);
+            match engine.prepare_image(&path) {
+                Ok(p) => {
+                    pixels.push(p);
+                    sets.push(
+                        sample
+                            .labels
+                            .as_ref()
+                            .map(|l| l.label_set())
+                            .unwrap_or_default(),
+                    );
+                }
+                Err(e) => skipped.push((path, e.to_string())),
+            }
+        }
+        for row in engine.feature_rows_of_pixels(&pixels)? {
+            features.extend(row);
+        }
+        if let Some(bar) = progress {
+            bar.inc(chunk.len() as u64);
+        }
+    }
+    let fitted_on = format!("{} ({} split)", dataset.source.display(), options.split);
+    let head = LabelHead::fit(&features, dims, &sets, &options.fit, &fitted_on)?;
+    Ok(LabelFit { head, skipped })
+}
