@@ -34,6 +34,10 @@ pub struct FitLabelsArgs {
     /// Use only the first N labelled images of the split.
     #[arg(long, value_parser = clap::value_parser!(u64).range(2..))]
     pub limit: Option<u64>,
+    /// Feature cache folder of a model on a whole frozen backbone (default: `features/` beside
+    /// the dataset, as training uses): the features training cached are read, not computed.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Images per model call.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub batch_size: u64,
@@ -63,6 +67,7 @@ pub fn run(args: FitLabelsArgs) -> Result<()> {
             lr: args.lr,
             ..GuideFit::default()
         },
+        cache_root: args.cache_dir.clone(),
     };
     let bar = crate::data::parallel::progress_bar(0, "features");
     let result = fit_label_head(&engine, &dataset, &options, Some(&bar));

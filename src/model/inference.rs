@@ -284,6 +284,11 @@ impl CaptionEngine {
         self.embedding_stats.as_ref()
     }
 
+    /// The frozen backbone that turns images into this model's features, if it has one.
+    pub fn backbone(&self) -> Option<&Backbone> {
+        self.backbone.as_ref()
+    }
+
     /// The label head that makes this model's embeddings (`labels.json`), if fitted.
     pub fn label_head(&self) -> Option<&LabelHead> {
         self.label_head.as_ref()

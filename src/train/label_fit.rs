@@ -1,13 +1,16 @@
 //! Fitting a model's label head (`labels.json`, see [`crate::model::label_head`]) on a dataset's
-//! labelled images: each image through the model's encoder, its features beside its label set.
+//! labelled images: each image's features (from the feature cache training filled, for a model on
+//! a whole frozen backbone; else through the model's encoder) beside its label set.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use indicatif::ProgressBar;
 
-use crate::data::{Dataset, Split};
+use super::feature_cache::{self, ExtractOptions, FeatureCache};
+use crate::data::{Dataset, Sample, Split};
 use crate::error::{Error, Result};
+use crate::model::captioner::EncoderConfig;
 use crate::model::guide_head::GuideFit;
 use crate::model::inference::CaptionEngine;
 use crate::model::label_head::LabelHead;
@@ -22,6 +25,9 @@ pub struct LabelFitOptions {
     /// Images per model call.
     pub batch_size: usize,
     pub fit: GuideFit,
+    /// The feature cache folder of a model on a whole frozen backbone (default: `features/`
+    /// beside the dataset, as training uses).
+    pub cache_root: Option<PathBuf>,
 }
 
 impl Default for LabelFitOptions {
@@ -31,6 +37,7 @@ impl Default for LabelFitOptions {
             limit: None,
             batch_size: 32,
             fit: GuideFit::default(),
+            cache_root: None,
         }
     }
 }
@@ -75,27 +82,73 @@ pub fn fit_label_head(
             ),
         });
     }
+    let cached = matches!(
+        engine.loaded.info.captioner.encoder,
+        EncoderConfig::Precomputed { .. }
+    );
+    let (features, sets, skipped) = match engine.backbone() {
+        Some(backbone) if cached => {
+            let root = options
+                .cache_root
+                .clone()
+                .unwrap_or_else(|| feature_cache::default_root(dataset));
+            let mut cache = FeatureCache::open(&root, backbone)?;
+            let split = cache.features(
+                backbone,
+                dataset,
+                &samples,
+                &options.split.to_string(),
+                &ExtractOptions::default(),
+                &engine.device,
+            )?;
+            let sets = split.samples.iter().map(label_set_of).collect();
+            let skipped = split
+                .failed
+                .iter()
+                .map(|f| (dataset.image_root.join(&f.entry), f.reason.clone()))
+                .collect();
+            (split.values, sets, skipped)
+        }
+        _ => encode(engine, dataset, &samples, options.batch_size, progress)?,
+    };
+    let dims = engine.feature_dims();
+    let fitted_on = format!("{} ({} split)", dataset.source.display(), options.split);
+    let head = LabelHead::fit(&features, dims, &sets, &options.fit, &fitted_on)?;
+    Ok(LabelFit { head, skipped })
+}
+
+fn label_set_of(sample: &Sample) -> BTreeSet<String> {
+    sample
+        .labels
+        .as_ref()
+        .map(|l| l.label_set())
+        .unwrap_or_default()
+}
+
+/// Each sample through the model's encoder: the features (row-major), the label sets, and the
+/// images that could not be read.
+#[allow(clippy::type_complexity)]
+fn encode(
+    engine: &CaptionEngine,
+    dataset: &Dataset,
+    samples: &[&Sample],
+    batch_size: usize,
+    progress: Option<&ProgressBar>,
+) -> Result<(Vec<f32>, Vec<BTreeSet<String>>, Vec<(PathBuf, String)>)> {
     if let Some(bar) = progress {
         bar.set_length(samples.len() as u64);
     }
-    let dims = engine.feature_dims();
-    let mut features = Vec::with_capacity(samples.len() * dims);
-    let mut sets: Vec<BTreeSet<String>> = Vec::with_capacity(samples.len());
+    let mut features = Vec::with_capacity(samples.len() * engine.feature_dims());
+    let mut sets = Vec::with_capacity(samples.len());
     let mut skipped = Vec::new();
-    for chunk in samples.chunks(options.batch_size.max(1)) {
+    for chunk in samples.chunks(batch_size.max(1)) {
         let mut pixels = Vec::with_capacity(chunk.len());
         for sample in chunk {
             let path = dataset.image_path(sample);
             match engine.prepare_image(&path) {
                 Ok(p) => {
                     pixels.push(p);
-                    sets.push(
-                        sample
-                            .labels
-                            .as_ref()
-                            .map(|l| l.label_set())
-                            .unwrap_or_default(),
-                    );
+                    sets.push(label_set_of(sample));
                 }
                 Err(e) => skipped.push((path, e.to_string())),
             }
@@ -107,7 +160,5 @@ pub fn fit_label_head(
             bar.inc(chunk.len() as u64);
         }
     }
-    let fitted_on = format!("{} ({} split)", dataset.source.display(), options.split);
-    let head = LabelHead::fit(&features, dims, &sets, &options.fit, &fitted_on)?;
-    Ok(LabelFit { head, skipped })
+    Ok((features, sets, skipped))
 }

@@ -479,3 +479,76 @@ fn a_label_head_makes_the_embeddings_label_probabilities() {
     )
     .fails_with(&["labels.json", "fit-labels"]);
 }
+
+/// On a whole frozen backbone, `fit-labels` reads the features training cached (none computed),
+/// and the head is the one computing them again gives.
+#[test]
+fn a_label_head_on_a_frozen_backbone_reads_the_feature_cache() {
+    let dir = tempdir();
+    let d = dir.path();
+    shapes_and_model(d);
+    std::fs::write(
+        d.join("frozen.toml"),
+        r#"
+[model]
+embed_size = 16
+hidden_size = 32
+[model.encoder]
+kind = "frozen"
+backbone = "capsearch"
+weights = "run"
+[data]
+word_count_threshold = 1
+[loop]
+epochs = 2
+batch_size = 8
+"#,
+    )
+    .unwrap();
+    run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "frozen.toml",
+            "--dataset",
+            "shapes/dataset_shapes.json",
+            "--out",
+            "frozen",
+            "--no-tui",
+        ],
+    )
+    .ok();
+    let fit = |cache: Option<&str>| {
+        let mut args = vec![
+            "fit-labels",
+            "--model",
+            "frozen",
+            "--dataset",
+            "shapes/dataset_shapes.json",
+        ];
+        if let Some(c) = cache {
+            args.extend(["--cache-dir", c]);
+        }
+        let out = run_in(d, &args).ok();
+        let head = std::fs::read(d.join("frozen/labels.json")).unwrap();
+        (out, head)
+    };
+    let (cached, head) = fit(None);
+    assert!(
+        cached.stderr.contains("images cached, 0 to compute")
+            && !cached.stderr.contains("feature cache: computed"),
+        "{}",
+        cached.stderr
+    );
+    let (computed, again) = fit(Some("elsewhere"));
+    assert!(
+        computed.stderr.contains("0 of") && computed.stderr.contains("to compute"),
+        "{}",
+        computed.stderr
+    );
+    assert_eq!(
+        head, again,
+        "the cached and the computed features make one head"
+    );
+}
