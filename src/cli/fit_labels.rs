@@ -47,6 +47,12 @@ pub struct FitLabelsArgs {
     /// AdamW's learning rate.
     #[arg(long, default_value_t = GuideFit::default().lr)]
     pub lr: f32,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, default_value_t = GuideFit::default().weight_decay)]
+    pub weight_decay: f32,
+    /// Share of the standardised feature values dropped at each step (0: none).
+    #[arg(long, default_value_t = GuideFit::default().dropout)]
+    pub dropout: f32,
     /// Compute device.
     #[arg(long, value_enum, default_value_t)]
     pub device: crate::cli::device::DeviceArg,
@@ -55,6 +61,12 @@ pub struct FitLabelsArgs {
 pub fn run(args: FitLabelsArgs) -> Result<()> {
     if !(args.lr > 0.0 && args.lr.is_finite()) {
         anyhow::bail!("--lr {} must be a positive number", args.lr);
+    }
+    if !(args.weight_decay >= 0.0 && args.weight_decay.is_finite()) {
+        anyhow::bail!("--weight-decay {} must be a number ≥ 0", args.weight_decay);
+    }
+    if !(0.0..1.0).contains(&args.dropout) {
+        anyhow::bail!("--dropout {} must be in [0, 1)", args.dropout);
     }
     let engine = CaptionEngine::load(&args.model, args.device.device()?)?;
     let dataset = args.read.load(&args.dataset)?;
@@ -65,6 +77,8 @@ pub fn run(args: FitLabelsArgs) -> Result<()> {
         fit: GuideFit {
             epochs: usize::try_from(args.epochs).unwrap_or(usize::MAX),
             lr: args.lr,
+            weight_decay: args.weight_decay,
+            dropout: args.dropout,
             ..GuideFit::default()
         },
         cache_root: args.cache_dir.clone(),
