@@ -8,6 +8,28 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::{Error, Result};
 
+/// A short fingerprint: the first 8 hex digits of the SHA-256 of what `feed` hashes (a model
+/// file's values, so that two fits name two vector spaces).
+pub fn short_fingerprint(feed: impl FnOnce(&mut sha2::Sha256)) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    feed(&mut hash);
+    hash.finalize()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The bytes of the file at `path`, or `None` when there is none (an optional file of a model
+/// folder); other read errors name the file.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Writes a file atomically: to a temporary file in the same folder, flushed, then renamed over
 /// the target, so a crash never leaves a half-written file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -108,15 +108,12 @@ impl EmbeddingStats {
     /// A short fingerprint of the statistics (8 hex digits of the SHA-256 of their values), so
     /// that two fits make two vector spaces.
     pub fn fingerprint(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut hash = Sha256::new();
-        for x in self.mean.iter().chain(&self.scale) {
-            hash.update(x.to_le_bytes());
-        }
-        hash.finalize()[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        use sha2::Digest;
+        crate::util::short_fingerprint(|hash| {
+            for x in self.mean.iter().chain(&self.scale) {
+                hash.update(x.to_le_bytes());
+            }
+        })
     }
 
     pub fn path(dir: &Path) -> PathBuf {
@@ -128,10 +125,8 @@ impl EmbeddingStats {
     /// the file.
     pub fn read(dir: &Path) -> Result<Option<EmbeddingStats>> {
         let path = Self::path(dir);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
+        let Some(bytes) = crate::util::read_optional(&path)? else {
+            return Ok(None);
         };
         let bad = |message: String| Error::Model {
             path: path.clone(),

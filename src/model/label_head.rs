@@ -125,19 +125,16 @@ impl LabelHead {
     /// A short fingerprint of the head (8 hex digits of the SHA-256 of its labels and values), so
     /// that two fits make two vector spaces.
     pub fn fingerprint(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut hash = Sha256::new();
-        for label in &self.labels {
-            hash.update(label.as_bytes());
-            hash.update([0]);
-        }
-        for x in self.weight.iter().chain(&self.bias) {
-            hash.update(x.to_le_bytes());
-        }
-        hash.finalize()[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        use sha2::Digest;
+        crate::util::short_fingerprint(|hash| {
+            for label in &self.labels {
+                hash.update(label.as_bytes());
+                hash.update([0]);
+            }
+            for x in self.weight.iter().chain(&self.bias) {
+                hash.update(x.to_le_bytes());
+            }
+        })
     }
 
     pub fn path(dir: &Path) -> PathBuf {
@@ -148,10 +145,8 @@ impl LabelHead {
     /// whose sizes disagree or hold a value that is not finite, is an error naming the file.
     pub fn read(dir: &Path) -> Result<Option<LabelHead>> {
         let path = Self::path(dir);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
+        let Some(bytes) = crate::util::read_optional(&path)? else {
+            return Ok(None);
         };
         let bad = |message: String| Error::Model {
             path: path.clone(),
