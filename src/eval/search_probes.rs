@@ -36,7 +36,7 @@
 use std::collections::HashMap;
 
 use crate::data::{Dataset, Sample};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::captioner::EncoderConfig;
 use crate::model::inference::{CaptionEngine, Generated};
 use crate::search::Hit;
@@ -592,21 +592,7 @@ pub fn probe_items(
                     .iter()
                     .map(|(s, _)| engine.prepare_image(&dataset.image_path(s)))
                     .collect::<Result<Vec<_>>>()?;
-                let tensor = engine.features_of_pixels(&pixels)?;
-                let dims = tensor.dims()[1];
-                let data = tensor
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|error| Error::Backend {
-                        what: "the image features".into(),
-                        error,
-                    })?;
-                Some(
-                    data.chunks_exact(dims.max(1))
-                        .map(<[f32]>::to_vec)
-                        .collect(),
-                )
+                Some(engine.feature_rows_of_pixels(&pixels)?)
             }
             None => None,
         };
