@@ -126,7 +126,8 @@ impl CaptionEngine {
                 return Err(Error::Model {
                     path: LabelHead::path(dir),
                     message: format!(
-                        "reads {}-d features, but this model's encoder gives {dims}-d ones: fit                          it again with `capsearch fit-labels`, or delete the file",
+                        "reads {}-d features, but this model's encoder gives {dims}-d ones: fit it \
+                         again with `capsearch fit-labels`, or delete the file",
                         head.features
                     ),
                 });

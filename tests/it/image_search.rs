@@ -478,6 +478,17 @@ fn a_label_head_makes_the_embeddings_label_probabilities() {
         &["search", query, "--model", "run", "--index-path", "idx"],
     )
     .fails_with(&["labels.json", "fit-labels"]);
+    // A well-formed head of another feature length is refused when the model loads.
+    let mut other = head.clone();
+    other["features"] = serde_json::json!(1);
+    other["weight"] = serde_json::json!(vec![0.0; labels.len()]);
+    std::fs::write(d.join("run/labels.json"), other.to_string()).unwrap();
+    let err = run_in(
+        d,
+        &["search", query, "--model", "run", "--index-path", "idx"],
+    )
+    .fails_with(&["labels.json", "reads 1-d features", "fit-labels"]);
+    assert!(!err.contains("fit  "), "{err}");
 }
 
 /// On a whole frozen backbone, `fit-labels` reads the features training cached (none computed),
