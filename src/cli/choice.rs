@@ -11,6 +11,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 use crate::bench::BenchKind;
 use crate::data::formats::Format;
+use crate::model::label_head::LabelValues;
 use crate::model::precision::Precision;
 use crate::search::BackendKind;
 use crate::search::fusion::{FusionMethod, SearchMode};
@@ -120,6 +121,21 @@ impl Choice for Precision {
             Precision::F16 => {
                 "16-bit floats: half the memory for the weights, at a small cost in accuracy"
             }
+        }
+    }
+}
+
+impl Choice for LabelValues {
+    const ALL: &'static [Self] = &[LabelValues::SquareRoot, LabelValues::Probability];
+    fn name(self) -> &'static str {
+        LabelValues::name(self)
+    }
+    fn help(self) -> &'static str {
+        match self {
+            LabelValues::SquareRoot => {
+                "the square root of each label's probability: unlikely labels weigh more"
+            }
+            LabelValues::Probability => "each label's probability",
         }
     }
 }

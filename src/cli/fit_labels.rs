@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use crate::cli::choice::ChoiceParser;
 use crate::cli::dataset_read::DatasetReadArgs;
 use crate::data::Split;
 use crate::model::guide_head::GuideFit;
 use crate::model::inference::CaptionEngine;
+use crate::model::label_head::{LabelValues, MAX_SCALE};
 use crate::train::label_fit::{LabelFitOptions, fit_label_head};
 
 /// Fit `labels.json`: a classifier from the model's image features to a labelled dataset's
@@ -53,6 +55,16 @@ pub struct FitLabelsArgs {
     /// Share of the standardised feature values dropped at each step (0: none).
     #[arg(long, default_value_t = GuideFit::default().dropout)]
     pub dropout: f32,
+    /// Read each image at this many times the model's image size (bilinear enlargement of the
+    /// prepared image) for the head, here and whenever the model embeds an image: small things
+    /// then cover more of the backbone's cells. A whole frozen EfficientNet-Lite or ResNet only;
+    /// the backbone's work grows with the square (2: 4×). Features at another size are not in
+    /// the feature cache: they are computed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SCALE)))]
+    pub scale: u32,
+    /// What the embedding holds per label.
+    #[arg(long, default_value_t = LabelValues::SquareRoot, value_parser = ChoiceParser::<LabelValues>::new())]
+    pub values: LabelValues,
     /// Compute device.
     #[arg(long, value_enum, default_value_t)]
     pub device: crate::cli::device::DeviceArg,
@@ -82,6 +94,8 @@ pub fn run(args: FitLabelsArgs) -> Result<()> {
             ..GuideFit::default()
         },
         cache_root: args.cache_dir.clone(),
+        scale: args.scale,
+        values: args.values,
     };
     let bar = crate::data::parallel::progress_bar(0, "features");
     let result = fit_label_head(&engine, &dataset, &options, Some(&bar));

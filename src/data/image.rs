@@ -234,6 +234,24 @@ pub fn resize_rgb8(image: &DynamicImage, size: u32, mode: ResizeMode) -> RgbImag
     }
 }
 
+/// Prepared `size`×`size` interleaved RGB pixels (as [`load_rgb8`] gives) enlarged `factor`
+/// times on each side by bilinear interpolation: `3 · (size · factor)²` bytes. A factor of 1
+/// returns them unchanged. A label head with `scale` 2 reads its backbone on these (see
+/// `model::label_head`).
+pub fn upscale_rgb8(rgb: &[u8], size: u32, factor: u32) -> Result<Vec<u8>> {
+    let factor = factor.max(1);
+    if factor == 1 {
+        return Ok(rgb.to_vec());
+    }
+    let image = RgbImage::from_raw(size, size, rgb.to_vec()).ok_or_else(|| {
+        Error::Internal(format!(
+            "{} bytes are not a prepared {size}×{size} RGB image",
+            rgb.len()
+        ))
+    })?;
+    Ok(scale(&image, size * factor, size * factor).into_raw())
+}
+
 /// The shorter side scaled to `resize` (the aspect ratio kept), then the centre `crop`×`crop`
 /// square cut out (`crop` ≤ `resize`).
 fn shorter_side_crop(rgb: &RgbImage, resize: u32, crop: u32) -> RgbImage {
@@ -334,6 +352,28 @@ pub fn load_chw(
 pub(crate) mod tests {
     use super::*;
     use image::{ImageEncoder, Rgb};
+
+    #[test]
+    fn upscaling_a_prepared_image_keeps_its_halves() {
+        // 4×4, left half red, right half blue
+        let rgb = RgbImage::from_fn(4, 4, |x, _| {
+            if x < 2 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        })
+        .into_raw();
+        assert_eq!(upscale_rgb8(&rgb, 4, 1).unwrap(), rgb);
+        let big = upscale_rgb8(&rgb, 4, 2).unwrap();
+        assert_eq!(big.len(), 3 * 8 * 8);
+        let px = |x: usize, y: usize| &big[3 * (y * 8 + x)..3 * (y * 8 + x) + 3];
+        assert_eq!(px(0, 0), [255, 0, 0]);
+        assert_eq!(px(7, 7), [0, 0, 255]);
+        // bilinear: the seam is a blend
+        assert!(px(3, 4)[0] > 0 && px(3, 4)[2] > 0, "{:?}", px(3, 4));
+        assert!(upscale_rgb8(&rgb[..10], 4, 2).is_err());
+    }
 
     /// A PNG of `w`×`h` whose left half is red and right half blue.
     pub(crate) fn png_bytes(w: u32, h: u32) -> Vec<u8> {

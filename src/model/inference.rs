@@ -12,7 +12,7 @@ use super::embedding_stats::{EMBEDDING_STATS, EmbeddingStats};
 use super::fast_cnn::FastCnn;
 use super::fast_decode::{FastDecoder, decode_with};
 use super::guide::Guidance;
-use super::label_head::{LABEL_HEAD, LabelHead};
+use super::label_head::{LABEL_HEAD, LabelHead, LabelValues};
 use super::precision::Precision;
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
 use crate::error::{Error, Result};
@@ -132,6 +132,16 @@ impl CaptionEngine {
                     ),
                 });
             }
+            if head.scale > 1 && !engine.reads_whole_backbone() {
+                return Err(Error::Model {
+                    path: LabelHead::path(dir),
+                    message: format!(
+                        "reads the image at {}× size, which only a model on a whole frozen \
+                         EfficientNet-Lite or ResNet can: fit it again with `capsearch fit-labels --scale 1`",
+                        head.scale
+                    ),
+                });
+            }
         }
         if let Some(stats) = &engine.embedding_stats {
             let dims = engine.raw_embedder().dims;
@@ -158,6 +168,17 @@ impl CaptionEngine {
     /// How pixels are normalised before the encoder.
     pub fn normalization(&self) -> Normalization {
         self.normalization
+    }
+
+    /// Whether this model's features are a whole frozen EfficientNet's or ResNet's pooled
+    /// output, which the backbone gives for an image of any size (what a label head's `scale`
+    /// needs).
+    pub fn reads_whole_backbone(&self) -> bool {
+        self.backbone.as_ref().is_some_and(Backbone::takes_any_size)
+            && matches!(
+                self.loaded.info.captioner.encoder,
+                EncoderConfig::Precomputed { .. }
+            )
     }
 
     /// Whether this model captions raw images (it has an image encoder).
@@ -222,7 +243,7 @@ impl CaptionEngine {
             Tensor::<1>::from_data(TensorData::new(data.clone(), [rows * f]), &self.device)
                 .reshape([rows, f]);
         if self.loaded.model.tail.is_some() {
-            return self.decode_features(self.loaded.model.finish(features), options);
+            return self.decode_features(self.loaded.model.finish(features), options, None);
         }
         let embeddings = self.embed_features(features.clone())?;
         let captions = match &self.fast {
@@ -236,9 +257,13 @@ impl CaptionEngine {
         &self,
         features: Tensor<2>,
         options: DecodeOptions,
+        embeddings: Option<Vec<Vec<f32>>>,
     ) -> Result<Vec<Generated>> {
         let options = self.decode_options(options);
-        let embeddings = self.embed_features(features.clone())?;
+        let embeddings = match embeddings {
+            Some(e) => e,
+            None => self.embed_features(features.clone())?,
+        };
         let captions = decode_with(
             self.fast.as_ref(),
             &self.loaded.model,
@@ -254,11 +279,18 @@ impl CaptionEngine {
     /// the model's own (so it is named by the model).
     pub fn embedder(&self) -> Embedder {
         if let Some(head) = &self.label_head {
+            let values = match head.values {
+                LabelValues::SquareRoot => "square roots of ",
+                LabelValues::Probability => "",
+            };
+            let scale = match head.scale {
+                1 => String::new(),
+                n => format!(", the image read at {n}× size"),
+            };
             return Embedder {
                 dims: head.labels.len(),
                 name: format!(
-                    "label head {LABEL_HEAD} {} of model {}: square roots of {} label \
-                     probabilities",
+                    "label head {LABEL_HEAD} {} of model {}: {values}{} label probabilities{scale}",
                     head.fingerprint(),
                     self.model_id(),
                     head.labels.len()
@@ -336,8 +368,15 @@ impl CaptionEngine {
 
     /// The embeddings of features `[N, F]` (see [`Generated::embedding`]), one row per image,
     /// standardised when the model has `embedding.json`.
+    ///
+    /// A label head that reads the image at another size cannot embed from the features alone:
+    /// then there are no embeddings (empty), and [`CaptionEngine::caption_pixels`] embeds from
+    /// the pixels instead.
     fn embed_features(&self, features: Tensor<2>) -> Result<Vec<Vec<f32>>> {
         if let Some(head) = &self.label_head {
+            if head.scale > 1 {
+                return Ok(Vec::new());
+            }
             return Ok(head.embed(&self.feature_rows(features)?));
         }
         let mut rows = self.raw_embeddings(features)?;
@@ -371,11 +410,54 @@ impl CaptionEngine {
     /// The features of prepared images (see [`CaptionEngine::features_of_pixels`]), one row per
     /// image: what `labels.json` is fitted on.
     pub fn feature_rows_of_pixels(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
+        self.feature_rows_of_pixels_at(images, 1)
+    }
+
+    /// [`CaptionEngine::feature_rows_of_pixels`] of the prepared images enlarged `scale` times
+    /// on each side (`data::image::upscale_rgb8`): what a label head with that `scale` reads.
+    /// A scale above 1 needs a model on a whole frozen backbone
+    /// ([`CaptionEngine::reads_whole_backbone`]).
+    pub fn feature_rows_of_pixels_at(
+        &self,
+        images: &[Vec<u8>],
+        scale: u32,
+    ) -> Result<Vec<Vec<f32>>> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
         let dims = self.feature_dims();
-        let data = self.feature_rows(self.features_of_pixels(images)?)?;
+        let features = match (scale, &self.backbone) {
+            (1, _) => self.features_of_pixels(images)?,
+            (_, Some(backbone)) if self.reads_whole_backbone() => {
+                let s = self.loaded.info.preprocessing.image_size;
+                let big = s * scale as usize;
+                let per = 3 * big * big;
+                let mut buf = vec![0f32; images.len() * per];
+                for (slot, px) in buf.chunks_exact_mut(per).zip(images) {
+                    let px = crate::data::image::upscale_rgb8(px, s as u32, scale)?;
+                    if px.len() != per {
+                        return Err(Error::Internal(
+                            "image buffer has the wrong size for this model".into(),
+                        ));
+                    }
+                    crate::data::image::normalize_into(&px, self.normalization, slot);
+                }
+                let tensor = Tensor::<1>::from_data(
+                    TensorData::new(buf, [images.len() * per]),
+                    &self.device,
+                )
+                .reshape([images.len(), 3, big, big]);
+                backbone.forward(tensor)?
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "model {} cannot read images at {scale}× size: only a model on a whole \
+                     frozen EfficientNet-Lite or ResNet takes images of any size",
+                    self.model_id()
+                )));
+            }
+        };
+        let data = self.feature_rows(features)?;
         Ok(data
             .chunks_exact(dims.max(1))
             .map(<[f32]>::to_vec)
@@ -453,7 +535,13 @@ impl CaptionEngine {
             return Ok(Vec::new());
         }
         let features = self.features_of_pixels(images)?;
-        self.decode_features(features, options)
+        let embeddings = match &self.label_head {
+            Some(head) if head.scale > 1 => {
+                Some(head.embed(&self.feature_rows_of_pixels_at(images, head.scale)?.concat()))
+            }
+            _ => None,
+        };
+        self.decode_features(features, options, embeddings)
     }
 
     /// The features `[N, F]` the decoder takes, of prepared images (from

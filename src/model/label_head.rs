@@ -31,6 +31,10 @@ use crate::error::{Error, Result};
 /// The file in a model folder.
 pub const LABEL_HEAD: &str = "labels.json";
 
+/// The largest [`LabelHead::scale`]: 4× a 224-pixel image is 896 pixels a side, 16 times the
+/// backbone's work.
+pub const MAX_SCALE: u32 = 4;
+
 /// A fitted label head (`labels.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelHead {
@@ -48,6 +52,55 @@ pub struct LabelHead {
     pub weight: Vec<f32>,
     /// `[labels]`
     pub bias: Vec<f32>,
+    /// How many times larger, on each side, the backbone reads the model's prepared image for
+    /// this head: 1, the caption's own feature; 2, the prepared image enlarged 2× (bilinear)
+    /// first, so that small things cover more of the network's cells (a whole frozen backbone
+    /// only; see the module documentation). Files written before it existed are 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub scale: u32,
+    /// What the embedding holds per label. Files written before it existed hold square roots.
+    #[serde(default, skip_serializing_if = "LabelValues::is_square_root")]
+    pub values: LabelValues,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(x: &u32) -> bool {
+    *x == 1
+}
+
+/// What a label embedding holds per label (`values` in `labels.json`, `fit-labels --values`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelValues {
+    /// The square root of the label's probability: cosine is then the Bhattacharyya coefficient
+    /// of the two images' label beliefs.
+    #[default]
+    SquareRoot,
+    /// The probability itself: the unlikely labels weigh less.
+    Probability,
+}
+
+impl std::fmt::Display for LabelValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl LabelValues {
+    /// The name flags and files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            LabelValues::SquareRoot => "square-root",
+            LabelValues::Probability => "probability",
+        }
+    }
+
+    fn is_square_root(&self) -> bool {
+        *self == LabelValues::SquareRoot
+    }
 }
 
 impl LabelHead {
@@ -96,11 +149,13 @@ impl LabelHead {
             features: fitted.features,
             weight: fitted.weight,
             bias: fitted.bias,
+            scale: 1,
+            values: LabelValues::default(),
         })
     }
 
-    /// The embedding of each feature row (`rows × features`, row-major): the square roots of
-    /// the labels' probabilities.
+    /// The embedding of each feature row (`rows × features`, row-major): the labels'
+    /// probabilities, or their square roots ([`LabelHead::values`]).
     pub fn embed(&self, features: &[f32]) -> Vec<Vec<f32>> {
         let l = self.labels.len();
         let rows = features.len() / self.features.max(1);
@@ -116,7 +171,13 @@ impl LabelHead {
         out.chunks_exact(l.max(1))
             .map(|row| {
                 row.iter()
-                    .map(|&z| (1.0 / (1.0 + (-z).exp())).sqrt())
+                    .map(|&z| {
+                        let p = 1.0 / (1.0 + (-z).exp());
+                        match self.values {
+                            LabelValues::SquareRoot => p.sqrt(),
+                            LabelValues::Probability => p,
+                        }
+                    })
                     .collect()
             })
             .collect()
@@ -133,6 +194,13 @@ impl LabelHead {
             }
             for x in self.weight.iter().chain(&self.bias) {
                 hash.update(x.to_le_bytes());
+            }
+            // the defaults add nothing, so heads written before these existed keep their name
+            if self.scale != 1 {
+                hash.update(format!("scale {}", self.scale).as_bytes());
+            }
+            if self.values != LabelValues::SquareRoot {
+                hash.update(self.values.name().as_bytes());
             }
         })
     }
@@ -170,6 +238,12 @@ impl LabelHead {
         }
         if !head.weight.iter().chain(&head.bias).all(|x| x.is_finite()) {
             return Err(bad("a weight or bias is not a finite number".into()));
+        }
+        if !(1..=MAX_SCALE).contains(&head.scale) {
+            return Err(bad(format!(
+                "its scale is {}, outside 1..={MAX_SCALE}",
+                head.scale
+            )));
         }
         Ok(Some(head))
     }
@@ -260,5 +334,50 @@ mod tests {
         );
         std::fs::write(dir.path().join(LABEL_HEAD), "{").unwrap();
         assert!(LabelHead::read(dir.path()).is_err());
+    }
+
+    #[test]
+    fn scale_and_values_change_the_space_and_old_files_read_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (features, sets) = toy();
+        let fit = GuideFit {
+            epochs: 2,
+            ..GuideFit::default()
+        };
+        let head = LabelHead::fit(&features, 2, &sets, &fit, "toy").unwrap();
+        // a file without the fields (as written before they existed) is scale 1, square roots
+        let json = serde_json::to_string(&head).unwrap();
+        assert!(
+            !json.contains("scale") && !json.contains("values"),
+            "{json}"
+        );
+        let mut scaled = head.clone();
+        scaled.scale = 2;
+        scaled.values = LabelValues::Probability;
+        scaled.write(dir.path()).unwrap();
+        assert_eq!(LabelHead::read(dir.path()).unwrap(), Some(scaled.clone()));
+        let fingerprints: BTreeSet<String> = [&head, &scaled]
+            .into_iter()
+            .map(LabelHead::fingerprint)
+            .chain([{
+                let mut h = head.clone();
+                h.scale = 2;
+                h.fingerprint()
+            }])
+            .collect();
+        assert_eq!(fingerprints.len(), 3, "{fingerprints:?}");
+        // probabilities are the squares of the square roots
+        let x = [1.0, 0.0];
+        let (roots, probs) = (head.embed(&x), scaled.embed(&x));
+        for (r, p) in roots[0].iter().zip(&probs[0]) {
+            assert!((r * r - p).abs() < 1e-6, "{r} {p}");
+        }
+        for bad in [0, MAX_SCALE + 1] {
+            let mut h = head.clone();
+            h.scale = bad;
+            h.write(dir.path()).unwrap();
+            let err = LabelHead::read(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("scale") && err.contains("fit-labels"), "{err}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::captioner::EncoderConfig;
 use crate::model::guide_head::GuideFit;
 use crate::model::inference::CaptionEngine;
-use crate::model::label_head::LabelHead;
+use crate::model::label_head::{LabelHead, LabelValues};
 
 /// What [`fit_label_head`] reads and how it fits.
 #[derive(Debug, Clone)]
@@ -28,6 +28,11 @@ pub struct LabelFitOptions {
     /// The feature cache folder of a model on a whole frozen backbone (default: `features/`
     /// beside the dataset, as training uses).
     pub cache_root: Option<PathBuf>,
+    /// The head's [`LabelHead::scale`]: above 1, each image is read at that many times the
+    /// model's size (computed, not from the cache).
+    pub scale: u32,
+    /// The head's [`LabelHead::values`].
+    pub values: LabelValues,
 }
 
 impl Default for LabelFitOptions {
@@ -38,6 +43,8 @@ impl Default for LabelFitOptions {
             batch_size: 32,
             fit: GuideFit::default(),
             cache_root: None,
+            scale: 1,
+            values: LabelValues::default(),
         }
     }
 }
@@ -82,10 +89,19 @@ pub fn fit_label_head(
             ),
         });
     }
-    let cached = matches!(
-        engine.loaded.info.captioner.encoder,
-        EncoderConfig::Precomputed { .. }
-    );
+    if options.scale > 1 && !engine.reads_whole_backbone() {
+        return Err(Error::Invalid(format!(
+            "a label head at scale {} reads images at another size, which only a model on a \
+             whole frozen EfficientNet-Lite or ResNet can; model {} is not one: use scale 1",
+            options.scale,
+            engine.model_id()
+        )));
+    }
+    let cached = options.scale == 1
+        && matches!(
+            engine.loaded.info.captioner.encoder,
+            EncoderConfig::Precomputed { .. }
+        );
     let (features, sets, skipped) = match engine.backbone() {
         Some(backbone) if cached => {
             let root = options
@@ -109,11 +125,13 @@ pub fn fit_label_head(
                 .collect();
             (split.values, sets, skipped)
         }
-        _ => encode(engine, dataset, &samples, options.batch_size, progress)?,
+        _ => encode(engine, dataset, &samples, options, progress)?,
     };
     let dims = engine.feature_dims();
     let fitted_on = format!("{} ({} split)", dataset.source.display(), options.split);
-    let head = LabelHead::fit(&features, dims, &sets, &options.fit, &fitted_on)?;
+    let mut head = LabelHead::fit(&features, dims, &sets, &options.fit, &fitted_on)?;
+    head.scale = options.scale;
+    head.values = options.values;
     Ok(LabelFit { head, skipped })
 }
 
@@ -132,7 +150,7 @@ fn encode(
     engine: &CaptionEngine,
     dataset: &Dataset,
     samples: &[&Sample],
-    batch_size: usize,
+    options: &LabelFitOptions,
     progress: Option<&ProgressBar>,
 ) -> Result<(Vec<f32>, Vec<BTreeSet<String>>, Vec<(PathBuf, String)>)> {
     if let Some(bar) = progress {
@@ -141,7 +159,7 @@ fn encode(
     let mut features = Vec::with_capacity(samples.len() * engine.feature_dims());
     let mut sets = Vec::with_capacity(samples.len());
     let mut skipped = Vec::new();
-    for chunk in samples.chunks(batch_size.max(1)) {
+    for chunk in samples.chunks(options.batch_size.max(1)) {
         let mut pixels = Vec::with_capacity(chunk.len());
         for sample in chunk {
             let path = dataset.image_path(sample);
@@ -153,7 +171,7 @@ fn encode(
                 Err(e) => skipped.push((path, e.to_string())),
             }
         }
-        for row in engine.feature_rows_of_pixels(&pixels)? {
+        for row in engine.feature_rows_of_pixels_at(&pixels, options.scale)? {
             features.extend(row);
         }
         if let Some(bar) = progress {

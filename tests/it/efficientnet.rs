@@ -400,3 +400,102 @@ fn fine_tunes_the_last_blocks_and_captions_with_them() {
     std::fs::remove_dir_all(d.join("effnet")).unwrap();
     train(d, &bad).fails_with(&["train_from_block", "6 blocks"]);
 }
+
+/// `fit-labels --scale 2`: the label head reads the network on each image enlarged to twice the
+/// model's size, computed (the cache holds the model's own size), and so does every embedding
+/// the model gives afterwards: the index's vector space names the scale, and an image finds
+/// itself. The small CNN, which reads one size only, is refused in `image_search.rs`.
+#[test]
+fn a_label_head_reads_the_backbone_at_twice_the_size() {
+    let dir = tempdir();
+    let d = dir.path();
+    run_in(
+        d,
+        &[
+            "dataset", "shapes", "--out", "shapes", "--images", "40", "--seed", "3",
+        ],
+    )
+    .ok();
+    write(
+        &d.join("effnet.toml"),
+        config("efficientnet-lite0", &fixture()),
+    );
+    let dataset = "shapes/dataset_shapes.json";
+    run_in(
+        d,
+        &[
+            "train",
+            "--config",
+            "effnet.toml",
+            "--dataset",
+            dataset,
+            "--out",
+            "effnet",
+            "--no-tui",
+        ],
+    )
+    .ok();
+    let fit = |extra: &[&str]| {
+        let mut args = vec!["fit-labels", "--model", "effnet", "--dataset", dataset];
+        args.extend_from_slice(extra);
+        let out = run_in(d, &args).ok();
+        let head: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("effnet/labels.json")).unwrap()).unwrap();
+        (out, head)
+    };
+    let (plain_out, plain) = fit(&[]);
+    assert!(
+        plain_out.stderr.contains("to compute") && plain["scale"].is_null(),
+        "{}\n{plain}",
+        plain_out.stderr
+    );
+    let (_, head) = fit(&["--scale", "2", "--values", "probability"]);
+    assert_eq!(head["scale"], 2, "{head}");
+    assert_eq!(head["values"], "probability", "{head}");
+    assert_ne!(head["weight"], plain["weight"], "features at 2× are others");
+
+    run_in(
+        d,
+        &[
+            "index",
+            "--images",
+            "shapes/images",
+            "--model",
+            "effnet",
+            "--index-path",
+            "idx",
+        ],
+    )
+    .ok();
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("idx/capsearch-index.json")).unwrap())
+            .unwrap();
+    let embedder = marker["vector_space"]["embedder"].as_str().unwrap();
+    assert!(
+        embedder.contains("label probabilities, the image read at 2× size")
+            && !embedder.contains("square roots"),
+        "{marker}"
+    );
+    let query = "shapes/images/shape_00005.png";
+    let out = run_in(
+        d,
+        &[
+            "search",
+            query,
+            "--model",
+            "effnet",
+            "--index-path",
+            "idx",
+            "--mode",
+            "visual",
+            "--json",
+        ],
+    )
+    .ok();
+    let results = out.json()["results"].as_array().unwrap().clone();
+    let own = results
+        .iter()
+        .find(|r| r["path"] == query)
+        .unwrap_or_else(|| panic!("the query is not among its nearest: {}", out.stdout));
+    assert!(own["visual_score"].as_f64().unwrap() > 0.999, "{own}");
+}

@@ -384,6 +384,11 @@ fn a_label_head_makes_the_embeddings_label_probabilities() {
         .fails_with(&["object labels", "plain.csv"]);
     assert!(!d.join("run/labels.json").exists());
 
+    // The small CNN reads one image size only.
+    fit(&["--dataset", "shapes/dataset_shapes.json", "--scale", "2"])
+        .fails_with(&["scale 2", "EfficientNet-Lite or ResNet"]);
+    assert!(!d.join("run/labels.json").exists());
+
     let out = fit(&["--dataset", "shapes/dataset_shapes.json"]).ok();
     assert!(out.stdout.contains("labels.json"), "{}", out.stdout);
     let head: serde_json::Value =
@@ -489,6 +494,15 @@ fn a_label_head_makes_the_embeddings_label_probabilities() {
     )
     .fails_with(&["labels.json", "reads 1-d features", "fit-labels"]);
     assert!(!err.contains("fit  "), "{err}");
+    // A head that reads the image at 2× cannot be used by a small CNN's model.
+    let mut scaled = head.clone();
+    scaled["scale"] = serde_json::json!(2);
+    std::fs::write(d.join("run/labels.json"), scaled.to_string()).unwrap();
+    run_in(
+        d,
+        &["search", query, "--model", "run", "--index-path", "idx"],
+    )
+    .fails_with(&["labels.json", "2× size", "--scale 1"]);
 }
 
 /// On a whole frozen backbone, `fit-labels` reads the features training cached (none computed),

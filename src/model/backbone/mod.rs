@@ -156,6 +156,15 @@ impl Backbone {
         Ok(self)
     }
 
+    /// Whether the backbone takes images of any size: a whole EfficientNet or ResNet, whose last
+    /// map is pooled (VGG-16's fully connected layers and a cut backbone's map have a fixed size).
+    pub fn takes_any_size(&self) -> bool {
+        matches!(
+            self.info.network,
+            BackboneNetwork::EfficientNet(_) | BackboneNetwork::ResNet(_)
+        ) && self.info.until_block.is_none()
+    }
+
     /// The backbone with its last map pooled by `pooling` (`[model.encoder] pooling`): a whole
     /// EfficientNet or ResNet only, since VGG-16's fc7 and the small CNN's feature are no maps and
     /// a fine-tuned tail averages its own map. A pooling other than `mean` is part of the
