@@ -206,3 +206,29 @@ pub fn train_run(dir: &Path, dataset: &str, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     run_in(dir, &args)
 }
+
+/// Visual search (`--json`) for `query`, an image indexed in `index` with `model`, lists it
+/// among its nearest with similarity > 0.999.
+pub fn assert_finds_itself(dir: &Path, model: &str, index: &str, query: &str) {
+    let out = run_in(
+        dir,
+        &[
+            "search",
+            query,
+            "--model",
+            model,
+            "--index-path",
+            index,
+            "--mode",
+            "visual",
+            "--json",
+        ],
+    )
+    .ok();
+    let results = out.json()["results"].as_array().unwrap().clone();
+    let own = results
+        .iter()
+        .find(|r| r["path"] == query)
+        .unwrap_or_else(|| panic!("the query is not among its nearest: {}", out.stdout));
+    assert!(own["visual_score"].as_f64().unwrap() > 0.999, "{own}");
+}

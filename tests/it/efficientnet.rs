@@ -477,25 +477,5 @@ fn a_label_head_reads_the_backbone_at_twice_the_size() {
         "{marker}"
     );
     let query = "shapes/images/shape_00005.png";
-    let out = run_in(
-        d,
-        &[
-            "search",
-            query,
-            "--model",
-            "effnet",
-            "--index-path",
-            "idx",
-            "--mode",
-            "visual",
-            "--json",
-        ],
-    )
-    .ok();
-    let results = out.json()["results"].as_array().unwrap().clone();
-    let own = results
-        .iter()
-        .find(|r| r["path"] == query)
-        .unwrap_or_else(|| panic!("the query is not among its nearest: {}", out.stdout));
-    assert!(own["visual_score"].as_f64().unwrap() > 0.999, "{own}");
+    crate::common::assert_finds_itself(d, "effnet", "idx", query);
 }

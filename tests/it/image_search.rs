@@ -430,27 +430,7 @@ fn a_label_head_makes_the_embeddings_label_probabilities() {
     );
     assert_eq!(space["dims"].as_u64().unwrap() as usize, labels.len());
     let query = "shapes/images/shape_00007.png";
-    let out = run_in(
-        d,
-        &[
-            "search",
-            query,
-            "--model",
-            "run",
-            "--index-path",
-            "idx",
-            "--mode",
-            "visual",
-            "--json",
-        ],
-    )
-    .ok();
-    let results = out.json()["results"].as_array().unwrap().clone();
-    let own = results
-        .iter()
-        .find(|r| r["path"] == query)
-        .unwrap_or_else(|| panic!("the query is not among its nearest: {}", out.stdout));
-    assert!(own["visual_score"].as_f64().unwrap() > 0.999, "{own}");
+    crate::common::assert_finds_itself(d, "run", "idx", query);
 
     // eval search reports the label embedding as its visual mode.
     run_in(
