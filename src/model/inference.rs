@@ -431,19 +431,13 @@ impl CaptionEngine {
             (_, Some(backbone)) if self.reads_whole_backbone() => {
                 let s = self.loaded.info.preprocessing.image_size;
                 let big = s * scale as usize;
-                let per = 3 * big * big;
-                let mut buf = vec![0f32; images.len() * per];
-                for (slot, px) in buf.chunks_exact_mut(per).zip(images) {
-                    let px = crate::data::image::upscale_rgb8(px, s as u32, scale)?;
-                    if px.len() != per {
-                        return Err(Error::Internal(
-                            "image buffer has the wrong size for this model".into(),
-                        ));
-                    }
-                    crate::data::image::normalize_into(&px, self.normalization, slot);
-                }
+                let enlarged = images
+                    .iter()
+                    .map(|px| crate::data::image::upscale_rgb8(px, s as u32, scale))
+                    .collect::<Result<Vec<_>>>()?;
+                let buf = self.normalized_batch(&enlarged, big)?;
                 let tensor = Tensor::<1>::from_data(
-                    TensorData::new(buf, [images.len() * per]),
+                    TensorData::new(buf, [images.len() * 3 * big * big]),
                     &self.device,
                 )
                 .reshape([images.len(), 3, big, big]);
@@ -544,12 +538,10 @@ impl CaptionEngine {
         self.decode_features(features, options, embeddings)
     }
 
-    /// The features `[N, F]` the decoder takes, of prepared images (from
-    /// [`CaptionEngine::prepare_image`]): the small CNN's flattened `grid × grid` map, or the
-    /// backbone's feature (finished by fine-tuned blocks); before the captioner's projection.
-    pub fn features_of_pixels(&self, images: &[Vec<u8>]) -> Result<Tensor<2>> {
-        let s = self.loaded.info.preprocessing.image_size;
-        let per = 3 * s * s;
+    /// Prepared `side`×`side` images (`HWC` `u8`) normalised as the model's encoder wants them,
+    /// one `CHW` `f32` block after another.
+    fn normalized_batch(&self, images: &[Vec<u8>], side: usize) -> Result<Vec<f32>> {
+        let per = 3 * side * side;
         let mut buf = vec![0f32; images.len() * per];
         for (slot, px) in buf.chunks_exact_mut(per).zip(images) {
             if px.len() != per {
@@ -559,6 +551,16 @@ impl CaptionEngine {
             }
             crate::data::image::normalize_into(px, self.normalization, slot);
         }
+        Ok(buf)
+    }
+
+    /// The features `[N, F]` the decoder takes, of prepared images (from
+    /// [`CaptionEngine::prepare_image`]): the small CNN's flattened `grid × grid` map, or the
+    /// backbone's feature (finished by fine-tuned blocks); before the captioner's projection.
+    pub fn features_of_pixels(&self, images: &[Vec<u8>]) -> Result<Tensor<2>> {
+        let s = self.loaded.info.preprocessing.image_size;
+        let per = 3 * s * s;
+        let buf = self.normalized_batch(images, s)?;
         if let Some(cnn) = &self.fast_cnn {
             let features = cnn.forward(&buf, s, s)?;
             let dims = [images.len(), cnn.feature_dim()];
