@@ -12,6 +12,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use crate::bench::BenchKind;
 use crate::data::formats::Format;
 use crate::model::label_head::LabelValues;
+use crate::model::pooling::Pooling;
 use crate::model::precision::Precision;
 use crate::search::BackendKind;
 use crate::search::fusion::{FusionMethod, SearchMode};
@@ -121,6 +122,21 @@ impl Choice for Precision {
             Precision::F16 => {
                 "16-bit floats: half the memory for the weights, at a small cost in accuracy"
             }
+        }
+    }
+}
+
+impl Choice for Pooling {
+    const ALL: &'static [Self] = &[Pooling::Mean, Pooling::Max, Pooling::MeanMax, Pooling::Gem];
+    fn name(self) -> &'static str {
+        Pooling::name(self)
+    }
+    fn help(self) -> &'static str {
+        match self {
+            Pooling::Mean => "each channel's average over the cells (the networks' own feature)",
+            Pooling::Max => "each channel's largest value over the cells",
+            Pooling::MeanMax => "the average and the largest value side by side (twice the values)",
+            Pooling::Gem => "each channel's generalised mean of exponent 3 over the cells",
         }
     }
 }

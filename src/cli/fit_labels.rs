@@ -12,6 +12,7 @@ use crate::data::Split;
 use crate::model::guide_head::GuideFit;
 use crate::model::inference::CaptionEngine;
 use crate::model::label_head::{LabelValues, MAX_SCALE};
+use crate::model::pooling::Pooling;
 use crate::train::label_fit::{LabelFitOptions, fit_label_head};
 
 /// Fit `labels.json`: a classifier from the model's image features to a labelled dataset's
@@ -62,6 +63,11 @@ pub struct FitLabelsArgs {
     /// the feature cache: they are computed.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SCALE)))]
     pub scale: u32,
+    /// Pool the backbone's last map this way for the head, instead of as the caption's feature
+    /// is (a whole frozen EfficientNet-Lite or ResNet only; computed, not from the feature
+    /// cache). `gem` weighs the cells where something stands out more than the average does.
+    #[arg(long, value_parser = ChoiceParser::<Pooling>::new())]
+    pub pooling: Option<Pooling>,
     /// What the embedding holds per label.
     #[arg(long, default_value_t = LabelValues::SquareRoot, value_parser = ChoiceParser::<LabelValues>::new())]
     pub values: LabelValues,
@@ -96,6 +102,7 @@ pub fn run(args: FitLabelsArgs) -> Result<()> {
         cache_root: args.cache_dir.clone(),
         scale: args.scale,
         values: args.values,
+        pooling: args.pooling,
     };
     let bar = crate::data::parallel::progress_bar(0, "features");
     let result = fit_label_head(&engine, &dataset, &options, Some(&bar));

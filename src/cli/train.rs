@@ -33,7 +33,7 @@ use crate::train::fit::{TrainRequest, train};
 /// `train_from_block = N` (EfficientNet-Lite, ResNet) fine-tunes the backbone's blocks from N on
 /// with the decoder: the cache then holds the frozen part's output map, and the trained blocks
 /// are saved in model.bpk.
-/// `pooling = "mean" | "max" | "mean-max"` (whole EfficientNet-Lite or ResNet; default "mean", the
+/// `pooling = "mean" | "max" | "mean-max" | "gem"` (whole EfficientNet-Lite or ResNet; default "mean", the
 /// networks' own average) chooses how the last 7x7 map becomes the feature; each pooling has its
 /// own cache, and backbone.json records it so caption, index and serve pool the same way.
 ///

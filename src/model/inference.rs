@@ -13,6 +13,7 @@ use super::fast_cnn::FastCnn;
 use super::fast_decode::{FastDecoder, decode_with};
 use super::guide::Guidance;
 use super::label_head::{LABEL_HEAD, LabelHead, LabelValues};
+use super::pooling::Pooling;
 use super::precision::Precision;
 use crate::data::image::{ImageLimits, Normalization, ResizeMode};
 use crate::error::{Error, Result};
@@ -121,7 +122,21 @@ impl CaptionEngine {
             label_head,
         };
         if let Some(head) = &engine.label_head {
-            let dims = engine.feature_dims();
+            if head.reads_own_features() && !engine.reads_whole_backbone() {
+                return Err(Error::Model {
+                    path: LabelHead::path(dir),
+                    message: format!(
+                        "reads the image at {}× size{}, which only a model on a whole frozen \
+                         EfficientNet-Lite or ResNet can: fit it again with `capsearch \
+                         fit-labels` without --scale and --pooling",
+                        head.scale,
+                        head.pooling
+                            .map(|p| format!(" pooled by {p}"))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
+            let dims = engine.label_input_dims(head.pooling);
             if head.features != dims {
                 return Err(Error::Model {
                     path: LabelHead::path(dir),
@@ -129,16 +144,6 @@ impl CaptionEngine {
                         "reads {}-d features, but this model's encoder gives {dims}-d ones: fit it \
                          again with `capsearch fit-labels`, or delete the file",
                         head.features
-                    ),
-                });
-            }
-            if head.scale > 1 && !engine.reads_whole_backbone() {
-                return Err(Error::Model {
-                    path: LabelHead::path(dir),
-                    message: format!(
-                        "reads the image at {}× size, which only a model on a whole frozen \
-                         EfficientNet-Lite or ResNet can: fit it again with `capsearch fit-labels --scale 1`",
-                        head.scale
                     ),
                 });
             }
@@ -287,6 +292,10 @@ impl CaptionEngine {
                 1 => String::new(),
                 n => format!(", the image read at {n}× size"),
             };
+            let scale = match head.pooling {
+                Some(p) => format!("{scale}, the map pooled by {p}"),
+                None => scale,
+            };
             return Embedder {
                 dims: head.labels.len(),
                 name: format!(
@@ -374,7 +383,7 @@ impl CaptionEngine {
     /// the pixels instead.
     fn embed_features(&self, features: Tensor<2>) -> Result<Vec<Vec<f32>>> {
         if let Some(head) = &self.label_head {
-            if head.scale > 1 {
+            if head.reads_own_features() {
                 return Ok(Vec::new());
             }
             return Ok(head.embed(&self.feature_rows(features)?));
@@ -410,25 +419,36 @@ impl CaptionEngine {
     /// The features of prepared images (see [`CaptionEngine::features_of_pixels`]), one row per
     /// image: what `labels.json` is fitted on.
     pub fn feature_rows_of_pixels(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
-        self.feature_rows_of_pixels_at(images, 1)
+        self.feature_rows_of_pixels_at(images, 1, None)
+    }
+
+    /// The length of the feature a label head with `pooling` reads: the encoder's
+    /// ([`CaptionEngine::feature_dims`]) without one, else the backbone's map pooled by it.
+    pub fn label_input_dims(&self, pooling: Option<Pooling>) -> usize {
+        match (pooling, &self.backbone) {
+            (Some(p), Some(backbone)) => p.dim(backbone.info.network.feature_dim()),
+            _ => self.feature_dims(),
+        }
     }
 
     /// [`CaptionEngine::feature_rows_of_pixels`] of the prepared images enlarged `scale` times
-    /// on each side (`data::image::upscale_rgb8`): what a label head with that `scale` reads.
-    /// A scale above 1 needs a model on a whole frozen backbone
+    /// on each side (`data::image::upscale_rgb8`), the backbone's last map pooled by `pooling`
+    /// (`None`: as for the caption): what a label head with that `scale` and `pooling` reads.
+    /// A scale above 1 or a pooling needs a model on a whole frozen backbone
     /// ([`CaptionEngine::reads_whole_backbone`]).
     pub fn feature_rows_of_pixels_at(
         &self,
         images: &[Vec<u8>],
         scale: u32,
+        pooling: Option<Pooling>,
     ) -> Result<Vec<Vec<f32>>> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let dims = self.feature_dims();
-        let features = match (scale, &self.backbone) {
-            (1, _) => self.features_of_pixels(images)?,
-            (_, Some(backbone)) if self.reads_whole_backbone() => {
+        let dims = self.label_input_dims(pooling);
+        let features = match (scale, pooling, &self.backbone) {
+            (1, None, _) => self.features_of_pixels(images)?,
+            (_, _, Some(backbone)) if self.reads_whole_backbone() => {
                 let s = self.loaded.info.preprocessing.image_size;
                 let big = s * scale as usize;
                 let enlarged = images
@@ -441,12 +461,12 @@ impl CaptionEngine {
                     &self.device,
                 )
                 .reshape([images.len(), 3, big, big]);
-                backbone.forward(tensor)?
+                backbone.forward_pooling(tensor, pooling.unwrap_or(backbone.info.pooling))?
             }
             _ => {
                 return Err(Error::Invalid(format!(
-                    "model {} cannot read images at {scale}× size: only a model on a whole \
-                     frozen EfficientNet-Lite or ResNet takes images of any size",
+                    "model {} cannot read images at {scale}× size or pool its map another way: \
+                     only a model on a whole frozen EfficientNet-Lite or ResNet can",
                     self.model_id()
                 )));
             }
@@ -530,9 +550,13 @@ impl CaptionEngine {
         }
         let features = self.features_of_pixels(images)?;
         let embeddings = match &self.label_head {
-            Some(head) if head.scale > 1 => {
-                Some(head.embed(&self.feature_rows_of_pixels_at(images, head.scale)?.concat()))
-            }
+            Some(head) if head.reads_own_features() => Some(
+                head.embed(
+                    &self
+                        .feature_rows_of_pixels_at(images, head.scale, head.pooling)?
+                        .concat(),
+                ),
+            ),
             _ => None,
         };
         self.decode_features(features, options, embeddings)

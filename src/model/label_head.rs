@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::guide_head::{GuideFit, fit_guide_head};
+use super::pooling::Pooling;
 use crate::error::{Error, Result};
 
 /// The file in a model folder.
@@ -72,6 +73,11 @@ pub struct LabelHead {
     /// What the embedding holds per label. Files written before it existed hold square roots.
     #[serde(default, skip_serializing_if = "LabelValues::is_square_root")]
     pub values: LabelValues,
+    /// How the backbone's last map becomes the feature the head reads, when not as for the
+    /// caption (a whole frozen backbone only): `gem` on `scenes` (see the module
+    /// documentation). Files written before it existed read the caption's pooling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
 }
 
 fn one() -> u32 {
@@ -162,7 +168,14 @@ impl LabelHead {
             bias: fitted.bias,
             scale: 1,
             values: LabelValues::default(),
+            pooling: None,
         })
+    }
+
+    /// Whether the head reads a feature of its own (another size or pooling), which the
+    /// caption's features do not give: computed beside them, from the pixels.
+    pub fn reads_own_features(&self) -> bool {
+        self.scale > 1 || self.pooling.is_some()
     }
 
     /// The embedding of each feature row (`rows × features`, row-major): the labels'
@@ -212,6 +225,9 @@ impl LabelHead {
             }
             if self.values != LabelValues::SquareRoot {
                 hash.update(self.values.name().as_bytes());
+            }
+            if let Some(pooling) = self.pooling {
+                hash.update(format!("pooling {pooling}").as_bytes());
             }
         })
     }
@@ -383,6 +399,14 @@ mod tests {
         for (r, p) in roots[0].iter().zip(&probs[0]) {
             assert!((r * r - p).abs() < 1e-6, "{r} {p}");
         }
+        // another pooling: another space, read back as written
+        let mut gem = scaled.clone();
+        gem.pooling = Some(Pooling::Gem);
+        assert!(gem.reads_own_features() && scaled.reads_own_features());
+        assert!(!head.reads_own_features());
+        assert_ne!(gem.fingerprint(), scaled.fingerprint());
+        gem.write(dir.path()).unwrap();
+        assert_eq!(LabelHead::read(dir.path()).unwrap(), Some(gem));
         for bad in [0, MAX_SCALE + 1] {
             let mut h = head.clone();
             h.scale = bad;

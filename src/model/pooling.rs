@@ -4,7 +4,8 @@
 //! EfficientNet-Lite and ResNet end in a map of `C` channels over a grid of cells (7×7 for a
 //! 224×224 image). The networks were trained with that map averaged over the cells (`mean`, the
 //! vector before their classifier); capsearch can also take each channel's largest value over the
-//! cells (`max`), or both side by side (`mean-max`, `2·C` values). On `scenes`, where the things
+//! cells (`max`), both side by side (`mean-max`, `2·C` values), or the generalised mean of exponent
+//! 3 (`gem`: `(mean of x³)^(1/3)` per channel, between the average and the maximum). On `scenes`, where the things
 //! are small stamps over a large background photo, the average is dominated by the background;
 //! `bench/scenes_pooling_probe.py` measures which summary tells the things apart.
 //!
@@ -25,11 +26,21 @@ pub enum Pooling {
     Max,
     /// The average, then the maximum (`2·C` values).
     MeanMax,
+    /// Each channel's generalised mean of exponent [`GEM_P`], `(mean of max(x, ε)^p)^(1/p)`
+    /// (`C` values): large cells weigh more than in the average, without the maximum's one
+    /// cell (Radenović et al., "Fine-tuning CNN image retrieval with no human annotation").
+    Gem,
 }
+
+/// The exponent of [`Pooling::Gem`] (the value its authors start from).
+pub const GEM_P: f32 = 3.0;
+
+/// What [`Pooling::Gem`] raises instead of values below it (the maps are ReLU outputs, ≥ 0).
+const GEM_EPS: f32 = 1e-6;
 
 impl Pooling {
     /// Every pooling, as configs name them.
-    pub const ALL: [&'static str; 3] = ["mean", "max", "mean-max"];
+    pub const ALL: [&'static str; 4] = ["mean", "max", "mean-max", "gem"];
 
     /// The name configs and `backbone.json` use.
     pub fn name(self) -> &'static str {
@@ -37,6 +48,7 @@ impl Pooling {
             Pooling::Mean => "mean",
             Pooling::Max => "max",
             Pooling::MeanMax => "mean-max",
+            Pooling::Gem => "gem",
         }
     }
 
@@ -46,6 +58,7 @@ impl Pooling {
             "mean" => Some(Pooling::Mean),
             "max" => Some(Pooling::Max),
             "mean-max" => Some(Pooling::MeanMax),
+            "gem" => Some(Pooling::Gem),
             _ => None,
         }
     }
@@ -59,7 +72,7 @@ impl Pooling {
     /// Values per image for a map of `channels` channels.
     pub fn dim(self, channels: usize) -> usize {
         match self {
-            Pooling::Mean | Pooling::Max => channels,
+            Pooling::Mean | Pooling::Max | Pooling::Gem => channels,
             Pooling::MeanMax => 2 * channels,
         }
     }
@@ -70,8 +83,21 @@ impl Pooling {
         debug_assert_eq!(out.len(), self.dim(channels));
         debug_assert_eq!(map.len() % channels.max(1), 0);
         let cells = map.len() / channels.max(1);
+        if self == Pooling::Gem {
+            out.fill(0.0);
+            for row in map.chunks_exact(channels) {
+                for (o, v) in out.iter_mut().zip(row) {
+                    *o += v.max(GEM_EPS).powf(GEM_P);
+                }
+            }
+            let scale = 1.0 / cells.max(1) as f32;
+            for o in out {
+                *o = (*o * scale).powf(1.0 / GEM_P);
+            }
+            return;
+        }
         let (mean, max) = match self {
-            Pooling::Mean => (Some(&mut out[..]), None),
+            Pooling::Mean | Pooling::Gem => (Some(&mut out[..]), None),
             Pooling::Max => (None, Some(&mut out[..])),
             Pooling::MeanMax => {
                 let (a, b) = out.split_at_mut(channels);
@@ -107,6 +133,12 @@ impl Pooling {
         match self {
             Pooling::Mean => cells.mean_dim(2).reshape([b, c]),
             Pooling::Max => cells.max_dim(2).reshape([b, c]),
+            Pooling::Gem => cells
+                .clamp_min(GEM_EPS)
+                .powf_scalar(GEM_P)
+                .mean_dim(2)
+                .powf_scalar(1.0 / GEM_P)
+                .reshape([b, c]),
             Pooling::MeanMax => Tensor::cat(
                 vec![
                     cells.clone().mean_dim(2).reshape([b, c]),
@@ -141,6 +173,10 @@ mod tests {
         assert_eq!(pooled(Pooling::Mean), [3.0, -2.0]);
         assert_eq!(pooled(Pooling::Max), [5.0, 0.0]);
         assert_eq!(pooled(Pooling::MeanMax), [3.0, -2.0, 5.0, 0.0]);
+        // (mean of cubes)^(1/3), values below ε raised as ε: (1 + 125 + 27) / 3 = 51
+        let gem = pooled(Pooling::Gem);
+        assert!((gem[0] - 51f32.cbrt()).abs() < 1e-5, "{gem:?}");
+        assert!(gem[1] > 0.0 && gem[1] < 1e-5, "{gem:?}");
     }
 
     #[test]
@@ -149,11 +185,16 @@ mod tests {
         // [1, 2, 1, 3]: the same map, channel-major.
         let map = Tensor::<1>::from_floats([1.0, 5.0, 3.0, -2.0, 0.0, -4.0], &device)
             .reshape([1, 2, 1, 3]);
-        for p in [Pooling::Mean, Pooling::Max, Pooling::MeanMax] {
+        for p in [Pooling::Mean, Pooling::Max, Pooling::MeanMax, Pooling::Gem] {
             let got: Vec<f32> = p.pool_map(map.clone()).into_data().try_to_vec().unwrap();
             let mut want = vec![0.0; p.dim(2)];
             p.pool_cells(&CELLS, 2, &mut want);
-            assert_eq!(got, want, "{p}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                    "{p}: {got:?} {want:?}"
+                );
+            }
             assert_eq!(p.pool_map(map.clone()).dims(), [1, p.dim(2)]);
         }
     }

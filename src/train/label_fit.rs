@@ -14,6 +14,7 @@ use crate::model::captioner::EncoderConfig;
 use crate::model::guide_head::GuideFit;
 use crate::model::inference::CaptionEngine;
 use crate::model::label_head::{LabelHead, LabelValues};
+use crate::model::pooling::Pooling;
 
 /// What [`fit_label_head`] reads and how it fits.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct LabelFitOptions {
     pub scale: u32,
     /// The head's [`LabelHead::values`].
     pub values: LabelValues,
+    /// The head's [`LabelHead::pooling`]: computed, not from the cache.
+    pub pooling: Option<Pooling>,
 }
 
 impl Default for LabelFitOptions {
@@ -45,6 +48,7 @@ impl Default for LabelFitOptions {
             cache_root: None,
             scale: 1,
             values: LabelValues::default(),
+            pooling: None,
         }
     }
 }
@@ -97,7 +101,16 @@ pub fn fit_label_head(
             engine.model_id()
         )));
     }
+    if let Some(pooling) = options.pooling.filter(|_| !engine.reads_whole_backbone()) {
+        return Err(Error::Invalid(format!(
+            "a label head pooled by {pooling} pools a backbone's last map, which only a model on \
+             a whole frozen EfficientNet-Lite or ResNet has; model {} is not one: leave the \
+             pooling out",
+            engine.model_id()
+        )));
+    }
     let cached = options.scale == 1
+        && options.pooling.is_none()
         && matches!(
             engine.loaded.info.captioner.encoder,
             EncoderConfig::Precomputed { .. }
@@ -127,11 +140,12 @@ pub fn fit_label_head(
         }
         _ => encode(engine, dataset, &samples, options, progress)?,
     };
-    let dims = engine.feature_dims();
+    let dims = engine.label_input_dims(options.pooling);
     let fitted_on = format!("{} ({} split)", dataset.source.display(), options.split);
     let mut head = LabelHead::fit(&features, dims, &sets, &options.fit, &fitted_on)?;
     head.scale = options.scale;
     head.values = options.values;
+    head.pooling = options.pooling;
     Ok(LabelFit { head, skipped })
 }
 
@@ -156,7 +170,7 @@ fn encode(
     if let Some(bar) = progress {
         bar.set_length(samples.len() as u64);
     }
-    let mut features = Vec::with_capacity(samples.len() * engine.feature_dims());
+    let mut features = Vec::with_capacity(samples.len() * engine.label_input_dims(options.pooling));
     let mut sets = Vec::with_capacity(samples.len());
     let mut skipped = Vec::new();
     for chunk in samples.chunks(options.batch_size.max(1)) {
@@ -171,7 +185,7 @@ fn encode(
                 Err(e) => skipped.push((path, e.to_string())),
             }
         }
-        for row in engine.feature_rows_of_pixels_at(&pixels, options.scale)? {
+        for row in engine.feature_rows_of_pixels_at(&pixels, options.scale, options.pooling)? {
             features.extend(row);
         }
         if let Some(bar) = progress {

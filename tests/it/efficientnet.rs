@@ -404,7 +404,8 @@ fn fine_tunes_the_last_blocks_and_captions_with_them() {
 /// `fit-labels --scale 2`: the label head reads the network on each image enlarged to twice the
 /// model's size, computed (the cache holds the model's own size), and so does every embedding
 /// the model gives afterwards: the index's vector space names the scale, and an image finds
-/// itself. The small CNN, which reads one size only, is refused in `image_search.rs`.
+/// itself. So does `--pooling gem`. The small CNN, which reads one size and has no map to pool, is
+/// refused in `image_search.rs`.
 #[test]
 fn a_label_head_reads_the_backbone_at_twice_the_size() {
     let dir = tempdir();
@@ -453,6 +454,29 @@ fn a_label_head_reads_the_backbone_at_twice_the_size() {
     assert_eq!(head["scale"], 2, "{head}");
     assert_eq!(head["values"], "probability", "{head}");
     assert_ne!(head["weight"], plain["weight"], "features at 2× are others");
+    assert!(head["pooling"].is_null(), "{head}");
+    // the map pooled another way for the head: computed, not read from the cache
+    let (gem_out, gem) = fit(&["--pooling", "gem"]);
+    assert_eq!(gem["pooling"], "gem", "{gem}");
+    assert!(gem["scale"].is_null(), "{gem}");
+    assert_eq!(gem["features"], plain["features"], "{gem}");
+    assert_ne!(
+        gem["weight"], plain["weight"],
+        "the gem-pooled features are others"
+    );
+    assert!(!gem_out.stderr.contains("to compute"), "{}", gem_out.stderr);
+    let (_, both) = fit(&[
+        "--scale",
+        "2",
+        "--values",
+        "probability",
+        "--pooling",
+        "gem",
+    ]);
+    assert_eq!(
+        (&both["scale"], &both["pooling"]),
+        (&head["scale"], &gem["pooling"])
+    );
 
     run_in(
         d,
@@ -472,7 +496,7 @@ fn a_label_head_reads_the_backbone_at_twice_the_size() {
             .unwrap();
     let embedder = marker["vector_space"]["embedder"].as_str().unwrap();
     assert!(
-        embedder.contains("label probabilities, the image read at 2× size")
+        embedder.contains("label probabilities, the image read at 2× size, the map pooled by gem")
             && !embedder.contains("square roots"),
         "{marker}"
     );

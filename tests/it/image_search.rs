@@ -387,6 +387,14 @@ fn a_label_head_makes_the_embeddings_label_probabilities() {
     // The small CNN reads one image size only.
     fit(&["--dataset", "shapes/dataset_shapes.json", "--scale", "2"])
         .fails_with(&["scale 2", "EfficientNet-Lite or ResNet"]);
+    // ...and has no map to pool another way.
+    fit(&[
+        "--dataset",
+        "shapes/dataset_shapes.json",
+        "--pooling",
+        "gem",
+    ])
+    .fails_with(&["pooled by gem", "EfficientNet-Lite or ResNet"]);
     assert!(!d.join("run/labels.json").exists());
 
     let out = fit(&["--dataset", "shapes/dataset_shapes.json"]).ok();
@@ -482,7 +490,7 @@ fn a_label_head_makes_the_embeddings_label_probabilities() {
         d,
         &["search", query, "--model", "run", "--index-path", "idx"],
     )
-    .fails_with(&["labels.json", "2× size", "--scale 1"]);
+    .fails_with(&["labels.json", "2× size", "without --scale"]);
 }
 
 /// On a whole frozen backbone, `fit-labels` reads the features training cached (none computed),

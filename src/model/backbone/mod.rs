@@ -109,21 +109,33 @@ impl Backbone {
                     None => images,
                 })
             }
+            BackboneNet::EfficientNet(_) | BackboneNet::ResNet(_) => {
+                return self.forward_pooling(images, self.info.pooling);
+            }
+        })
+    }
+
+    /// [`Backbone::forward`] of a whole EfficientNet-Lite or ResNet ([`Backbone::takes_any_size`])
+    /// with its last map pooled by `pooling` instead of its own (what a label head with another
+    /// pooling reads); a cut network returns its map, as `forward` does.
+    pub fn forward_pooling(&self, images: Tensor<4>, pooling: Pooling) -> Result<Tensor<2>> {
+        Ok(match &self.net {
             BackboneNet::EfficientNet(e) => match (self.info.until_block, &self.fast) {
                 (Some(n), _) => flatten(e.forward_until(images.cast(e.dtype()), n)),
-                (None, Some(fast)) => fast.forward_pooled(images, self.info.pooling)?,
-                (None, None) => self
-                    .info
-                    .pooling
-                    .pool_map(e.forward_map(images.cast(e.dtype()))),
+                (None, Some(fast)) => fast.forward_pooled(images, pooling)?,
+                (None, None) => pooling.pool_map(e.forward_map(images.cast(e.dtype()))),
             },
             BackboneNet::ResNet(r) => match self.info.until_block {
                 Some(n) => flatten(r.forward_until(images.cast(r.dtype()), n)),
-                None => self
-                    .info
-                    .pooling
-                    .pool_map(r.forward_map(images.cast(r.dtype()))),
+                None => pooling.pool_map(r.forward_map(images.cast(r.dtype()))),
             },
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "backbone {} has no feature map to pool {pooling}: only a whole \
+                     EfficientNet-Lite or ResNet does",
+                    self.info.name
+                )));
+            }
         })
     }
 

@@ -182,7 +182,7 @@ fn fast_path_pools_the_head_map_as_burn_does() {
     let (model, _, _) = tiny(&device);
     let fast = fast::FastEfficientNet::new(&model).unwrap();
     let x = input(2, 32, 32, &device);
-    for pooling in [Pooling::Mean, Pooling::Max, Pooling::MeanMax] {
+    for pooling in [Pooling::Mean, Pooling::Max, Pooling::MeanMax, Pooling::Gem] {
         let want: Vec<f32> = pooling
             .pool_map(model.forward_map(x.clone()))
             .into_data()

@@ -123,7 +123,8 @@ pub struct FrozenEncoder {
     pub train_from_block: Option<usize>,
     /// efficientnet-lite* and resnet18/resnet50, whole network only: how the network's last map
     /// (7×7 cells at 224×224) becomes the image's feature: `"mean"` (the networks' own average),
-    /// `"max"` (each channel's largest cell) or `"mean-max"` (both, twice the values). Absent:
+    /// `"max"` (each channel's largest cell), `"mean-max"` (both, twice the values) or `"gem"` (the
+    /// generalised mean of exponent 3). Absent:
     /// [`FrozenEncoder::PHOTO_POOLING`] for those backbones, `"mean"` for the rest. Each pooling
     /// has its own feature cache, and the model's `backbone.json` records it, so captioning and
     /// search pool as training did.
