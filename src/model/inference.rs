@@ -126,13 +126,14 @@ impl CaptionEngine {
                 return Err(Error::Model {
                     path: LabelHead::path(dir),
                     message: format!(
-                        "reads the image at {}× size{}, which only a model on a whole frozen \
-                         EfficientNet-Lite or ResNet can: fit it again with `capsearch \
-                         fit-labels` without --scale and --pooling",
-                        head.scale,
-                        head.pooling
-                            .map(|p| format!(" pooled by {p}"))
-                            .unwrap_or_default()
+                        "reads {}, which only a model on a whole frozen EfficientNet-Lite or \
+                         ResNet can: fit it again with `capsearch fit-labels` without --scale \
+                         and --pooling",
+                        match (head.scale, head.pooling) {
+                            (1, Some(p)) => format!("the backbone's map pooled by {p}"),
+                            (n, None) => format!("the image at {n}× size"),
+                            (n, Some(p)) => format!("the image at {n}× size pooled by {p}"),
+                        }
                     ),
                 });
             }

@@ -17,7 +17,8 @@
 //! Search, has the `scenes` figures). The square root weighs the less likely labels up: cosine
 //! over `√p` is the Bhattacharyya coefficient of the two images' label beliefs.
 //!
-//! Three choices made at fit time (`fit-labels --scale`, `--values`, `--pooling`) are kept in the file:
+//! Three choices made at fit time (`fit-labels --scale`, `--values`, `--pooling`) are kept in the
+//! file:
 //! - `scale`: a whole frozen EfficientNet or ResNet takes images of any size, so the head can
 //!   read the backbone on the model's prepared image enlarged N times (bilinear): the small things
 //!   `scenes` composites over a photo then cover more of the network's cells. `scenes`, 200 test
