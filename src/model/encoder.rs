@@ -9,7 +9,7 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxP
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use super::ops::{batch_norm, conv};
+use super::ops::{batch_norm, conv, max_pool};
 
 /// A small CNN trained from scratch: `depth` blocks of conv 3×3 → batch norm → ReLU → max-pool 2×2,
 /// then an average pool to a `grid`×`grid` map that is flattened, so the feature keeps where things are.
@@ -75,17 +75,21 @@ pub struct SmallCnn {
 }
 
 impl SmallCnn {
-    /// `[B, 3, H, W]` → `[B, F]`. On flex the convolutions, and in training each batch norm with
-    /// its ReLU, run as capsearch's own ops ([`super::ops`]); elsewhere through burn's.
+    /// `[B, 3, H, W]` → `[B, F]`. On flex the convolutions, the max-pools, and in training each
+    /// batch norm with its ReLU, run as capsearch's own ops ([`super::ops`]); elsewhere through
+    /// burn's.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for block in &self.blocks {
-            x = block.pool.forward(batch_norm::forward_relu(
-                &block.norm,
-                conv::forward(&block.conv, x),
-            ));
+            let y = batch_norm::forward_relu(&block.norm, conv::forward(&block.conv, x));
+            x = max_pool::forward(&block.pool, y);
         }
-        let x = self.pool.forward(x);
+        // a map already of the grid's size (the default `shapes` model: 32 px, 3 blocks, grid 4)
+        // pools to itself: skipping it saves burn's adaptive pool and its backward, exactly
+        let [_, _, h, w] = x.dims();
+        if [h, w] != self.pool.output_size {
+            x = self.pool.forward(x);
+        }
         let [b, c, h, w] = x.dims();
         x.reshape([b, c * h * w])
     }

@@ -8,6 +8,7 @@
 //! - [`lstm`]: the LSTM recurrence over a whole sequence.
 //! - [`conv`]: the small CNN's convolution (im2col and `gemm` products, forward and backward).
 //! - [`batch_norm`]: a training batch norm and the ReLU after it.
+//! - [`max_pool`]: the small CNN's 2×2 max-pool.
 //! - [`cross_entropy`]: the captioner's masked cross-entropy loss over the vocabulary.
 //! - [`dropout`]: training dropout, its mask hashed from a seed rather than drawn per value.
 
@@ -16,6 +17,7 @@ pub mod conv;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod lstm;
+pub mod max_pool;
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;

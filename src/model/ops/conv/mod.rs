@@ -5,11 +5,11 @@
 //! input gradient and a convolution over the batch for the weight gradient, whose parallel split
 //! is over the few input channels; issue 15's profile put the two at 19–22% of a training step of
 //! the `shapes` model. Here the forward is, per image, `Y = W · cols` (the image's columns
-//! `cols = im2col(x)`, kept for the backward side by side, `[C·KH·KW, B·OH·OW]`), and the backward
-//! is products: per image, `dcols = Wᵀ · dY` added back onto the input (col2im), and
-//! `dW = dY · colsᵀ` as one product per rayon thread over its share of the batch (the weight
-//! gradient's inner dimension is then a share's pixels, not one image's: fewer, longer calls for
-//! a product with only 16–64 rows and 27–288 columns).
+//! `cols = im2col(x)`), and the backward is products: per image, `dcols = Wᵀ · dY` added back onto
+//! the input (col2im), and `dW = dY · colsᵀ` (the columns built again) summed over each rayon
+//! thread's share of the batch as dot products of rows
+//! ([`dots`]: a product with only 16–64 rows and 27–288 columns but a long inner dimension, where
+//! `gemm`'s packing cost more than its arithmetic).
 //!
 //! Implemented for Flex (f32) and for Autodiff over Flex ([`ConvBackward`]); [`supports`] says
 //! when a convolution takes this path, everything else (CUDA, other precisions, strides, ...)
@@ -27,6 +27,8 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::DType;
 use rayon::prelude::*;
+
+mod dots;
 
 use super::{enabled, f32s, tensor};
 use crate::model::gemm::{Layout, matmul_strided};
@@ -92,8 +94,7 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, padding: [usize; 2]) -> Tensor<4>
 impl ConvBackend for Flex {
     fn conv2d_im2col(x: FlexTensor, weight: FlexTensor, padding: [usize; 2]) -> FlexTensor {
         let dims = Dims::of(&x, &weight, padding);
-        let (out, _) = conv_forward(&f32s(&x), &f32s(&weight), dims, false);
-        output(dims, out)
+        output(dims, conv_forward(&f32s(&x), &f32s(&weight), dims))
     }
 }
 
@@ -109,13 +110,11 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
             .stateful();
         let (x, weight) = (x.primitive(), weight.primitive());
         let dims = Dims::of(x, weight, padding);
-        let tracked = matches!(prep, OpsKind::Tracked(_));
-        let (out, cols) = conv_forward(&f32s(x), &f32s(weight), dims, tracked);
-        let out = output(dims, out);
+        let out = output(dims, conv_forward(&f32s(x), &f32s(weight), dims));
         match prep {
             OpsKind::Tracked(prep) => {
                 let state = BackwardState {
-                    cols: cols.unwrap_or_default(),
+                    x: x.clone(),
                     weight: weight.clone(),
                     dims,
                 };
@@ -186,12 +185,13 @@ impl Dims {
     }
 }
 
-/// What [`ConvBackward`] keeps from the forward pass: every image's columns side by side,
-/// `[C·KH·KW, B·OH·OW]` (the weight gradient's right-hand side, so the backward does not build
-/// them again) and the weights (shared with the graph, not copied).
+/// What [`ConvBackward`] keeps from the forward pass: the input and the weights (shared with the
+/// graph, not copied). The backward builds each image's columns again, next to its use: keeping
+/// the whole batch's columns from the forward (7 MiB for the first `shapes` layer at batch 64)
+/// cost more in zeroing, writing and reading them back from far caches than im2col costs.
 #[derive(Debug, Clone)]
 struct BackwardState {
-    cols: Vec<f32>,
+    x: FlexTensor,
     weight: FlexTensor,
     dims: Dims,
 }
@@ -211,10 +211,10 @@ impl Backward<Flex, 2> for ConvBackward {
     ) {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let BackwardState { cols, weight, dims } = ops.state;
+        let BackwardState { x, weight, dims } = ops.state;
         let grad = f32s(&grad);
         if let Some(node) = node_w {
-            let dw = weight_grad(&cols, &grad, dims);
+            let dw = weight_grad(&f32s(&x), &grad, dims);
             let [kh, kw] = dims.kernel;
             let shape = [dims.out_channels, dims.channels, kh, kw];
             grads.register::<Flex>(node.id, tensor(dw, shape));
@@ -249,20 +249,6 @@ fn im2col(dims: &Dims, x: &[f32], cols: &mut [f32]) {
     for (r, row) in cols.chunks_mut(dims.pixels()).enumerate() {
         im2col_row(dims, x, r, row);
     }
-}
-
-/// Every image's columns side by side, the layout of one product over the batch: `xs`
-/// `[B, C, H, W]` → `cols` `[C·KH·KW, B·OH·OW]`, image b's part of row r at `b·OH·OW`. Spread over
-/// the rayon threads by row.
-fn im2col_batch(dims: &Dims, xs: &[f32], cols: &mut [f32]) {
-    let (pixels, image) = (dims.pixels(), dims.image());
-    cols.par_chunks_mut(dims.batch * pixels)
-        .enumerate()
-        .for_each(|(r, row)| {
-            for (x, out) in xs.chunks(image).zip(row.chunks_mut(pixels)) {
-                im2col_row(dims, x, r, out);
-            }
-        });
 }
 
 /// Row `r` (channel c, tap (ky, kx)) of one image's columns: `x` `[C, H, W]` → `out` `[OH·OW]`.
@@ -346,70 +332,50 @@ unsafe fn add_avx(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// The forward, per image (spread over the rayon threads): `out = W · im2col(x)`. With `keep`,
-/// every image's columns are kept and returned side by side, `[C·KH·KW, B·OH·OW]`
-/// ([`im2col_batch`]); without, each thread reuses one image's worth.
-fn conv_forward(x: &[f32], weight: &[f32], dims: Dims, keep: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+/// The forward, per image (spread over the rayon threads, each reusing one image's columns):
+/// `out = W · im2col(x)`.
+fn conv_forward(x: &[f32], weight: &[f32], dims: Dims) -> Vec<f32> {
     let (taps, pixels, o) = (dims.taps(), dims.pixels(), dims.out_channels);
     let mut out = vec![0.0f32; dims.batch * o * pixels];
-    // one image's product, its columns' rows `stride` apart
-    let product = |out: &mut [f32], cols: &[f32], stride: usize| {
-        matmul_strided(
-            (out, Layout::rows(pixels)),
-            (weight, Layout::rows(taps)),
-            (cols, Layout::rows(stride)),
-            (o, taps, pixels),
-            false,
-            false,
+    out.par_chunks_mut(o * pixels)
+        .zip(x.par_chunks(dims.image()))
+        .for_each_init(
+            || vec![0.0f32; taps * pixels],
+            |cols, (out, x)| {
+                im2col(&dims, x, cols);
+                matmul_strided(
+                    (out, Layout::rows(pixels)),
+                    (weight, Layout::rows(taps)),
+                    (cols, Layout::rows(pixels)),
+                    (o, taps, pixels),
+                    false,
+                    false,
+                );
+            },
         );
-    };
-    if keep {
-        let mut cols = vec![0.0f32; dims.batch * taps * pixels];
-        im2col_batch(&dims, x, &mut cols);
-        let stride = dims.batch * pixels;
-        out.par_chunks_mut(o * pixels)
-            .enumerate()
-            .for_each(|(b, out)| product(out, &cols[b * pixels..], stride));
-        (out, Some(cols))
-    } else {
-        out.par_chunks_mut(o * pixels)
-            .zip(x.par_chunks(dims.image()))
-            .for_each_init(
-                || vec![0.0f32; taps * pixels],
-                |cols, (out, x)| {
-                    im2col(&dims, x, cols);
-                    product(out, cols, pixels);
-                },
-            );
-        (out, None)
-    }
+    out
 }
 
-/// `dW = dY · colsᵀ` over the whole batch, `dY` laid out as `[O, B·OH·OW]` like the columns:
-/// the images in one fixed share per rayon thread, each share one product (its inner dimension
-/// the share's pixels) into its own buffer, the shares added in order (the same sum whatever
-/// thread ran which share).
-fn weight_grad(cols: &[f32], grad: &[f32], dims: Dims) -> Vec<f32> {
+/// `dW = Σ_images dY · colsᵀ`: the images in one fixed share per rayon thread, each image's
+/// columns built again into the thread's buffer and dotted row by row with its output-gradient
+/// rows (`[O, OH·OW]`, as the gradient lies; [`dots`]), each share's sums in its own buffer, the
+/// shares added in order (the same sum whatever thread ran which share).
+fn weight_grad(x: &[f32], grad: &[f32], dims: Dims) -> Vec<f32> {
     let (taps, pixels, o, b) = (dims.taps(), dims.pixels(), dims.out_channels, dims.batch);
-    let stride = b * pixels;
-    let mut dy = vec![0.0f32; o * stride];
-    dy.par_chunks_mut(stride).enumerate().for_each(|(oc, row)| {
-        for (n, part) in row.chunks_mut(pixels).enumerate() {
-            part.copy_from_slice(&grad[(n * o + oc) * pixels..][..pixels]);
-        }
-    });
     let share = b.div_ceil(rayon::current_num_threads().max(1)).max(1);
     let partial = |first: usize| {
-        let images = share.min(b - first);
         let mut dw = vec![0.0f32; o * taps];
-        matmul_strided(
-            (&mut dw, Layout::rows(taps)),
-            (&dy[first * pixels..], Layout::rows(stride)),
-            (&cols[first * pixels..], Layout::transposed(stride)),
-            (o, images * pixels, taps),
-            false,
-            false,
-        );
+        let mut cols = vec![0.0f32; taps * pixels];
+        for n in first..(first + share).min(b) {
+            im2col(&dims, &x[n * dims.image()..][..dims.image()], &mut cols);
+            dots::add_row_dots(
+                &mut dw,
+                taps,
+                (&grad[n * o * pixels..][..o * pixels], pixels, o),
+                (&cols, pixels, taps),
+                pixels,
+            );
+        }
         dw
     };
     let shares: Vec<Vec<f32>> = (0..b)
