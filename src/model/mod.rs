@@ -24,6 +24,7 @@ pub mod pooling;
 pub mod precision;
 pub mod resnet;
 pub mod run_dir;
+pub(crate) mod simd;
 pub mod vgg16;
 
 pub use captioner::{Captioner, CaptionerConfig, EncoderConfig};

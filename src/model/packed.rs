@@ -374,24 +374,8 @@ mod kernel {
         use std::arch::x86_64::*;
 
         use super::PANEL;
+        use crate::model::simd::{loadu, storeu};
 
-        // Unaligned vector loads and stores as single instructions: the intrinsics go through
-        // `copy_nonoverlapping`, whose debug-build precondition check and stack temporary cost
-        // more than the load itself at `opt-level = 1`.
-        macro_rules! loadu {
-            ($p:expr) => {{
-                let v: __m256;
-                asm!("vmovups {v}, ymmword ptr [{p}]", v = out(ymm_reg) v, p = in(reg) $p,
-                    options(pure, readonly, nostack, preserves_flags));
-                v
-            }};
-        }
-        macro_rules! storeu {
-            ($p:expr, $v:expr) => {{
-                asm!("vmovups ymmword ptr [{p}], {v}", p = in(reg) $p, v = in(ymm_reg) $v,
-                    options(nostack, preserves_flags));
-            }};
-        }
         /// Eight values of the panel at `p` (a `*const u8`), widened from `f16` when `HALF`.
         macro_rules! load8 {
             ($half:expr, $p:expr) => {{
@@ -400,8 +384,7 @@ mod kernel {
                     asm!("vcvtph2ps {v}, xmmword ptr [{p}]", v = out(ymm_reg) v, p = in(reg) $p,
                         options(pure, readonly, nostack, preserves_flags));
                 } else {
-                    asm!("vmovups {v}, ymmword ptr [{p}]", v = out(ymm_reg) v, p = in(reg) $p,
-                        options(pure, readonly, nostack, preserves_flags));
+                    v = loadu!($p);
                 }
                 v
             }};

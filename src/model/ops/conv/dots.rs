@@ -65,21 +65,8 @@ struct Rows {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Rows;
-    use std::arch::asm;
+    use crate::model::simd::loadu;
     use std::arch::x86_64::*;
-
-    /// Eight values from a `*const f32`, unaligned. Not `_mm256_loadu_ps`: under the dev profile's
-    /// checks its `copy_nonoverlapping` goes through a stack temporary and a precondition check,
-    /// which cost more than the arithmetic here (as in `model::packed`). Used inside unsafe blocks
-    /// of AVX functions, on pointers that start eight readable values.
-    macro_rules! loadu {
-        ($p:expr) => {{
-            let v: __m256;
-            asm!("vmovups {v}, ymmword ptr [{p}]", v = out(ymm_reg) v, p = in(reg) $p,
-                options(pure, readonly, nostack, preserves_flags));
-            v
-        }};
-    }
 
     /// Tiles of 4 × 3 rows, then the last rows of either one pair at a time.
     ///
