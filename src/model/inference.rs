@@ -293,14 +293,13 @@ impl CaptionEngine {
                 1 => String::new(),
                 n => format!(", the image read at {n}× size"),
             };
-            let scale = match head.pooling {
-                Some(p) => format!("{scale}, the map pooled by {p}"),
-                None => scale,
-            };
+            let pooling = head
+                .pooling
+                .map_or(String::new(), |p| format!(", the map pooled by {p}"));
             return Embedder {
                 dims: head.labels.len(),
                 name: format!(
-                    "label head {LABEL_HEAD} {} of model {}: {values}{} label probabilities{scale}",
+                    "label head {LABEL_HEAD} {} of model {}: {values}{} label probabilities{scale}{pooling}",
                     head.fingerprint(),
                     self.model_id(),
                     head.labels.len()

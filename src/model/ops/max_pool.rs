@@ -91,8 +91,6 @@ impl<C: CheckpointStrategy> MaxPool2x2Backend for Autodiff<Flex, C> {
 /// Sizes of one pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Dims {
-    /// Images times channels: the planes pooled one by one.
-    planes: usize,
     batch: usize,
     channels: usize,
     height: usize,
@@ -107,12 +105,16 @@ impl Dims {
             "2×2 max-pool: input {shape:?} must be [B, C, H, W]"
         );
         Self {
-            planes: shape[0] * shape[1],
             batch: shape[0],
             channels: shape[1],
             height: shape[2],
             width: shape[3],
         }
+    }
+
+    /// Images times channels: the planes pooled one by one.
+    fn planes(&self) -> usize {
+        self.batch * self.channels
     }
 
     fn out(&self) -> [usize; 2] {
@@ -139,7 +141,7 @@ impl Dims {
 fn pool(x: &[f32], dims: Dims, keep: bool) -> (Vec<f32>, Vec<u8>) {
     let [oh, ow] = dims.out();
     let (in_plane, out_plane, w) = (dims.in_plane(), dims.out_plane(), dims.width);
-    let mut y = vec![0.0f32; dims.planes * out_plane];
+    let mut y = vec![0.0f32; dims.planes() * out_plane];
     let mut winners = vec![0u8; if keep { y.len() } else { 0 }];
     if out_plane == 0 {
         return (y, winners);
@@ -216,7 +218,7 @@ impl Backward<Flex, 1> for PoolBackward {
 fn unpool(dy: &[f32], winners: &[u8], dims: Dims) -> Vec<f32> {
     let [oh, ow] = dims.out();
     let (in_plane, out_plane, w) = (dims.in_plane(), dims.out_plane(), dims.width);
-    let mut dx = vec![0.0f32; dims.planes * in_plane];
+    let mut dx = vec![0.0f32; dims.planes() * in_plane];
     if out_plane == 0 {
         return dx;
     }
