@@ -74,6 +74,43 @@ pub fn samples(value: &BaselineResult, key: &str) -> std::result::Result<Vec<f64
     Ok(arr.iter().filter_map(Value::as_f64).collect())
 }
 
+/// One result from several runs of the same script: every number list concatenated in run order,
+/// other values from the first run. A skipped run is left out; all of them skipped, the first
+/// reason.
+pub fn merge_rounds(rounds: Vec<BaselineResult>) -> BaselineResult {
+    let mut merged: Option<serde_json::Map<String, Value>> = None;
+    let mut first_skip = None;
+    for round in rounds {
+        let object = match round {
+            Ok(Value::Object(object)) => object,
+            Ok(other) => {
+                first_skip.get_or_insert(format!("expected a JSON object, got {other}"));
+                continue;
+            }
+            Err(why) => {
+                first_skip.get_or_insert(why);
+                continue;
+            }
+        };
+        let Some(into) = merged.as_mut() else {
+            merged = Some(object);
+            continue;
+        };
+        for (key, value) in object {
+            match (into.get_mut(&key), value) {
+                (Some(Value::Array(list)), Value::Array(more)) => list.extend(more),
+                (None, value) => {
+                    into.insert(key, value);
+                }
+                _ => {}
+            }
+        }
+    }
+    merged
+        .map(Value::Object)
+        .ok_or_else(|| first_skip.unwrap_or_else(|| "no run".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +124,22 @@ mod tests {
         assert_eq!(s.unwrap_err(), "torch is not installed");
         assert!(parse_output("").is_err());
         assert!(parse_output("Traceback").unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn rounds_concatenate_their_samples_and_skips_drop_out() {
+        let round = |s: &str| parse_output(s);
+        let merged = merge_rounds(vec![
+            round(r#"{"torch": "2.15", "ips": [1.0, 2.0]}"#),
+            Err("killed".into()),
+            round(r#"{"torch": "2.16", "ips": [3.0], "more": [4.0]}"#),
+        ]);
+        assert_eq!(samples(&merged, "ips").unwrap(), [1.0, 2.0, 3.0]);
+        assert_eq!(samples(&merged, "more").unwrap(), [4.0]);
+        assert_eq!(merged.unwrap()["torch"], "2.15");
+        let skipped = merge_rounds(vec![Err("no torch".into()), Err("later".into())]);
+        assert_eq!(skipped.unwrap_err(), "no torch");
+        assert_eq!(merge_rounds(vec![]).unwrap_err(), "no run");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use serde_json::Value;
 
-use super::baseline::BaselineResult;
+use super::baseline::{BaselineResult, merge_rounds};
 use super::common::{
     baseline_samples, run_baseline, shapes_vocab_and_captions, weights_file_row, with_baseline,
 };
@@ -25,6 +25,7 @@ use crate::model::fast_decode::{FastDecoder, decode_with};
 use crate::model::guide::Guidance;
 use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
 use crate::train::config::{TrainConfig, TrainEncoder};
+use crate::train::memory::keep_freed_memory;
 
 const TORCH: &str = "PyTorch (CPU)";
 
@@ -41,6 +42,9 @@ struct TrainSizes {
     warmup: usize,
     runs: usize,
     sweep_runs: usize,
+    /// Rounds of the whole measurement, capsearch's and PyTorch's in turn: the VM's speed drifts
+    /// over seconds, so each side gets samples from every stretch of the run.
+    rounds: usize,
 }
 
 impl TrainSizes {
@@ -61,6 +65,7 @@ impl TrainSizes {
                 warmup: 1,
                 runs: 2,
                 sweep_runs: 2,
+                rounds: 1,
             }
         } else {
             // the default experiment, as configs/shapes.toml sets it
@@ -86,7 +91,8 @@ impl TrainSizes {
                 sweep: vec![8, 16, 32, 64],
                 warmup: 2,
                 runs: 8,
-                sweep_runs: 4,
+                sweep_runs: 6,
+                rounds: 3,
             }
         }
     }
@@ -140,6 +146,7 @@ fn train_throughput(
     warmup: usize,
     runs: usize,
 ) -> Result<Vec<f64>> {
+    keep_freed_memory(); // as `capsearch train` does
     let device = device.clone().autodiff();
     device.seed(1);
     let mut model = Some(config.init(&device));
@@ -175,19 +182,46 @@ pub(super) fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
     let (vocab, pool) = shapes_vocab_and_captions(2000, sizes.max_len);
     let mean_len = pool.iter().map(Vec::len).sum::<usize>() as f64 / pool.len() as f64;
     let config = train_config(&sizes, vocab.len());
-    tracing::info!("bench train: batch {}", sizes.batch);
-    let main = train_throughput(
-        &opts.device(),
-        &config,
-        &sizes,
-        sizes.batch,
-        &pool,
-        sizes.warmup,
-        sizes.runs,
-    )?;
-    let (model, caption_ips) = greedy_captioning(opts, &config, &sizes)?;
-    let sweep = batch_sweep(opts, &config, &sizes, &pool)?;
-    let torch = torch_baseline(opts, &sizes, vocab.len(), cores);
+    let mut main = Vec::new();
+    let mut caption_ips = Vec::new();
+    let mut sweep: Vec<Vec<f64>> = vec![Vec::new(); sizes.sweep.len()];
+    let mut torch_rounds = Vec::new();
+    let mut model = None;
+    for round in 1..=sizes.rounds {
+        tracing::info!(
+            "bench train: round {round}/{}, batch {}",
+            sizes.rounds,
+            sizes.batch
+        );
+        main.extend(train_throughput(
+            &opts.device(),
+            &config,
+            &sizes,
+            sizes.batch,
+            &pool,
+            sizes.warmup,
+            sizes.runs,
+        )?);
+        let (m, ips) = greedy_captioning(opts, &config, &sizes)?;
+        caption_ips.extend(ips);
+        model = Some(m);
+        for (samples, ips) in sweep
+            .iter_mut()
+            .zip(batch_sweep(opts, &config, &sizes, &pool)?)
+        {
+            samples.extend(ips);
+        }
+        torch_rounds.push(torch_baseline(opts, &sizes, vocab.len(), cores));
+    }
+    let model = model.ok_or_else(|| Error::Invalid("bench train ran no round".into()))?;
+    let round_ratios = round_ratios(&sizes, &main, &sweep, &torch_rounds);
+    let torch = merge_rounds(torch_rounds);
+    let sweep = sizes
+        .sweep
+        .iter()
+        .zip(&sweep)
+        .map(|(b, ips)| Row::from_samples(&format!("training, batch {b}"), "img/s", true, ips))
+        .collect();
 
     let (mut rows, torch_sweep) = train_rows(&sizes, &main, &caption_ips, sweep, &torch);
     rows.push(weights_file_row(
@@ -210,7 +244,7 @@ pub(super) fn bench_train(opts: &BenchOptions, cores: usize) -> Result<Table> {
         counts: vec![],
         peak_rss_bytes: peak_rss_bytes(),
         plots: vec![plot.into()],
-        notes: train_notes(&torch, cores),
+        notes: train_notes(&torch, cores, &round_ratios),
     })
 }
 
@@ -289,21 +323,66 @@ fn greedy_captioning(
     Ok((model, caption_ips))
 }
 
-/// Training images/s at each batch size of the sweep, one row each.
+/// Training images/s at each batch size of the sweep, in the sweep's order.
 fn batch_sweep(
     opts: &BenchOptions,
     config: &CaptionerConfig,
     sizes: &TrainSizes,
     pool: &[Vec<usize>],
-) -> Result<Vec<Row>> {
+) -> Result<Vec<Vec<f64>>> {
     let mut sweep = Vec::new();
     for &b in &sizes.sweep {
         tracing::info!("bench train: sweep batch {b}");
-        let ips = train_throughput(&opts.device(), config, sizes, b, pool, 1, sizes.sweep_runs)?;
-        let row = Row::from_samples(&format!("training, batch {b}"), "img/s", true, &ips);
-        sweep.push(row);
+        sweep.push(train_throughput(
+            &opts.device(),
+            config,
+            sizes,
+            b,
+            pool,
+            1,
+            sizes.sweep_runs,
+        )?);
     }
     Ok(sweep)
+}
+
+/// Each training figure's ratio to PyTorch, round by round (the median of the round's samples on
+/// each side), as `(figure, ratios)`: how far the same comparison moves within one run.
+fn round_ratios(
+    sizes: &TrainSizes,
+    main: &[f64],
+    sweep: &[Vec<f64>],
+    torch_rounds: &[BaselineResult],
+) -> Vec<(String, Vec<f64>)> {
+    let median_of = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        median(&v)
+    };
+    let mut figures = vec![(
+        format!("batch {} × {}", sizes.batch, sizes.captions_per_image),
+        "train_images_per_s".to_string(),
+        main,
+    )];
+    for (b, ips) in sizes.sweep.iter().zip(sweep) {
+        figures.push((format!("batch {b}"), format!("sweep_{b}"), ips));
+    }
+    figures
+        .into_iter()
+        .filter_map(|(name, key, ours)| {
+            let per_round = ours.len() / torch_rounds.len().max(1);
+            let ratios: Vec<f64> = torch_rounds
+                .iter()
+                .zip(ours.chunks(per_round.max(1)))
+                .filter_map(|(torch, ours)| {
+                    let theirs = baseline_samples(torch, &key, |v| v).ok()?;
+                    let theirs = median_of(&theirs);
+                    (theirs > 0.0).then(|| median_of(ours) / theirs)
+                })
+                .collect();
+            (!ratios.is_empty()).then_some((name, ratios))
+        })
+        .collect()
 }
 
 /// The same model, batch and sweep in PyTorch.
@@ -435,13 +514,23 @@ fn train_setup(sizes: &TrainSizes, vocab: usize, mean_len: f64) -> Vec<String> {
             vocab
         ),
         format!(
-            "batch {} images × {} captions, captions ≤ {} words (mean {mean_len:.1}); warm-up {}, runs {}",
-            sizes.batch, sizes.captions_per_image, sizes.max_len, sizes.warmup, sizes.runs
+            "batch {} images × {} captions, captions ≤ {} words (mean {mean_len:.1}); warm-up {}, runs {} (sweep {}) in each of {} rounds",
+            sizes.batch,
+            sizes.captions_per_image,
+            sizes.max_len,
+            sizes.warmup,
+            sizes.runs,
+            sizes.sweep_runs,
+            sizes.rounds
         ),
     ]
 }
 
-fn train_notes(torch: &BaselineResult, cores: usize) -> Vec<String> {
+fn train_notes(
+    torch: &BaselineResult,
+    cores: usize,
+    round_ratios: &[(String, Vec<f64>)],
+) -> Vec<String> {
     let mut notes = vec![
         "Synthetic batches: random pixels, captions drawn from the shapes grammar; one run = forward, backward and an Adam step (gradient clipping 5).".into(),
     ];
@@ -452,6 +541,19 @@ fn train_notes(torch: &BaselineResult, cores: usize) -> Vec<String> {
         .and_then(Value::as_str)
     {
         notes.push(format!("PyTorch {v}, {cores} threads."));
+    }
+    if round_ratios.iter().any(|(_, r)| r.len() > 1) {
+        let each = round_ratios
+            .iter()
+            .map(|(name, r)| {
+                let r: Vec<String> = r.iter().map(|v| format!("{v:.2}")).collect();
+                format!("{name}: {}", r.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        notes.push(format!(
+            "capsearch and PyTorch ran in turn, round by round; the ratios above pool all rounds' samples. Training ratio to PyTorch in each round: {each}."
+        ));
     }
     notes
 }

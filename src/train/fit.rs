@@ -59,6 +59,7 @@ pub struct TrainSummary {
 
 /// Runs (or resumes) a training run.
 pub fn train(req: TrainRequest, reporter: &mut dyn TrainingReporter) -> Result<TrainSummary> {
+    super::memory::keep_freed_memory();
     let config = &req.config;
     let out = &req.out;
     let run = RunDir::new(out);

@@ -72,6 +72,7 @@ pub mod fit;
 pub mod guide_fit;
 pub mod inputs;
 pub mod label_fit;
+pub mod memory;
 pub mod overview;
 pub mod parallel;
 pub mod progress;
