@@ -27,7 +27,7 @@ use burn::tensor::DType;
 use burn::tensor::activation::relu;
 use rayon::prelude::*;
 
-use super::{enabled, f32s, tensor};
+use super::{enabled, f32s, tensor, zeroed};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait BatchNormReluBackend: Backend {
@@ -232,7 +232,7 @@ fn statistics(x: &[f32], dims: Dims, epsilon: f64) -> Stats {
 
 /// `relu(gamma · (x − mean) · inv_std + beta)`, one `[H, W]` plane at a time over the threads.
 fn normalise_relu(x: &[f32], stats: &Stats, gamma: &[f32], beta: &[f32], dims: Dims) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = zeroed(x.len());
     y.par_chunks_mut(dims.plane)
         .zip(x.par_chunks(dims.plane))
         .enumerate()
@@ -365,7 +365,7 @@ impl Parts<'_> {
     fn input_grad(&self, dgamma: &[f32], dbeta: &[f32]) -> Vec<f32> {
         let dims = self.dims;
         let count = dims.count().max(1) as f32;
-        let mut dx = vec![0.0f32; self.x.len()];
+        let mut dx = zeroed(self.x.len());
         dx.par_chunks_mut(dims.plane)
             .zip(
                 self.x

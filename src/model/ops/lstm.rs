@@ -24,7 +24,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
-use super::{enabled, f32s, tensor};
+use super::{enabled, f32s, tensor, zeroed};
 use crate::model::fast_cell::{sigmoid_in_place, tanh_in_place};
 use crate::model::gemm::{Layout, matmul_strided};
 
@@ -214,9 +214,9 @@ fn forward(xw: &[f32], wh: &[f32], dims: Dims, tanh_c: bool) -> Saved {
     } = dims;
     let g4 = 4 * h;
     let mut gates = xw.to_vec();
-    let mut cells = vec![0.0f32; b * t * h];
-    let mut outs = vec![0.0f32; b * t * h];
-    let mut hidden = vec![0.0f32; b * t * h];
+    let mut cells = zeroed(b * t * h);
+    let mut outs = zeroed(b * t * h);
+    let mut hidden = zeroed(b * t * h);
     for s in 0..t {
         if s > 0 {
             // the step's pre-activations += h_{s-1} · Wh, rows T·4H apart in the gate buffer
@@ -292,7 +292,7 @@ fn backward_gates(
     let gates = f32s(&saved.gates);
     let cells = f32s(&saved.cells);
     let outs = f32s(&saved.outs);
-    let mut dgates = vec![0.0f32; b * t * g4];
+    let mut dgates = zeroed(b * t * g4);
     // gradients flowing into step s from step s + 1: dh (through Wh) and dc (through f)
     let mut dh_next = vec![0.0f32; b * h];
     let mut dc_next = vec![0.0f32; b * h];
@@ -354,7 +354,7 @@ fn wh_grad(saved: &Saved, dgates: &[f32], dims: Dims) -> Vec<f32> {
         hidden: h,
     } = dims;
     let hidden = f32s(&saved.hidden);
-    let mut prev = vec![0.0f32; b * t * h];
+    let mut prev = zeroed(b * t * h);
     for (dst, src) in prev.chunks_mut(t * h).zip(hidden.chunks(t * h)) {
         dst[h..].copy_from_slice(&src[..(t - 1) * h]);
     }

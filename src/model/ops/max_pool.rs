@@ -28,7 +28,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
-use super::{enabled, f32s, tensor};
+use super::{enabled, f32s, tensor, zeroed};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait MaxPool2x2Backend: Backend {
@@ -141,8 +141,8 @@ impl Dims {
 fn pool(x: &[f32], dims: Dims, keep: bool) -> (Vec<f32>, Vec<u8>) {
     let [oh, ow] = dims.out();
     let (in_plane, out_plane, w) = (dims.in_plane(), dims.out_plane(), dims.width);
-    let mut y = vec![0.0f32; dims.planes() * out_plane];
-    let mut winners = vec![0u8; if keep { y.len() } else { 0 }];
+    let mut y = zeroed(dims.planes() * out_plane);
+    let mut winners = zeroed(if keep { y.len() } else { 0 });
     if out_plane == 0 {
         return (y, winners);
     }
@@ -218,7 +218,7 @@ impl Backward<Flex, 1> for PoolBackward {
 fn unpool(dy: &[f32], winners: &[u8], dims: Dims) -> Vec<f32> {
     let [oh, ow] = dims.out();
     let (in_plane, out_plane, w) = (dims.in_plane(), dims.out_plane(), dims.width);
-    let mut dx = vec![0.0f32; dims.planes() * in_plane];
+    let mut dx = zeroed(dims.planes() * in_plane);
     if out_plane == 0 {
         return dx;
     }

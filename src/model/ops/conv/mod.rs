@@ -30,7 +30,7 @@ use rayon::prelude::*;
 
 mod dots;
 
-use super::{enabled, f32s, tensor};
+use super::{enabled, f32s, tensor, zeroed};
 use crate::model::gemm::{Layout, matmul_strided};
 
 #[backend_extension(Flex, Autodiff)]
@@ -336,7 +336,7 @@ unsafe fn add_avx(dst: &mut [f32], src: &[f32]) {
 /// `out = W · im2col(x)`.
 fn conv_forward(x: &[f32], weight: &[f32], dims: Dims) -> Vec<f32> {
     let (taps, pixels, o) = (dims.taps(), dims.pixels(), dims.out_channels);
-    let mut out = vec![0.0f32; dims.batch * o * pixels];
+    let mut out = zeroed(dims.batch * o * pixels);
     out.par_chunks_mut(o * pixels)
         .zip(x.par_chunks(dims.image()))
         .for_each_init(
@@ -397,7 +397,7 @@ fn weight_grad(x: &[f32], grad: &[f32], dims: Dims) -> Vec<f32> {
 /// `dx`: per image (spread over the rayon threads), `col2im(Wᵀ · dY)`.
 fn input_grad(weight: &[f32], grad: &[f32], dims: Dims) -> Vec<f32> {
     let (taps, pixels, o) = (dims.taps(), dims.pixels(), dims.out_channels);
-    let mut dx = vec![0.0f32; dims.batch * dims.image()];
+    let mut dx = zeroed(dims.batch * dims.image());
     dx.par_chunks_mut(dims.image())
         .zip(grad.par_chunks(o * pixels))
         .for_each_init(
