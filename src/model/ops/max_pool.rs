@@ -149,23 +149,17 @@ fn pool(x: &[f32], dims: Dims, keep: bool) -> (Vec<f32>, Vec<u8>) {
     let run = |(p, (y, winners)): (usize, (&mut [f32], &mut [u8]))| {
         let x = &x[p * in_plane..][..in_plane];
         for oy in 0..oh {
-            let (top, bottom) = (&x[2 * oy * w..][..w], &x[(2 * oy + 1) * w..][..w]);
-            for ox in 0..ow {
-                let window = [
-                    top[2 * ox],
-                    top[2 * ox + 1],
-                    bottom[2 * ox],
-                    bottom[2 * ox + 1],
-                ];
-                let mut best = 0;
-                for (k, &v) in window.iter().enumerate().skip(1) {
-                    if v > window[best] || (v.is_nan() && !window[best].is_nan()) {
-                        best = k;
-                    }
+            let (top, bottom) = (&x[2 * oy * w..][..2 * ow], &x[(2 * oy + 1) * w..][..2 * ow]);
+            let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+            let y = &mut y[oy * ow..][..ow];
+            if winners.is_empty() {
+                for (y, (t, b)) in y.iter_mut().zip(windows) {
+                    *y = window_max(t, b).0;
                 }
-                y[oy * ow + ox] = window[best];
-                if let Some(winner) = winners.get_mut(oy * ow + ox) {
-                    *winner = best as u8;
+            } else {
+                let winners = &mut winners[oy * ow..][..ow];
+                for ((y, winner), (t, b)) in y.iter_mut().zip(winners.iter_mut()).zip(windows) {
+                    (*y, *winner) = window_max(t, b);
                 }
             }
         }
@@ -181,6 +175,20 @@ fn pool(x: &[f32], dims: Dims, keep: bool) -> (Vec<f32>, Vec<u8>) {
             .for_each(|(p, y)| run((p, (y, &mut []))));
     }
     (y, winners)
+}
+
+/// A 2×2 window's maximum (top row `t`, bottom row `b`) and its winner, 0–3 in reading order:
+/// the first maximum, a NaN winning over numbers. Branch-free selects, so the loop over a row's
+/// windows runs without mispredicted branches.
+#[inline(always)]
+fn window_max(t: &[f32], b: &[f32]) -> (f32, u8) {
+    let (mut best, mut winner) = (t[0], 0u8);
+    for (k, v) in [(1u8, t[1]), (2, b[0]), (3, b[1])] {
+        let take = v > best || (v.is_nan() & !best.is_nan());
+        best = if take { v } else { best };
+        winner = if take { k } else { winner };
+    }
+    (best, winner)
 }
 
 /// What [`PoolBackward`] keeps: each window's winner.
