@@ -135,7 +135,12 @@ pub(crate) mod test_util {
 
     #[test]
     fn zeroed_buffers_are_zero_at_every_size() {
-        for len in [0, 1, super::PARALLEL_ZEROING_MIN - 1, 3 * super::PARALLEL_ZEROING_MIN + 5] {
+        for len in [
+            0,
+            1,
+            super::PARALLEL_ZEROING_MIN - 1,
+            3 * super::PARALLEL_ZEROING_MIN + 5,
+        ] {
             // a freed buffer of ones first, so that a reused allocation would show
             drop(vec![1.0f32; len]);
             let v: Vec<f32> = super::zeroed(len);

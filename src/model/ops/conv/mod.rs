@@ -315,15 +315,16 @@ fn col2im(dims: &Dims, cols: &[f32], dx: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 unsafe fn add_avx(dst: &mut [f32], src: &[f32]) {
-    use std::arch::x86_64::{_mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps};
+    use crate::model::simd::{loadu, storeu};
+    use std::arch::x86_64::_mm256_add_ps;
     let n = dst.len().min(src.len());
     let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
     let mut i = 0;
     while i + 8 <= n {
         // SAFETY: i + 8 ≤ n, within both slices.
         unsafe {
-            let sum = _mm256_add_ps(_mm256_loadu_ps(d.add(i)), _mm256_loadu_ps(s.add(i)));
-            _mm256_storeu_ps(d.add(i), sum);
+            let sum = _mm256_add_ps(loadu!(d.add(i)), loadu!(s.add(i)));
+            storeu!(d.add(i), sum);
         }
         i += 8;
     }
