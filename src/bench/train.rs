@@ -23,6 +23,7 @@ use crate::model::encoder::SmallCnnConfig;
 use crate::model::fast_cnn::FastCnn;
 use crate::model::fast_decode::{FastDecoder, decode_with};
 use crate::model::guide::Guidance;
+use crate::model::ops::on_pool;
 use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
 use crate::train::config::{TrainConfig, TrainEncoder};
 use crate::train::memory::keep_freed_memory;
@@ -154,24 +155,27 @@ fn train_throughput(
         .with_grad_clipping(Some(GradientClippingConfig::Norm(5.0)))
         .init();
     let data = train_batch(sizes, batch, pool, &device);
+    // on a rayon worker, as `capsearch train` runs its steps
     let secs = time_runs(warmup, runs, || {
-        let m = model
-            .take()
-            .ok_or_else(|| Error::Invalid("model lost".into()))?;
-        let features = m
-            .encode(data.images.clone())
-            .ok_or_else(|| Error::Invalid("the shapes model has a CNN".into()))?
-            .select(0, data.rows.clone());
-        let loss = m.loss(
-            features,
-            data.inputs.clone(),
-            data.targets.clone(),
-            data.mask.clone(),
-        );
-        let grads = GradientsParams::from_grads(loss.backward(), &m);
-        let m = optim.step(2e-3, m, grads);
-        model = Some(m);
-        Ok(())
+        on_pool(|| -> Result<()> {
+            let m = model
+                .take()
+                .ok_or_else(|| Error::Invalid("model lost".into()))?;
+            let features = m
+                .encode(data.images.clone())
+                .ok_or_else(|| Error::Invalid("the shapes model has a CNN".into()))?
+                .select(0, data.rows.clone());
+            let loss = m.loss(
+                features,
+                data.inputs.clone(),
+                data.targets.clone(),
+                data.mask.clone(),
+            );
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            let m = optim.step(2e-3, m, grads);
+            model = Some(m);
+            Ok(())
+        })
     })?;
     Ok(secs.iter().map(|s| batch as f64 / s).collect())
 }

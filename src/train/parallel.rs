@@ -20,6 +20,7 @@ use super::inputs::SplitInputs;
 use super::step::{Selection, StepLoss};
 use crate::error::{Error, Result};
 use crate::model::Captioner;
+use crate::model::ops::on_pool;
 
 /// The devices a run trains on; the first one holds the model and the optimizer state, and
 /// validates.
@@ -75,8 +76,10 @@ impl DataParallel {
             let size = (selection.tokens, images.len());
             let batch =
                 selection.batch(&model, store, captions, concept_weight, size, self.main())?;
-            let out = TrainStep::step(&model, batch);
-            return Ok((optim.step(lr, model, out.grads), out.item));
+            return Ok(on_pool(|| {
+                let out = TrainStep::step(&model, batch);
+                (optim.step(lr, model, out.grads), out.item)
+            }));
         };
         let part = images.len().div_ceil(self.devices.len()).max(1);
         let selections: Vec<Selection> = images
