@@ -23,10 +23,10 @@ use crate::model::encoder::SmallCnnConfig;
 use crate::model::fast_cnn::FastCnn;
 use crate::model::fast_decode::{FastDecoder, decode_with};
 use crate::model::guide::Guidance;
-use crate::model::ops::on_pool;
 use crate::model::{Captioner, CaptionerConfig, EncoderConfig};
 use crate::train::config::{TrainConfig, TrainEncoder};
 use crate::train::memory::keep_freed_memory;
+use crate::util::on_pool;
 
 const TORCH: &str = "PyTorch (CPU)";
 

@@ -25,6 +25,7 @@ use super::guide::{ConceptBias, Guidance};
 use super::packed::{SERIAL_ROWS, Weights};
 use super::precision::Precision;
 use crate::error::{Error, Result};
+use crate::util::on_pool;
 
 /// The decoder's weights as plain buffers, ready to decode on the CPU.
 #[derive(Debug, Clone)]
@@ -163,6 +164,16 @@ impl FastDecoder {
     /// [`FastDecoder::decode`] with what the model says about its words for concept guidance
     /// (see [`ConceptBias`]).
     pub fn decode_guided(
+        &self,
+        features: &[f32],
+        options: DecodeOptions,
+        guidance: Guidance<'_>,
+    ) -> Result<Vec<Caption>> {
+        on_pool(|| self.decode_on_pool(features, options, guidance))
+    }
+
+    /// [`FastDecoder::decode_guided`], on a rayon worker.
+    fn decode_on_pool(
         &self,
         features: &[f32],
         options: DecodeOptions,

@@ -258,6 +258,14 @@ mod kernel {
         let panel = &w[panel];
         assert!(rows <= BLOCK_ROWS && cols <= PANEL && x.len() >= rows * k);
         #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let pf = (w[pf_at..].as_ptr().cast(), every, pf_rows);
+            let w = panel.as_ptr().cast();
+            // SAFETY: the feature is present; the assert bounds x and the panel.
+            unsafe { x86::block_512::<false>(d, stride, x, w, k, pf, rows, cols) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             let pf = (w[pf_at..].as_ptr().cast(), every, pf_rows);
@@ -285,6 +293,14 @@ mod kernel {
         let (pf_at, every, pf_rows) = prefetch.checked(w.len());
         let panel = &w[panel];
         assert!(rows <= BLOCK_ROWS && cols <= PANEL && x.len() >= rows * k);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let pf = (w[pf_at..].as_ptr().cast(), every, pf_rows);
+            let w = panel.as_ptr().cast();
+            // SAFETY: as above; `half::f16` is a `u16` bit pattern (repr(transparent)).
+            unsafe { x86::block_512::<true>(d, stride, x, w, k, pf, rows, cols) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
@@ -470,6 +486,137 @@ mod kernel {
                     storeu!(buf.as_mut_ptr().add(8), b1);
                     for (c, v) in buf.iter().enumerate().take(cols2) {
                         *d.add(c) += v;
+                    }
+                }
+            }
+        }
+
+        /// A whole panel row (sixteen values) at `p` (a `*const u8`) as an `__m512`, widened
+        /// from `f16` when `HALF`.
+        macro_rules! load16 {
+            ($half:expr, $p:expr) => {{
+                let v: __m512;
+                if $half {
+                    asm!("vcvtph2ps {v}, ymmword ptr [{p}]", v = out(zmm_reg) v, p = in(reg) $p,
+                        options(pure, readonly, nostack, preserves_flags));
+                } else {
+                    asm!("vmovups {v}, zmmword ptr [{p}]", v = out(zmm_reg) v, p = in(reg) $p,
+                        options(pure, readonly, nostack, preserves_flags));
+                }
+                v
+            }};
+        }
+
+        /// `d[0..16] += a`, one instruction each way.
+        macro_rules! add_store16 {
+            ($d:expr, $a:expr) => {{
+                let old: __m512;
+                asm!("vmovups {v}, zmmword ptr [{p}]", v = out(zmm_reg) old, p = in(reg) $d,
+                    options(pure, readonly, nostack, preserves_flags));
+                let sum = _mm512_add_ps(old, $a);
+                asm!("vmovups zmmword ptr [{p}], {v}", p = in(reg) $d, v = in(zmm_reg) sum,
+                    options(nostack, preserves_flags));
+            }};
+        }
+
+        /// [`block`] with AVX-512: a panel row is one register, so a row of the block takes one
+        /// FMA per value of `x` where AVX2 takes two. Each column's sum is the same sequence of
+        /// FMAs as in [`rows_of`], so the results are the same bit for bit.
+        ///
+        /// SAFETY: AVX-512F is present; otherwise as [`block`].
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn block_512<const HALF: bool>(
+            d: *mut f32,
+            stride: usize,
+            x: &[f32],
+            w: *const u8,
+            k: usize,
+            pf: (*const u8, usize, usize),
+            rows: usize,
+            cols: usize,
+        ) {
+            let x = x.as_ptr();
+            // SAFETY: forwarded.
+            unsafe {
+                match rows {
+                    1 => rows_of_512::<1, HALF>(d, stride, x, w, k, pf, cols),
+                    2 => rows_of_512::<2, HALF>(d, stride, x, w, k, pf, cols),
+                    3 => rows_of_512::<3, HALF>(d, stride, x, w, k, pf, cols),
+                    4 => rows_of_512::<4, HALF>(d, stride, x, w, k, pf, cols),
+                    5 => rows_of_512::<5, HALF>(d, stride, x, w, k, pf, cols),
+                    _ => rows_of_512::<6, HALF>(d, stride, x, w, k, pf, cols),
+                }
+            }
+        }
+
+        /// [`rows_of`] with AVX-512 (see [`block_512`]).
+        #[target_feature(enable = "avx512f")]
+        unsafe fn rows_of_512<const R: usize, const HALF: bool>(
+            d: *mut f32,
+            stride: usize,
+            x: *const f32,
+            w: *const u8,
+            k: usize,
+            (pf, every, pf_rows): (*const u8, usize, usize),
+            cols: usize,
+        ) {
+            let es: usize = if HALF { 2 } else { 4 };
+            // SAFETY (whole body): as in `rows_of`.
+            unsafe {
+                let row = |i: usize| if R > i { x.add(i * k) } else { x };
+                let (x0, x1, x2, x3, x4, x5) = (row(0), row(1), row(2), row(3), row(4), row(5));
+                let z = _mm512_setzero_ps();
+                let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (z, z, z, z, z, z);
+                let mut p = w;
+                let mut l = 0;
+                let (mut q, mut left, mut due) = (pf, pf_rows, 0usize);
+                let step = every * PANEL * es;
+                while l < k {
+                    if left > 0 {
+                        if due == 0 {
+                            asm!("prefetcht0 byte ptr [{q}]", q = in(reg) q,
+                                options(nostack, preserves_flags, readonly));
+                            left -= 1;
+                            if left > 0 {
+                                q = q.add(step);
+                            }
+                            due = every;
+                        }
+                        due -= 1;
+                    }
+                    let w0 = load16!(HALF, p);
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(*x0.add(l)), w0, a0);
+                    if R > 1 {
+                        a1 = _mm512_fmadd_ps(_mm512_set1_ps(*x1.add(l)), w0, a1);
+                    }
+                    if R > 2 {
+                        a2 = _mm512_fmadd_ps(_mm512_set1_ps(*x2.add(l)), w0, a2);
+                    }
+                    if R > 3 {
+                        a3 = _mm512_fmadd_ps(_mm512_set1_ps(*x3.add(l)), w0, a3);
+                    }
+                    if R > 4 {
+                        a4 = _mm512_fmadd_ps(_mm512_set1_ps(*x4.add(l)), w0, a4);
+                    }
+                    if R > 5 {
+                        a5 = _mm512_fmadd_ps(_mm512_set1_ps(*x5.add(l)), w0, a5);
+                    }
+                    p = p.add(PANEL * es);
+                    l += 1;
+                }
+                let sums = [a0, a1, a2, a3, a4, a5];
+                for (i, &a) in sums.iter().enumerate().take(R) {
+                    let di = d.add(i * stride);
+                    if cols == PANEL {
+                        add_store16!(di, a);
+                    } else {
+                        let mut buf = [0.0f32; PANEL];
+                        asm!("vmovups zmmword ptr [{p}], {v}", p = in(reg) buf.as_mut_ptr(),
+                            v = in(zmm_reg) a, options(nostack, preserves_flags));
+                        for (c, v) in buf.iter().enumerate().take(cols) {
+                            *di.add(c) += v;
+                        }
                     }
                 }
             }

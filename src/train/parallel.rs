@@ -20,7 +20,7 @@ use super::inputs::SplitInputs;
 use super::step::{Selection, StepLoss};
 use crate::error::{Error, Result};
 use crate::model::Captioner;
-use crate::model::ops::on_pool;
+use crate::util::on_pool;
 
 /// The devices a run trains on; the first one holds the model and the optimizer state, and
 /// validates.

@@ -36,21 +36,6 @@ pub fn set_enabled(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
 }
 
-/// Runs `f` on one of rayon's worker threads and waits for it (at once, when already on one).
-///
-/// The custom ops, burn-flex and `gemm` split their loops with rayon. Called from a thread
-/// outside the pool, every parallel loop is injected into the pool while the caller sleeps on a
-/// latch until it ends: a wake-up through the kernel each time, and a training step has hundreds
-/// (the LSTM op alone two per time step, forward and backward). From a worker the same loops
-/// split by work stealing. A whole training step run this way was about 40% faster at batch 8 and
-/// 10% at batch 64 on 2 cores (issue 15, fifth round).
-pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        return f();
-    }
-    rayon::scope(|_| f())
-}
-
 /// A Flex tensor's f32 values in row-major order, borrowed when it already lies that way.
 fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
