@@ -233,7 +233,8 @@ unsafe impl Send for Dst {}
 unsafe impl Sync for Dst {}
 
 /// One block: `d[rows × cols] += x[rows × k] · panel[k × 16]` (first `cols` columns), `d`'s rows
-/// `stride` apart; AVX2 + FMA (and F16C for `f16`), with a scalar version for other CPUs.
+/// `stride` apart; AVX-512 where present, else AVX2 + FMA (and F16C for `f16`), with a scalar
+/// version for other CPUs.
 mod kernel {
     use std::ops::Range;
 
@@ -381,7 +382,7 @@ mod kernel {
     }
 
     #[cfg(target_arch = "x86_64")]
-    mod x86 {
+    pub(super) mod x86 {
         //! Written for rustc's `opt-level = 1` (the dev profile this crate is benchmarked in):
         //! the accumulators are named locals and the row count a const parameter, so that the
         //! loop body stays in registers without the inliner's help, and loads are single
@@ -411,7 +412,7 @@ mod kernel {
         /// [`super::block_f32`].
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c")]
-        pub(super) unsafe fn block<const HALF: bool>(
+        pub(in crate::model::packed) unsafe fn block<const HALF: bool>(
             d: *mut f32,
             stride: usize,
             x: &[f32],
@@ -526,7 +527,7 @@ mod kernel {
         /// SAFETY: AVX-512F is present; otherwise as [`block`].
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx512f")]
-        pub(super) unsafe fn block_512<const HALF: bool>(
+        pub(in crate::model::packed) unsafe fn block_512<const HALF: bool>(
             d: *mut f32,
             stride: usize,
             x: &[f32],
@@ -716,6 +717,71 @@ mod kernel {
 mod tests {
     use super::*;
     use crate::model::gemm::naive;
+
+    /// The AVX-512 and AVX2 block kernels give the same sums bit for bit, for every row count,
+    /// whole and ragged panels, f32 and f16 (on a CPU with both; `mul_acc` takes AVX-512 there,
+    /// so this is what keeps the AVX2 kernel tested).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_and_avx2_blocks_agree_bit_for_bit() {
+        let has = |f: &str| match f {
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            _ => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+            }
+        };
+        if !has("avx512f") || !has("avx2") {
+            return;
+        }
+        let k = 37;
+        let x: Vec<f32> = (0..BLOCK_ROWS * k)
+            .map(|i| ((i as f32) * 0.37).sin())
+            .collect();
+        let w32: Vec<f32> = (0..k * PANEL).map(|i| ((i as f32) * 0.11).cos()).collect();
+        let w16: Vec<half::f16> = w32.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let none = (std::ptr::null::<u8>(), 1, 0);
+        for rows in 1..=BLOCK_ROWS {
+            for cols in [PANEL, 11] {
+                let run = |wide: bool, half: bool| {
+                    let mut d = vec![0.25f32; rows * PANEL];
+                    let w: *const u8 = if half {
+                        w16.as_ptr().cast()
+                    } else {
+                        w32.as_ptr().cast()
+                    };
+                    let (dp, x) = (d.as_mut_ptr(), &x[..rows * k]);
+                    // SAFETY: the features are present (checked above); d holds rows × 16,
+                    // x rows × k, the panel k × 16; nothing is prefetched.
+                    unsafe {
+                        match (wide, half) {
+                            (true, false) => kernel::x86::block_512::<false>(
+                                dp, PANEL, x, w, k, none, rows, cols,
+                            ),
+                            (true, true) => {
+                                kernel::x86::block_512::<true>(dp, PANEL, x, w, k, none, rows, cols)
+                            }
+                            (false, false) => {
+                                kernel::x86::block::<false>(dp, PANEL, x, w, k, none, rows, cols)
+                            }
+                            (false, true) => {
+                                kernel::x86::block::<true>(dp, PANEL, x, w, k, none, rows, cols)
+                            }
+                        }
+                    }
+                    d
+                };
+                for half in [false, true] {
+                    assert_eq!(
+                        run(true, half),
+                        run(false, half),
+                        "{rows} rows, {cols} cols, f16 {half}"
+                    );
+                }
+            }
+        }
+    }
 
     /// Every row count (one block, several, a ragged last block, enough work for the threads),
     /// ragged k and n (n not a multiple of the panel): the naive product, in f32 and from
