@@ -63,11 +63,16 @@ LOSS_BWD = {"Exp", "Log", "LogSoftmax", "Gather", "Sum", "SumDim", "Mean", "Mean
             "MaxDim", "Div", "DivScalar", "Select", "SelectAssign", "Powf", "Sqrt", "Clamp"}
 
 
+# The training step's own frames: the benchmark's step closure runs on a rayon worker (`on_pool`),
+# so the thread whose stack holds it is the one that starts every op, whichever thread that is.
+STEP = "train_throughput"
+
+
 def classify(frames, by_op=False):
     """frames: symbol names, leaf first; `by_op`: the op, even for allocation and copies."""
     leaf = frames[0] if frames else ""
     text = "\n".join(frames)
-    if "time_runs" not in text:
+    if STEP not in text:
         return None  # setup, argument parsing, exit (main thread)
     if not by_op and (ALLOC.search(leaf) or KERNEL_FAULT.search(leaf)):
         return "allocation / memcpy / layout copies"
@@ -159,7 +164,7 @@ def main():
         on_main = "lang_start" in text or "capsearch::main" in text
         if on_main:
             main_tid = tid
-        if tid == main_tid or on_main:
+        if STEP in text or tid == main_tid or on_main:
             c = classify(frames)
             if c is None:
                 setup += 1
@@ -210,7 +215,7 @@ def main():
     for name, n in counts.most_common():
         print("| %s | %.1f%% |" % (name, 100.0 * n / max(total, 1)))
     print()
-    print("allocation / memcpy / layout copies on the main thread, by the op that did them:")
+    print("allocation / memcpy / layout copies on the step's thread, by the op that did them:")
     print("| op | share of all samples |")
     print("|---|---:|")
     for name, n in alloc_by_op.most_common(8):
