@@ -571,21 +571,9 @@ mod kernel {
                 let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (z, z, z, z, z, z);
                 let mut p = w;
                 let mut l = 0;
-                let (mut q, mut left, mut due) = (pf, pf_rows, 0usize);
-                let step = every * PANEL * es;
+                let mut fetch = Fetch::new((pf, every, pf_rows), es);
                 while l < k {
-                    if left > 0 {
-                        if due == 0 {
-                            asm!("prefetcht0 byte ptr [{q}]", q = in(reg) q,
-                                options(nostack, preserves_flags, readonly));
-                            left -= 1;
-                            if left > 0 {
-                                q = q.add(step);
-                            }
-                            due = every;
-                        }
-                        due -= 1;
-                    }
+                    fetch.tick();
                     let w0 = load16!(HALF, p);
                     a0 = _mm512_fmadd_ps(_mm512_set1_ps(*x0.add(l)), w0, a0);
                     if R > 1 {
@@ -623,6 +611,55 @@ mod kernel {
             }
         }
 
+        /// The prefetch schedule of a block's loop: from `q`, one panel row every `every`
+        /// iterations, `left` rows in all ([`super::Prefetch`]).
+        struct Fetch {
+            q: *const u8,
+            left: usize,
+            due: usize,
+            every: usize,
+            step: usize,
+        }
+
+        impl Fetch {
+            /// `(pf, every, rows)` as the block kernels take it; `es` bytes a value.
+            #[inline(always)]
+            fn new((q, every, left): (*const u8, usize, usize), es: usize) -> Self {
+                let step = every * PANEL * es;
+                Self {
+                    q,
+                    left,
+                    due: 0,
+                    every,
+                    step,
+                }
+            }
+
+            /// One iteration: fetches the next row when it is due.
+            ///
+            /// SAFETY (callers): the rows lie in the matrix (`Prefetch::checked`); a prefetch
+            /// cannot fault in any case.
+            #[inline(always)]
+            unsafe fn tick(&mut self) {
+                if self.left == 0 {
+                    return;
+                }
+                if self.due == 0 {
+                    // SAFETY: a prefetch reads nothing the program sees.
+                    unsafe {
+                        asm!("prefetcht0 byte ptr [{q}]", q = in(reg) self.q,
+                            options(nostack, preserves_flags, readonly));
+                    }
+                    self.left -= 1;
+                    if self.left > 0 {
+                        self.q = self.q.wrapping_add(self.step);
+                    }
+                    self.due = self.every;
+                }
+                self.due -= 1;
+            }
+        }
+
         /// `R` rows (1 ≤ R ≤ 6) against one panel.
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn rows_of<const R: usize, const HALF: bool>(
@@ -645,21 +682,9 @@ mod kernel {
                 let (mut b0, mut b1, mut b2, mut b3, mut b4, mut b5) = (z, z, z, z, z, z);
                 let mut p = w;
                 let mut l = 0;
-                let (mut q, mut left, mut due) = (pf, pf_rows, 0usize);
-                let step = every * PANEL * es;
+                let mut fetch = Fetch::new((pf, every, pf_rows), es);
                 while l < k {
-                    if left > 0 {
-                        if due == 0 {
-                            asm!("prefetcht0 byte ptr [{q}]", q = in(reg) q,
-                                options(nostack, preserves_flags, readonly));
-                            left -= 1;
-                            if left > 0 {
-                                q = q.add(step);
-                            }
-                            due = every;
-                        }
-                        due -= 1;
-                    }
+                    fetch.tick();
                     let w0 = load8!(HALF, p);
                     let w1 = load8!(HALF, p.add(8 * es));
                     let v = _mm256_broadcast_ss(&*x0.add(l));
