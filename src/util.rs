@@ -10,13 +10,13 @@ use crate::error::{Error, Result};
 
 /// Runs `f` on one of rayon's worker threads and waits for it (at once, when already on one).
 ///
-/// capsearch's CPU ops (`model::ops`, the fast decoder), burn-flex and `gemm` split their loops with rayon. Called from a thread
-/// outside the pool, every parallel loop is injected into the pool while the caller sleeps on a
-/// latch until it ends: a wake-up through the kernel each time, and a training step has hundreds
-/// (the LSTM op alone two per time step, forward and backward), a NeuralTalk-sized greedy
-/// decode three per word. From a worker the same loops
-/// split by work stealing. A whole training step run this way was about 40% faster at batch 8 and
-/// 10% at batch 64 on 2 cores (issue 15, fifth round).
+/// capsearch's CPU ops (`model::ops`, the fast decoder), burn-flex and `gemm` split their loops
+/// with rayon. Called from a thread outside the pool, every parallel loop is injected into the
+/// pool while the caller sleeps on a latch until it ends: a wake-up through the kernel each time,
+/// and a training step has hundreds (the LSTM op alone two per time step, forward and backward),
+/// a NeuralTalk-sized greedy decode three per word. From a worker the same loops split by work
+/// stealing. A whole training step run this way was about 40% faster at batch 8 and 10% at batch
+/// 64 on 2 cores (issue 15, fifth round).
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();

@@ -5,9 +5,9 @@
 //! blocks above its mmap threshold straight to the kernel and gives back free memory at the top
 //! of its heap beyond its trim threshold, so each step mapped its large buffers afresh and the
 //! kernel zeroed and faulted in every page again. Those faults run on the thread that allocates,
-//! which in a burn step is mostly the main thread while the rayon workers wait: at batch 64 on 2
-//! cores a training step spent about a quarter of its wall time in the main thread's memset,
-//! memcpy and page faults (issue 15, `reports/profile-train.md`, fifth round).
+//! in a burn step the one that runs the step, while the other rayon workers wait: at batch 64 on 2
+//! cores about 15% of a step's wall time went to that thread's memset, memcpy and page faults
+//! (issue 15, `reports/profile-train.md`, fifth round).
 //!
 //! [`keep_freed_memory`] raises both thresholds once for the process, so that freed buffers stay
 //! in malloc's heap and are reused by the next step. The cost is that the process keeps up to

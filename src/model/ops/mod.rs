@@ -54,8 +54,8 @@ const PARALLEL_ZEROING_MIN: usize = 1 << 16;
 
 /// `vec![0; len]`, zeroed over the rayon threads in 64 KiB pieces. The ops' output and gradient
 /// buffers are allocated on burn's calling thread while the workers wait, and with freed memory
-/// kept in malloc's heap ([`crate::train::memory`]) their zeroing is a `memset`: as one call
-/// it was about 7% of a batch-64 training step's wall time on 2 cores (issue 15, fifth round).
+/// kept in malloc's heap ([`crate::train::memory`]) their zeroing is a `memset`; spread over the
+/// threads it took 7% off a batch-64 training step on 2 cores (issue 15, fifth round).
 fn zeroed<T: Copy + Default + Send + Sync>(len: usize) -> Vec<T> {
     if len < PARALLEL_ZEROING_MIN {
         return vec![T::default(); len];
@@ -133,24 +133,6 @@ pub(crate) mod test_util {
         y
     }
 
-    #[test]
-    fn zeroed_buffers_are_zero_at_every_size() {
-        for len in [
-            0,
-            1,
-            super::PARALLEL_ZEROING_MIN - 1,
-            3 * super::PARALLEL_ZEROING_MIN + 5,
-        ] {
-            // a freed buffer of ones first, so that a reused allocation would show
-            drop(vec![1.0f32; len]);
-            let v: Vec<f32> = super::zeroed(len);
-            assert_eq!(v.len(), len);
-            assert!(v.iter().all(|&x| x == 0.0), "len {len}");
-            let w: Vec<u8> = super::zeroed(len);
-            assert!(w.len() == len && w.iter().all(|&x| x == 0));
-        }
-    }
-
     pub(crate) fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
         assert_eq!(got.len(), want.len(), "{what}: lengths");
         for (k, (g, w)) in got.iter().zip(want).enumerate() {
@@ -158,6 +140,24 @@ pub(crate) mod test_util {
                 (g - w).abs() <= tol * (1.0 + w.abs()),
                 "{what}[{k}]: {g} vs {w}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_buffers_are_zero_at_every_size() {
+        for len in [0, 1, PARALLEL_ZEROING_MIN - 1, 3 * PARALLEL_ZEROING_MIN + 5] {
+            // a freed buffer of ones first, so that a reused allocation would show
+            drop(vec![1.0f32; len]);
+            let v: Vec<f32> = zeroed(len);
+            assert_eq!(v.len(), len);
+            assert!(v.iter().all(|&x| x == 0.0), "len {len}");
+            let w: Vec<u8> = zeroed(len);
+            assert!(w.len() == len && w.iter().all(|&x| x == 0));
         }
     }
 }
