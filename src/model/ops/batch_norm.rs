@@ -308,7 +308,7 @@ impl Backward<Flex, 3> for NormBackward {
 const LANES: usize = 8;
 
 /// One plane's `Σ dz · (x − mean)` and `Σ dz` in [`LANES`] partial sums, value `k` in lane
-/// `k % 8` (the remainder in lane 0), where `dz = dy` if `x · scale + shift > 0`, else 0.
+/// `k % 8`, where `dz = dy` if `x · scale + shift > 0`, else 0.
 fn plane_sums(
     x: &[f32],
     dy: &[f32],
@@ -316,29 +316,17 @@ fn plane_sums(
     mean: f32,
 ) -> ([f32; LANES], [f32; LANES]) {
     let n = x.len().min(dy.len());
-    let whole = n - n % LANES;
     let (mut g, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
+    #[allow(unused_mut)]
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
+        done = n - n % LANES;
         // SAFETY: the CPU has AVX.
-        (g, b) = unsafe { x86::plane_sums(&x[..whole], &dy[..whole], affine, mean) };
-    } else {
-        plane_sums_scalar(&x[..whole], &dy[..whole], affine, mean, (&mut g, &mut b));
+        (g, b) = unsafe { x86::plane_sums(&x[..done], &dy[..done], affine, mean) };
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    plane_sums_scalar(&x[..whole], &dy[..whole], affine, mean, (&mut g, &mut b));
-    let (mut g0, mut b0) = ([0.0f32; LANES], [0.0f32; LANES]);
-    plane_sums_scalar(
-        &x[whole..n],
-        &dy[whole..n],
-        affine,
-        mean,
-        (&mut g0, &mut b0),
-    );
-    for l in 0..LANES {
-        g[0] += g0[l];
-        b[0] += b0[l];
-    }
+    // the rest, all of it without AVX: `done` is a multiple of 8, so value k stays in lane k % 8
+    plane_sums_scalar(&x[done..n], &dy[done..n], affine, mean, (&mut g, &mut b));
     (g, b)
 }
 
